@@ -1,0 +1,67 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors shared by the domain and its adapters. Adapters wrap them with
+// %w so callers can test with errors.Is.
+var (
+	// ErrNotFound: the requested session, conversation or record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrIllegalTransition: the state machine does not allow the requested move.
+	ErrIllegalTransition = errors.New("illegal state transition")
+	// ErrConflict: the row changed underneath an optimistic update; reload and retry.
+	ErrConflict = errors.New("concurrent update")
+	// ErrChatClosed: the agent desk says the chat is closed or cannot be located.
+	ErrChatClosed = errors.New("agent chat closed or not found")
+	// ErrUserUnreachable: Teams refuses writes to the conversation (the user removed
+	// or blocked the bot, 403 MessageWritesBlocked). Retrying cannot help.
+	ErrUserUnreachable = errors.New("user unreachable: bot removed or blocked")
+	// ErrUnauthorized: an outside system rejected our credentials.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// PermanentError marks a failure that retrying will not cure (bad request,
+// closed chat, blocked bot). The dispatcher stops retrying such an item at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that IsPermanent reports true. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err (or anything it wraps) is a PermanentError,
+// ErrChatClosed, ErrUserUnreachable or ErrUnauthorized.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p) || errors.Is(err, ErrChatClosed) || errors.Is(err, ErrUserUnreachable) || errors.Is(err, ErrUnauthorized)
+}
+
+// StatusError carries the HTTP status and the outside system's own error message,
+// so logs and users see why a call failed.
+type StatusError struct {
+	System  string // "servicenow", "teams", "rasa"
+	Op      string // e.g. "open chat"
+	Status  int    // HTTP status, 0 if the request never got an answer
+	Message string // the remote error envelope's message, if any
+	Detail  string // the remote error envelope's detail, if any
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("%s: %s: HTTP %d", e.System, e.Op, e.Status)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}

@@ -1,0 +1,79 @@
+package bridge
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Lane groups outbox items that must be dispatched in order: one lane per
+// conversation and destination, so a slow desk never holds up Teams sends and
+// the order within each direction holds.
+type Lane string
+
+const (
+	LaneUser Lane = "user" // sends to Teams
+	LaneDesk Lane = "desk" // calls to the agent desk
+	LaneBot  Lane = "bot"  // calls to Rasa
+)
+
+// OutboxKind names the outward call an outbox item performs.
+type OutboxKind string
+
+const (
+	KindBotSend     OutboxKind = "bot.send"     // relay a stored user message to the bot
+	KindBotHandback OutboxKind = "bot.handback" // append handback events
+	KindDeskOpen    OutboxKind = "desk.open"    // open the desk chat
+	KindDeskSend    OutboxKind = "desk.send"    // post a stored user message to the agent
+	KindDeskLeave   OutboxKind = "desk.leave"   // leave the chat, then finish closing
+	KindUserSend    OutboxKind = "user.send"    // send a stored message to Teams
+	KindUserTyping  OutboxKind = "user.typing"  // show the agent typing in Teams
+)
+
+// LaneOf returns the lane an item of kind k travels in.
+func LaneOf(k OutboxKind) Lane {
+	switch k {
+	case KindBotSend, KindBotHandback:
+		return LaneBot
+	case KindDeskOpen, KindDeskSend, KindDeskLeave:
+		return LaneDesk
+	default:
+		return LaneUser
+	}
+}
+
+// OutboxItem is one durable outward call.
+type OutboxItem struct {
+	ID            int64
+	SessionID     SessionID
+	Conversation  ConversationID
+	Lane          Lane
+	Kind          OutboxKind
+	Payload       json.RawMessage // kind-specific, see OutboxPayload
+	Attempts      int             // attempts made so far (incremented by the claim)
+	NextAttemptAt time.Time
+	LastError     string
+	CreatedAt     time.Time
+}
+
+// OutboxPayload is the payload of every kind; unused fields are omitted.
+type OutboxPayload struct {
+	MessageID int64       `json:"message_id,omitempty"` // bot.send, desk.send, user.send
+	Reason    CloseReason `json:"reason,omitempty"`     // desk.leave, bot.handback
+	Restart   bool        `json:"restart,omitempty"`    // bot.handback
+}
+
+// NewOutboxItem builds an item for kind with its lane and payload set.
+func NewOutboxItem(s SessionID, conv ConversationID, k OutboxKind, p OutboxPayload, now time.Time) OutboxItem {
+	raw, _ := json.Marshal(p) // a struct of plain fields cannot fail to marshal
+	return OutboxItem{SessionID: s, Conversation: conv, Lane: LaneOf(k), Kind: k, Payload: raw, NextAttemptAt: now, CreatedAt: now}
+}
+
+// DecodePayload returns the item's payload.
+func (it OutboxItem) DecodePayload() (OutboxPayload, error) {
+	var p OutboxPayload
+	if len(it.Payload) == 0 {
+		return p, nil
+	}
+	err := json.Unmarshal(it.Payload, &p)
+	return p, err
+}

@@ -1,0 +1,260 @@
+package bridge
+
+import (
+	"context"
+	"time"
+)
+
+// This file holds the interfaces the bridge uses to reach storage and the three
+// outside systems. Adapters implement them and return concrete types; the
+// comments say what each method returns on failure.
+
+// Store is durable storage. Implemented by bridge/store (SQLite and PostgreSQL).
+type Store interface {
+	// Update runs fn in one read-write transaction. If fn returns an error the
+	// transaction rolls back and Update returns that error unchanged (so
+	// errors.Is works); a failure to begin or commit is returned wrapped.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	// ClaimOutbox leases up to limit due outbox items for lease. Only the oldest
+	// pending item of each lane is ever claimable, so items of one lane are
+	// dispatched strictly in order; an item leased by another worker is skipped.
+	// Returns an empty slice (not an error) when nothing is due.
+	ClaimOutbox(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]OutboxItem, error)
+	// Reviews streams the review records whose handoff started in [from, to),
+	// oldest first, calling fn once per record without loading all of them. An
+	// error from fn stops the stream and is returned unchanged.
+	Reviews(ctx context.Context, from, to time.Time, fn func(ReviewRecord) error) error
+	// DeleteReviewsBefore deletes review records whose handoff started before t
+	// and returns how many were deleted.
+	DeleteReviewsBefore(ctx context.Context, t time.Time) (int64, error)
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+}
+
+// Tx is the set of operations available inside Store.Update.
+type Tx interface {
+	// Session returns the session; ErrNotFound if there is none.
+	Session(ctx context.Context, id SessionID) (Session, error)
+	// OpenSession returns the conversation's session that is not closed;
+	// ErrNotFound if every session of the conversation is closed (or none exists).
+	OpenSession(ctx context.Context, conv ConversationID) (Session, error)
+	// SessionByAgentChat returns the session bound to the desk chat; ErrNotFound
+	// if no session has that chat id.
+	SessionByAgentChat(ctx context.Context, chat AgentChatID) (Session, error)
+	// CreateSession inserts s (ID, timestamps set by the caller). It returns
+	// ErrConflict if the conversation already has an open session.
+	CreateSession(ctx context.Context, s Session) error
+	// UpdateSession writes every field of s if the stored state still equals
+	// expect, and returns ErrConflict otherwise (nothing written).
+	UpdateSession(ctx context.Context, s Session, expect State) error
+	// SessionsInStates returns all sessions in any of the states, oldest first.
+	SessionsInStates(ctx context.Context, states ...State) ([]Session, error)
+
+	// InsertMessage stores m and sets m.ID. If (SessionID, Source, ExternalID)
+	// is already stored it does nothing and returns inserted=false, nil.
+	InsertMessage(ctx context.Context, m *Message) (inserted bool, err error)
+	// Message returns one message by id; ErrNotFound if absent.
+	Message(ctx context.Context, id int64) (Message, error)
+	// Messages returns the session's last limit messages (limit <= 0: all),
+	// ordered oldest first by (SentAt, ID).
+	Messages(ctx context.Context, session SessionID, limit int) ([]Message, error)
+	// ConversationMessages returns the conversation's last limit messages across
+	// all of its sessions, oldest first (used for the transcript given to agents).
+	ConversationMessages(ctx context.Context, conv ConversationID, limit int) ([]Message, error)
+	// CountMessages returns how many of the session's messages came from source.
+	CountMessages(ctx context.Context, session SessionID, source Source) (int, error)
+
+	// Cursor returns the session's delivery cursor: the newest desk timestamp
+	// seen by polling. Zero time and nil error when none is set yet.
+	Cursor(ctx context.Context, session SessionID) (time.Time, error)
+	// SetCursor moves the session's cursor to at (the caller never moves it back).
+	SetCursor(ctx context.Context, session SessionID, at time.Time) error
+
+	// PutConversationRef inserts or replaces the conversation's reference.
+	PutConversationRef(ctx context.Context, ref ConversationRef) error
+	// ConversationRef returns the stored reference; ErrNotFound if absent.
+	ConversationRef(ctx context.Context, conv ConversationID) (ConversationRef, error)
+
+	// Enqueue appends items to the outbox (IDs assigned in order of the slice).
+	Enqueue(ctx context.Context, items ...OutboxItem) error
+	// CompleteOutbox marks a dispatched item done; ErrNotFound if absent.
+	CompleteOutbox(ctx context.Context, id int64) error
+	// RetryOutbox records a failed attempt and makes the item due again at next.
+	RetryOutbox(ctx context.Context, id int64, next time.Time, lastErr string) error
+	// FailOutbox marks the item dead: it is kept for inspection and no longer
+	// blocks its lane.
+	FailOutbox(ctx context.Context, id int64, lastErr string) error
+	// OutboxStats counts items by status ("pending", "done", "dead").
+	OutboxStats(ctx context.Context) (map[string]int, error)
+
+	// PutReview inserts or replaces the review record of r.SessionID.
+	PutReview(ctx context.Context, r ReviewRecord) error
+	// Review returns the session's review record; ErrNotFound if absent.
+	Review(ctx context.Context, session SessionID) (ReviewRecord, error)
+}
+
+// BotInput is a user message relayed to the bot.
+type BotInput struct {
+	Conversation ConversationID // used as the bot's sender id
+	Text         string
+	Metadata     map[string]any // e.g. the Teams user's name and tenant
+}
+
+// BotReply is one message the bot answered with.
+type BotReply struct {
+	Text     string
+	Buttons  []Button
+	ImageURL string
+	Custom   map[string]any
+	// Handoff is set when the reply's custom payload holds a "handoff" object.
+	Handoff *HandoffSignal
+}
+
+// HandoffSignal is the bot's request to hand the conversation to a human.
+type HandoffSignal struct {
+	Reason string `json:"reason"`
+	Queue  string `json:"queue,omitempty"`
+}
+
+// BotContext is what the bot's tracker says about the conversation so far.
+type BotContext struct {
+	LatestIntent       string
+	Confidence         float64
+	RunnerUpIntent     string
+	RunnerUpConfidence float64
+	ActiveLoop         string // active form/loop, "" if none
+	LatestAction       string // the action that emitted the handoff signal
+	// Turns are the user turns (with intent and confidence) and the bot's
+	// replies between them, oldest first.
+	Turns []Turn
+}
+
+// Handback tells the bot the human stretch is over.
+type Handback struct {
+	Reason  CloseReason
+	Restart bool // the user asked for /restart: also append a restart event
+}
+
+// Bot is the conversational AI that owns a conversation in state bot.
+// Implemented by rasa.Client.
+type Bot interface {
+	// Send relays one user message and returns the replies in order. Transport
+	// failures and 5xx are returned as errors (retryable); 4xx as Permanent.
+	Send(ctx context.Context, in BotInput) ([]BotReply, error)
+	// Context reads the conversation's tracker. ErrNotFound if the bot has no
+	// tracker for it.
+	Context(ctx context.Context, conv ConversationID) (BotContext, error)
+	// Handback appends the handback events to the tracker. It is safe to retry.
+	Handback(ctx context.Context, conv ConversationID, hb Handback) error
+}
+
+// Handoff is what the agent desk is told when a chat is opened.
+type Handoff struct {
+	Session      SessionID
+	Conversation ConversationID
+	UserName     string
+	UserEmail    string
+	UserID       string // Teams user id
+	UserAADID    string
+	TenantID     string
+	Reason       string
+	Queue        string // "" = the configured default queue
+	Nonce        string // per-session secret the VA desk echoes in callbacks
+	Transcript   []Turn // the recent turns, oldest first (the desk bounds the size)
+}
+
+// DeskMessage is a user message posted to the agent.
+type DeskMessage struct {
+	Key  string // stable id of the message in our store
+	Text string
+	// Retry is true when an earlier attempt may have reached the desk; the
+	// desk should check for its own echo since FirstTry before posting again.
+	Retry    bool
+	FirstTry time.Time
+}
+
+// AgentDesk is the human agents' side. Implemented by servicenow.Client
+// (Connect Support) and servicenow.VAClient (Virtual Agent API).
+type AgentDesk interface {
+	// Open starts a chat and returns its id. A desk that cannot take chats
+	// (unknown queue, feature off) returns a Permanent error.
+	Open(ctx context.Context, h Handoff) (AgentChatID, error)
+	// Send posts the user's message. ErrChatClosed if the chat is gone.
+	Send(ctx context.Context, chat AgentChatID, m DeskMessage) error
+	// Leave ends the bridge's part in the chat. Leaving a chat that is already
+	// closed or left returns nil; ErrChatClosed only if it cannot be located.
+	Leave(ctx context.Context, chat AgentChatID) error
+}
+
+// AgentEventKind classifies what happened on the desk.
+type AgentEventKind string
+
+const (
+	AgentMessage AgentEventKind = "message" // an agent (or system) text for the user
+	AgentJoined  AgentEventKind = "joined"  // an agent accepted the chat
+	AgentTyping  AgentEventKind = "typing"  // the agent is typing
+	AgentWaiting AgentEventKind = "waiting" // queue position / wait-time notice for the user
+	AgentEnded   AgentEventKind = "ended"   // the chat ended on the desk side
+)
+
+// AgentEvent is one thing that happened in a desk chat, as seen by polling or a
+// webhook.
+type AgentEvent struct {
+	Kind       AgentEventKind
+	Chat       AgentChatID
+	ExternalID string // ServiceNow sys_id / VA messageId: the de-duplication key
+	Author     string
+	Text       string
+	At         time.Time // desk time (ms precision when the desk gives it)
+	System     bool      // a desk system message (created_by "system")
+	// Echo marks the bridge's own messages coming back; they move the cursor
+	// but are never delivered.
+	Echo bool
+	// EndReason says why for Kind == AgentEnded (agent_closed or agent_left);
+	// a message whose text is an end phrase carries it too.
+	EndReason CloseReason
+}
+
+// AgentFeed lists a chat's activity since a cursor: the polling engine.
+type AgentFeed interface {
+	// Poll returns the chat's events at or after since (">=": events sharing the
+	// cursor's instant are returned again and de-duplicated by ExternalID),
+	// oldest first, including echoes. ErrChatClosed if the chat cannot be found.
+	Poll(ctx context.Context, chat AgentChatID, since time.Time) ([]AgentEvent, error)
+}
+
+// BatchAgentFeed polls many chats with few requests (ServiceNow Table API).
+type BatchAgentFeed interface {
+	// PollMany returns events per chat at or after each chat's cursor.
+	PollMany(ctx context.Context, cursors map[AgentChatID]time.Time) (map[AgentChatID][]AgentEvent, error)
+}
+
+// UserMessage is what the bridge sends to the employee.
+type UserMessage struct {
+	Text     string
+	Buttons  []Button
+	ImageURL string
+	// Notice marks bridge status lines (queue position, "an agent joined", …).
+	Notice bool
+}
+
+// UserChannel is the employee's side. Implemented by teams.Client.
+type UserChannel interface {
+	// Send delivers m and returns the new activity id ("" when the channel
+	// accepted it without one). ErrUserUnreachable when the user removed or
+	// blocked the bot; other 4xx are Permanent; 429/5xx are retried inside and
+	// returned as plain errors when retries run out.
+	Send(ctx context.Context, ref ConversationRef, m UserMessage) (string, error)
+	// Typing shows a typing indicator. Failures are not worth retrying.
+	Typing(ctx context.Context, ref ConversationRef) error
+}
+
+// Reviewer builds why-handoff records. Implemented by review.Recorder; it does
+// no I/O (the relay stores the record in its own transaction).
+type Reviewer interface {
+	// Start builds the record taken when a handoff starts.
+	Start(s Session, sig HandoffSignal, bc BotContext, at time.Time) ReviewRecord
+	// Finish adds the outcome when the session ends. human holds the messages of
+	// the human stretch (user and agent), oldest first.
+	Finish(r ReviewRecord, s Session, human []Message, at time.Time) ReviewRecord
+}

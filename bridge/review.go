@@ -1,0 +1,35 @@
+package bridge
+
+import "time"
+
+// ReviewRecord is why a handoff happened and how it ended: the raw material of
+// the weekly conversation-driven-development review. Bot turns (training data
+// candidates) and human turns are kept apart so the human conversation never
+// leaks into bot training data by accident.
+type ReviewRecord struct {
+	SessionID SessionID `json:"session_id"`
+	StartedAt time.Time `json:"started_at"`
+	UserKey   string    `json:"user_key"` // salted hash of the AAD object id
+	TenantID  string    `json:"tenant_id"`
+
+	// The trigger.
+	Reason             string  `json:"reason"`
+	Queue              string  `json:"queue,omitempty"`
+	Intent             string  `json:"intent,omitempty"`
+	Confidence         float64 `json:"confidence"`
+	RunnerUpIntent     string  `json:"runner_up_intent,omitempty"`
+	RunnerUpConfidence float64 `json:"runner_up_confidence"`
+	ActiveLoop         string  `json:"active_loop,omitempty"`
+	TriggerAction      string  `json:"trigger_action,omitempty"`
+	BotTurns           []Turn  `json:"bot_turns"`
+
+	// The outcome (zero until the session ends).
+	EndedAt       time.Time   `json:"ended_at,omitzero"`
+	CloseReason   CloseReason `json:"close_reason,omitempty"`
+	WaitMillis    int64       `json:"wait_ms"`     // handoff → agent's first message (0 if none came)
+	DurationMilli int64       `json:"duration_ms"` // handoff → end
+	UserMessages  int         `json:"user_messages"`
+	AgentMessages int         `json:"agent_messages"`
+	AgentChatID   AgentChatID `json:"agent_chat_id,omitempty"`
+	HumanTurns    []Turn      `json:"human_turns"`
+}
