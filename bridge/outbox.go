@@ -25,6 +25,8 @@ const (
 	KindDeskOpen    OutboxKind = "desk.open"    // open the desk chat
 	KindDeskSend    OutboxKind = "desk.send"    // post a stored user message to the agent
 	KindDeskLeave   OutboxKind = "desk.leave"   // leave the chat, then finish closing
+	KindDeskTyping  OutboxKind = "desk.typing"  // show the user typing to the agent (desks that can)
+	KindDeskReceipt OutboxKind = "desk.receipt" // tell the desk an agent message reached the user
 	KindUserSend    OutboxKind = "user.send"    // send a stored message to Teams
 	KindUserTyping  OutboxKind = "user.typing"  // show the agent typing in Teams
 )
@@ -34,7 +36,7 @@ func LaneOf(k OutboxKind) Lane {
 	switch k {
 	case KindBotSend, KindBotHandback:
 		return LaneBot
-	case KindDeskOpen, KindDeskSend, KindDeskLeave:
+	case KindDeskOpen, KindDeskSend, KindDeskLeave, KindDeskTyping, KindDeskReceipt:
 		return LaneDesk
 	default:
 		return LaneUser

@@ -186,6 +186,18 @@ type AgentDesk interface {
 	Leave(ctx context.Context, chat AgentChatID) error
 }
 
+// DeskTyping is an optional AgentDesk feature: show the agent that the user
+// is typing (the Virtual Agent API's TYPING action).
+type DeskTyping interface {
+	Typing(ctx context.Context, chat AgentChatID) error
+}
+
+// DeskReceipts is an optional AgentDesk feature: report that an agent message
+// reached the user (the Virtual Agent API's UPDATE_MESSAGES sent_to_user).
+type DeskReceipts interface {
+	Delivered(ctx context.Context, chat AgentChatID, externalID string) error
+}
+
 // AgentEventKind classifies what happened on the desk.
 type AgentEventKind string
 

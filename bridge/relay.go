@@ -1,0 +1,490 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+)
+
+// Texts are the lines the bridge itself says to the employee. Every field has
+// a default (see DefaultTexts); deployments may translate them.
+type Texts struct {
+	Welcome     string // on install
+	GroupChat   string // answer in group chats and channels
+	Connecting  string // the handoff started
+	BotDown     string // the bot could not be reached
+	DeskDown    string // the desk chat could not be opened
+	UserEnded   string
+	UserRestart string
+	AgentClosed string
+	AgentLeft   string
+	IdleTimeout string
+	QueueTimout string
+	// RelayError is formatted with the desk chat id and the last update time.
+	RelayError string
+	// LeaveFailed replaces the ending line when leaving the desk chat failed.
+	LeaveFailed string
+	BotBack     string // the bot owns the conversation again
+	LateMessage string // a message that could not reach the agent because the chat was ending
+}
+
+// DefaultTexts returns the English defaults.
+func DefaultTexts() Texts {
+	return Texts{
+		Welcome:     "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
+		GroupChat:   "I can only help in a 1:1 chat. Please message me directly.",
+		Connecting:  "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
+		BotDown:     "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
+		DeskDown:    "Sorry, I could not reach a live agent right now. Please try again later.",
+		UserEnded:   "You have ended the chat with the agent.",
+		UserRestart: "You have ended the chat with the agent. Starting over.",
+		AgentClosed: "The agent has closed the chat.",
+		AgentLeft:   "The agent has left the chat.",
+		IdleTimeout: "The chat with the agent was closed after a period of inactivity.",
+		QueueTimout: "No agent was available in time, so the request was closed.",
+		RelayError:  "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
+		LeaveFailed: "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
+		BotBack:     "You're back with the virtual assistant. How can I help?",
+		LateMessage: "Your last message could not reach the agent because the chat was ending.",
+	}
+}
+
+// RelayConfig tunes the relay. Zero values take the defaults.
+type RelayConfig struct {
+	TranscriptTurns int           // turns given to the agent when a chat opens (default 10)
+	QueueTimeout    time.Duration // end a queued session with no agent after this (0: never)
+	IdleTimeout     time.Duration // end a live session nobody wrote in for this (0: never)
+	Texts           Texts
+	Now             func() time.Time
+	Logger          *slog.Logger
+}
+
+// Relay implements the handoff use cases: it routes user messages to the bot
+// or the agent, turns desk activity into deliveries, runs the state machine,
+// and dispatches the outbox. Every state change and the outward calls it
+// causes are committed in one transaction.
+type Relay struct {
+	store    Store
+	bot      Bot
+	desk     AgentDesk
+	user     UserChannel
+	reviewer Reviewer
+	cfg      RelayConfig
+	log      *slog.Logger
+	kick     chan struct{}
+}
+
+// NewRelay wires the relay. reviewer may be nil (no review records).
+func NewRelay(store Store, bot Bot, desk AgentDesk, user UserChannel, reviewer Reviewer, cfg RelayConfig) *Relay {
+	if cfg.TranscriptTurns <= 0 {
+		cfg.TranscriptTurns = 10
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := DefaultTexts()
+	fillTexts(&cfg.Texts, def)
+	return &Relay{store: store, bot: bot, desk: desk, user: user, reviewer: reviewer, cfg: cfg,
+		log: cfg.Logger, kick: make(chan struct{}, 1)}
+}
+
+func fillTexts(t *Texts, def Texts) {
+	set := func(p *string, d string) {
+		if *p == "" {
+			*p = d
+		}
+	}
+	set(&t.Welcome, def.Welcome)
+	set(&t.GroupChat, def.GroupChat)
+	set(&t.Connecting, def.Connecting)
+	set(&t.BotDown, def.BotDown)
+	set(&t.DeskDown, def.DeskDown)
+	set(&t.UserEnded, def.UserEnded)
+	set(&t.UserRestart, def.UserRestart)
+	set(&t.AgentClosed, def.AgentClosed)
+	set(&t.AgentLeft, def.AgentLeft)
+	set(&t.IdleTimeout, def.IdleTimeout)
+	set(&t.QueueTimout, def.QueueTimout)
+	set(&t.RelayError, def.RelayError)
+	set(&t.LeaveFailed, def.LeaveFailed)
+	set(&t.BotBack, def.BotBack)
+	set(&t.LateMessage, def.LateMessage)
+}
+
+// Kicked returns a channel that receives when new outbox work was committed,
+// so the dispatcher can start at once instead of waiting for its next tick.
+func (r *Relay) Kicked() <-chan struct{} { return r.kick }
+
+func (r *Relay) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) now() time.Time { return r.cfg.Now().UTC() }
+
+func newID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// UserActivity persists an authenticated Teams activity and queues what it
+// causes. It returns only storage errors (the caller answers 500 so Teams
+// retries); a repeated delivery of the same activity is a no-op.
+func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
+	if a.Ref.Conversation == "" {
+		return Permanent(errors.New("bridge: activity has no conversation id"))
+	}
+	now := r.now()
+	if a.At.IsZero() {
+		a.At = now
+	}
+	a.Ref.UpdatedAt = now
+	err := r.store.Update(ctx, func(tx Tx) error {
+		if err := tx.PutConversationRef(ctx, a.Ref); err != nil {
+			return err
+		}
+		switch a.Kind {
+		case ActivityMessage:
+			return r.userMessage(ctx, tx, a, now)
+		case ActivityInstall:
+			s, err := r.ensureSession(ctx, tx, a, now)
+			if err != nil {
+				return err
+			}
+			return r.say(ctx, tx, s, "welcome:"+a.ID, r.cfg.Texts.Welcome, now)
+		case ActivityRemoved:
+			s, err := tx.OpenSession(ctx, a.Ref.Conversation)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			return r.end(ctx, tx, s, ReasonUserBlocked, now)
+		case ActivityTyping:
+			s, err := tx.OpenSession(ctx, a.Ref.Conversation)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if _, ok := r.desk.(DeskTyping); ok && s.State == StateLive {
+				return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskTyping, OutboxPayload{}, now))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bridge: store %s activity %s: %w", a.Kind, a.ID, err)
+	}
+	r.wake()
+	return nil
+}
+
+// ensureSession returns the conversation's open session, creating one owned by
+// the bot when there is none.
+func (r *Relay) ensureSession(ctx context.Context, tx Tx, a UserActivity, now time.Time) (Session, error) {
+	s, err := tx.OpenSession(ctx, a.Ref.Conversation)
+	if err == nil {
+		changed := false
+		if a.UserEmail != "" && s.UserEmail != a.UserEmail {
+			s.UserEmail, changed = a.UserEmail, true
+		}
+		if a.Ref.UserName != "" && s.UserName != a.Ref.UserName {
+			s.UserName, changed = a.Ref.UserName, true
+		}
+		if changed {
+			s.UpdatedAt = now
+			if err := tx.UpdateSession(ctx, s, s.State); err != nil {
+				return s, err
+			}
+		}
+		return s, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return s, err
+	}
+	s = Session{
+		ID:           SessionID(newID(12)),
+		Conversation: a.Ref.Conversation,
+		State:        StateBot,
+		UserID:       a.Ref.UserID,
+		UserName:     a.Ref.UserName,
+		UserAADID:    a.Ref.UserAADID,
+		UserEmail:    a.UserEmail,
+		TenantID:     a.Ref.TenantID,
+		CreatedAt:    now,
+		UpdatedAt:    now,
+	}
+	return s, tx.CreateSession(ctx, s)
+}
+
+func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time.Time) error {
+	s, err := r.ensureSession(ctx, tx, a, now)
+	if err != nil {
+		return err
+	}
+	m := Message{SessionID: s.ID, Source: SourceUser, ExternalID: a.ID, Author: a.Ref.UserName,
+		Text: a.Text, SentAt: a.At, CreatedAt: now}
+	inserted, err := tx.InsertMessage(ctx, &m)
+	if err != nil || !inserted {
+		return err // a duplicate delivery is a no-op
+	}
+	if !a.Personal() {
+		return r.say(ctx, tx, s, "group:"+a.ID, r.cfg.Texts.GroupChat, now)
+	}
+	switch s.State {
+	case StateBot, StateClosing:
+		// While closing, the bot lane already holds the handback, so the bot
+		// sees this message after it is back in charge.
+		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
+	case StateQueued, StateLive:
+		switch ParseCommand(a.Text) {
+		case CommandEndChat:
+			return r.end(ctx, tx, s, ReasonUserEnded, now)
+		case CommandRestart:
+			return r.end(ctx, tx, s, ReasonUserRestarted, now)
+		}
+		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
+	}
+	return nil
+}
+
+// say stores a bridge notice under a stable key and queues it for the user.
+func (r *Relay) say(ctx context.Context, tx Tx, s Session, key, text string, now time.Time) error {
+	m := Message{SessionID: s.ID, Source: SourceBridge, ExternalID: key, Text: text, SentAt: now, CreatedAt: now}
+	inserted, err := tx.InsertMessage(ctx, &m)
+	if err != nil || !inserted {
+		return err
+	}
+	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now))
+}
+
+// end moves an open handoff to closing and queues the leave and the handback.
+// Ending a session that is not queued or live is a no-op.
+func (r *Relay) end(ctx context.Context, tx Tx, s Session, reason CloseReason, now time.Time) error {
+	next, err := Transition(s.State, EventEnd, reason)
+	if err != nil {
+		r.log.DebugContext(ctx, "end ignored", "session_id", s.ID, "state", s.State, "reason", reason)
+		return nil
+	}
+	prev := s.State
+	s.State, s.CloseReason, s.UpdatedAt = next, reason, now
+	if err := tx.UpdateSession(ctx, s, prev); err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "handoff ending", "session_id", s.ID, "conversation_id", s.Conversation, "reason", reason)
+	return tx.Enqueue(ctx,
+		NewOutboxItem(s.ID, s.Conversation, KindDeskLeave, OutboxPayload{Reason: reason}, now),
+		NewOutboxItem(s.ID, s.Conversation, KindBotHandback, OutboxPayload{Reason: reason, Restart: reason == ReasonUserRestarted}, now),
+	)
+}
+
+// AgentEvents stores what happened in a desk chat and queues the deliveries,
+// in one transaction. Events are handled in desk-time order; messages already
+// stored (same ExternalID) are skipped. When fromPoll is true the chat's cursor
+// moves to the newest event seen, echoes included, so uninteresting rows are
+// never fetched again; webhook deliveries leave the cursor alone so a
+// reconciling poll still finds what a lost webhook missed. Events for unknown
+// or closed chats are dropped with a debug log.
+func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []AgentEvent, fromPoll bool) error {
+	if len(events) == 0 {
+		return nil
+	}
+	evs := append([]AgentEvent(nil), events...)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].At.Before(evs[j].At) })
+	now := r.now()
+	err := r.store.Update(ctx, func(tx Tx) error {
+		s, err := tx.SessionByAgentChat(ctx, chat)
+		if errors.Is(err, ErrNotFound) {
+			r.log.DebugContext(ctx, "desk events for unknown chat dropped", "chat_id", chat, "events", len(evs))
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if s.State == StateClosed {
+			r.log.DebugContext(ctx, "desk events for closed session dropped", "session_id", s.ID, "chat_id", chat)
+			return nil
+		}
+		if fromPoll {
+			cur, err := tx.Cursor(ctx, s.ID)
+			if err != nil {
+				return err
+			}
+			if newest := evs[len(evs)-1].At; newest.After(cur) {
+				if err := tx.SetCursor(ctx, s.ID, newest); err != nil {
+					return err
+				}
+			}
+		}
+		for _, ev := range evs {
+			if ev.Echo {
+				continue
+			}
+			if s, err = r.agentEvent(ctx, tx, s, ev, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bridge: store desk events of chat %s: %w", chat, err)
+	}
+	r.wake()
+	return nil
+}
+
+func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent, now time.Time) (Session, error) {
+	save := func(prev State) error { return tx.UpdateSession(ctx, s, prev) }
+	switch ev.Kind {
+	case AgentJoined:
+		return s, r.join(ctx, tx, &s, ev, now, save)
+	case AgentTyping:
+		if s.State == StateLive {
+			return s, tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserTyping, OutboxPayload{}, now))
+		}
+	case AgentWaiting:
+		if s.State == StateQueued && ev.Text != "" {
+			return s, r.say(ctx, tx, s, "wait:"+ev.ExternalID, ev.Text, now)
+		}
+	case AgentEnded:
+		reason := ev.EndReason
+		if reason == "" {
+			reason = ReasonAgentClosed
+		}
+		err := r.end(ctx, tx, s, reason, now)
+		if err != nil {
+			return s, err
+		}
+		return tx.Session(ctx, s.ID)
+	case AgentMessage:
+		at := ev.At
+		if at.IsZero() {
+			at = now
+		}
+		m := Message{SessionID: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID, Author: ev.Author,
+			Text: ev.Text, System: ev.System, SentAt: at, CreatedAt: now}
+		inserted, err := tx.InsertMessage(ctx, &m)
+		if err != nil || !inserted {
+			return s, err
+		}
+		if ev.EndReason != "" {
+			// The desk's closing line ("… has closed the support session") ends
+			// the session; the ending notice tells the user.
+			if err := r.end(ctx, tx, s, ev.EndReason, now); err != nil {
+				return s, err
+			}
+			return tx.Session(ctx, s.ID)
+		}
+		if !ev.System {
+			if err := r.join(ctx, tx, &s, ev, now, save); err != nil {
+				return s, err
+			}
+			prev := s.State
+			s.LastAgentActivity, s.UpdatedAt = at, now
+			if err := save(prev); err != nil {
+				return s, err
+			}
+		}
+		return s, tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now))
+	}
+	return s, nil
+}
+
+// join moves a queued session live (the agent's first message or accept).
+func (r *Relay) join(ctx context.Context, tx Tx, s *Session, ev AgentEvent, now time.Time, save func(State) error) error {
+	next, err := Transition(s.State, EventAgentJoined, "")
+	if err != nil {
+		return nil // already live or ending: nothing to do
+	}
+	prev := s.State
+	s.State, s.LiveAt, s.UpdatedAt = next, now, now
+	if !ev.At.IsZero() && ev.At.After(s.QueuedAt) && !ev.At.After(now) {
+		s.LiveAt = ev.At
+	}
+	r.log.InfoContext(ctx, "agent joined", "session_id", s.ID, "chat_id", s.AgentChatID)
+	return save(prev)
+}
+
+// PollTargets lists the chats the poller should look at: every queued or live
+// session whose desk chat is open, with its cursor.
+func (r *Relay) PollTargets(ctx context.Context) ([]PollTarget, error) {
+	var out []PollTarget
+	err := r.store.Update(ctx, func(tx Tx) error {
+		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			if s.AgentChatID == "" {
+				continue
+			}
+			cur, err := tx.Cursor(ctx, s.ID)
+			if err != nil {
+				return err
+			}
+			out = append(out, PollTarget{Session: s.ID, Chat: s.AgentChatID, Cursor: cur})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: list poll targets: %w", err)
+	}
+	return out, nil
+}
+
+// Sweep ends queued sessions that waited longer than the queue timeout and
+// live sessions idle longer than the idle timeout. It returns how many ended.
+func (r *Relay) Sweep(ctx context.Context) (int, error) {
+	if r.cfg.QueueTimeout <= 0 && r.cfg.IdleTimeout <= 0 {
+		return 0, nil
+	}
+	now := r.now()
+	n := 0
+	err := r.store.Update(ctx, func(tx Tx) error {
+		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			var reason CloseReason
+			switch {
+			case s.State == StateQueued && r.cfg.QueueTimeout > 0 && now.Sub(s.QueuedAt) > r.cfg.QueueTimeout:
+				reason = ReasonQueueTimeout
+			case s.State == StateLive && r.cfg.IdleTimeout > 0 && now.Sub(s.UpdatedAt) > r.cfg.IdleTimeout:
+				reason = ReasonIdleTimeout
+			default:
+				continue
+			}
+			if err := r.end(ctx, tx, s, reason, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bridge: sweep timeouts: %w", err)
+	}
+	if n > 0 {
+		r.wake()
+	}
+	return n, nil
+}
+
+// PollTarget is one chat the poller looks at.
+type PollTarget struct {
+	Session SessionID
+	Chat    AgentChatID
+	Cursor  time.Time
+}
