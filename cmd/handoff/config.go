@@ -1,0 +1,396 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of the service, parsed once from HANDOFF_*
+// environment variables and validated before anything starts.
+type Config struct {
+	Addr            string
+	DatabaseURL     string
+	LogFormat       string
+	LogLevel        slog.Level
+	MaxBody         int64
+	ShutdownTimeout time.Duration
+
+	TeamsAppID          string
+	TeamsAppPassword    string
+	TeamsTenantID       string
+	TeamsMultiTenant    bool
+	TeamsTokenURL       string
+	TeamsOpenIDURL      string
+	TeamsIssuer         string
+	TeamsAllowedHosts   []string
+	TeamsAnonymousDev   bool
+	TeamsRateConvPerSec float64
+	TeamsRateAppPerSec  float64
+	RasaURL             string
+	RasaToken           string
+	RasaTimeout         time.Duration
+	RasaSlotActive      string
+	RasaSlotOutcome     string
+	Desk                string
+	SNURL               string
+	SNAuth              string
+	SNUser              string
+	SNPassword          string
+	SNClientID          string
+	SNClientSecret      string
+	SNQueue             string
+	SNEndPhrases        []string
+	SNTimeout           time.Duration
+	Delivery            string
+	PollInterval        time.Duration
+	PollBatch           bool
+	ReconcileInterval   time.Duration
+	WebhookSecret       string
+	WebhookUser         string
+	WebhookPassword     string
+	VAToken             string
+	VASecret            string
+	VACallbackHeader    string
+	VACallbackSecret    string
+	TranscriptTurns     int
+	QueueTimeout        time.Duration
+	IdleTimeout         time.Duration
+	DispatchWorkers     int
+	DispatchMaxAttempts int
+	ReviewSalt          string
+	ReviewToken         string
+	ReviewDir           string
+	ReviewSchedule      string
+	ReviewRetention     time.Duration
+	ReviewRedact        bool
+	ReviewPatterns      []string
+	ReviewLastTurns     int
+	ReviewLowConfidence float64
+	ReviewTimezone      string
+}
+
+// setting describes one environment variable: its name, default, what it
+// expects, and how it is stored into Config.
+type setting struct {
+	Name    string
+	Default string
+	Group   string
+	Help    string
+	Secret  bool
+	set     func(c *Config, v string) error
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func oneOf(p func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		for _, a := range allowed {
+			if v == a {
+				*p(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("expects one of %s", strings.Join(allowed, ", "))
+	}
+}
+
+func dur(p func(*Config) *time.Duration, lo time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < lo {
+			return fmt.Errorf("expects a duration ≥ %s such as 3s, 5m or 2h", lo)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func days(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if n, ok := strings.CutSuffix(v, "d"); ok {
+			d, err := strconv.Atoi(n)
+			if err != nil || d < 1 {
+				return errors.New("expects a positive number of days such as 180d, or a duration such as 4320h")
+			}
+			*p(c) = time.Duration(d) * 24 * time.Hour
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return errors.New("expects a positive number of days such as 180d, or a duration such as 4320h")
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func integer(p func(*Config) *int, lo, hi int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("expects an integer from %d to %d", lo, hi)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
+func float(p func(*Config) *float64, lo, hi float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || f < lo || f > hi {
+			return fmt.Errorf("expects a number from %g to %g", lo, hi)
+		}
+		*p(c) = f
+		return nil
+	}
+}
+
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("expects true or false")
+		}
+		*p(c) = b
+		return nil
+	}
+}
+
+func list(p func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		*p(c) = out
+		return nil
+	}
+}
+
+func httpURL(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*p(c) = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("expects an http(s) URL such as https://example.com")
+		}
+		*p(c) = strings.TrimRight(v, "/")
+		return nil
+	}
+}
+
+// settings is the single source of truth for configuration: parsing, `help`
+// output and the README table all come from it.
+var settings = []setting{
+	{Name: "HANDOFF_ADDR", Default: ":8080", Group: "Server", Help: "listen address (host:port)", set: str(func(c *Config) *string { return &c.Addr })},
+	{Name: "HANDOFF_DATABASE_URL", Default: "sqlite:handoff.db", Group: "Server", Help: "sqlite:<file> (embedded default) or postgres://user:pass@host:5432/db", set: func(c *Config, v string) error {
+		if !strings.HasPrefix(v, "sqlite:") && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+			return errors.New("expects sqlite:<file> or postgres://user:pass@host:5432/db")
+		}
+		c.DatabaseURL = v
+		return nil
+	}},
+	{Name: "HANDOFF_LOG_FORMAT", Default: "json", Group: "Server", Help: "json or text", set: oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "text")},
+	{Name: "HANDOFF_LOG_LEVEL", Default: "info", Group: "Server", Help: "debug, info, warn or error (message bodies are logged at debug only)", set: func(c *Config, v string) error {
+		return c.LogLevel.UnmarshalText([]byte(strings.TrimSpace(v)))
+	}},
+	{Name: "HANDOFF_MAX_BODY", Default: "1048576", Group: "Server", Help: "largest accepted request body in bytes", set: func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1024 {
+			return errors.New("expects a number of bytes ≥ 1024")
+		}
+		c.MaxBody = n
+		return nil
+	}},
+	{Name: "HANDOFF_SHUTDOWN_TIMEOUT", Default: "20s", Group: "Server", Help: "how long SIGTERM waits for in-flight requests and deliveries", set: dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, time.Second)},
+
+	{Name: "HANDOFF_TEAMS_APP_ID", Group: "Teams", Help: "the bot's Microsoft App ID (required to serve Teams)", set: str(func(c *Config) *string { return &c.TeamsAppID })},
+	{Name: "HANDOFF_TEAMS_APP_PASSWORD", Group: "Teams", Help: "the bot's client secret", Secret: true, set: str(func(c *Config) *string { return &c.TeamsAppPassword })},
+	{Name: "HANDOFF_TEAMS_TENANT_ID", Group: "Teams", Help: "the Entra tenant of a single-tenant bot (required unless multi-tenant)", set: str(func(c *Config) *string { return &c.TeamsTenantID })},
+	{Name: "HANDOFF_TEAMS_MULTI_TENANT", Default: "false", Group: "Teams", Help: "true for a (legacy) multi-tenant bot registration", set: boolean(func(c *Config) *bool { return &c.TeamsMultiTenant })},
+	{Name: "HANDOFF_TEAMS_TOKEN_URL", Group: "Teams", Help: "override the outbound token URL (default https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token)", set: httpURL(func(c *Config) *string { return &c.TeamsTokenURL })},
+	{Name: "HANDOFF_TEAMS_OPENID_METADATA_URL", Default: "https://login.botframework.com/v1/.well-known/openidconfiguration", Group: "Teams", Help: "where inbound token keys are found", set: httpURL(func(c *Config) *string { return &c.TeamsOpenIDURL })},
+	{Name: "HANDOFF_TEAMS_ISSUER", Default: "https://api.botframework.com", Group: "Teams", Help: "expected issuer of inbound tokens", set: str(func(c *Config) *string { return &c.TeamsIssuer })},
+	{Name: "HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS", Group: "Teams", Help: "extra serviceUrl hosts the bot token may be sent to (comma-separated; Teams' public and government hosts are always allowed)", set: list(func(c *Config) *[]string { return &c.TeamsAllowedHosts })},
+	{Name: "HANDOFF_TEAMS_ANONYMOUS_DEV", Default: "false", Group: "Teams", Help: "accept activities without a token (local test clients only; refused unless HANDOFF_ADDR is loopback)", set: boolean(func(c *Config) *bool { return &c.TeamsAnonymousDev })},
+
+	{Name: "HANDOFF_RASA_URL", Group: "Rasa", Help: "Rasa server base URL, e.g. http://rasa:5005 (required to serve)", set: httpURL(func(c *Config) *string { return &c.RasaURL })},
+	{Name: "HANDOFF_RASA_TOKEN", Group: "Rasa", Help: "Rasa's --auth-token, sent as ?token=", Secret: true, set: str(func(c *Config) *string { return &c.RasaToken })},
+	{Name: "HANDOFF_RASA_TIMEOUT", Default: "10s", Group: "Rasa", Help: "timeout of one Rasa call", set: dur(func(c *Config) *time.Duration { return &c.RasaTimeout }, 100*time.Millisecond)},
+	{Name: "HANDOFF_RASA_SLOT_HANDOFF_ACTIVE", Default: "handoff_active", Group: "Rasa", Help: "slot set to false on handback", set: str(func(c *Config) *string { return &c.RasaSlotActive })},
+	{Name: "HANDOFF_RASA_SLOT_OUTCOME", Default: "handoff_outcome", Group: "Rasa", Help: "slot set to the close reason on handback", set: str(func(c *Config) *string { return &c.RasaSlotOutcome })},
+
+	{Name: "HANDOFF_DESK", Default: "connect", Group: "ServiceNow", Help: "connect (Connect Support REST) or va (Virtual Agent Bot Integration API)", set: oneOf(func(c *Config) *string { return &c.Desk }, "connect", "va")},
+	{Name: "HANDOFF_SERVICENOW_URL", Group: "ServiceNow", Help: "instance URL, e.g. https://acme.service-now.com (required to serve)", set: httpURL(func(c *Config) *string { return &c.SNURL })},
+	{Name: "HANDOFF_SERVICENOW_AUTH", Default: "basic", Group: "ServiceNow", Help: "basic, oauth-password or oauth-client", set: oneOf(func(c *Config) *string { return &c.SNAuth }, "basic", "oauth-password", "oauth-client")},
+	{Name: "HANDOFF_SERVICENOW_USER", Group: "ServiceNow", Help: "integration user name (also how the bridge recognises its own echoed messages)", set: str(func(c *Config) *string { return &c.SNUser })},
+	{Name: "HANDOFF_SERVICENOW_PASSWORD", Group: "ServiceNow", Help: "integration user password", Secret: true, set: str(func(c *Config) *string { return &c.SNPassword })},
+	{Name: "HANDOFF_SERVICENOW_CLIENT_ID", Group: "ServiceNow", Help: "OAuth client id (oauth-* auth)", set: str(func(c *Config) *string { return &c.SNClientID })},
+	{Name: "HANDOFF_SERVICENOW_CLIENT_SECRET", Group: "ServiceNow", Help: "OAuth client secret (oauth-* auth)", Secret: true, set: str(func(c *Config) *string { return &c.SNClientSecret })},
+	{Name: "HANDOFF_SERVICENOW_QUEUE", Group: "ServiceNow", Help: "sys_id of the Connect Support queue chats open in (connect desk)", set: str(func(c *Config) *string { return &c.SNQueue })},
+	{Name: "HANDOFF_SERVICENOW_END_PHRASES", Default: "has closed the support session,has left the support session", Group: "ServiceNow", Help: "comma-separated texts that end a chat (closed, then left); localise them if your instance does", set: list(func(c *Config) *[]string { return &c.SNEndPhrases })},
+	{Name: "HANDOFF_SERVICENOW_TIMEOUT", Default: "15s", Group: "ServiceNow", Help: "timeout of one ServiceNow request", set: dur(func(c *Config) *time.Duration { return &c.SNTimeout }, 100*time.Millisecond)},
+	{Name: "HANDOFF_DELIVERY", Default: "poll", Group: "Delivery", Help: "how agent messages arrive: poll, webhook or hybrid (webhook plus a slow reconciling poll)", set: oneOf(func(c *Config) *string { return &c.Delivery }, "poll", "webhook", "hybrid")},
+	{Name: "HANDOFF_POLL_INTERVAL", Default: "3s", Group: "Delivery", Help: "poll interval (poll mode); ServiceNow limits requests per user per hour", set: dur(func(c *Config) *time.Duration { return &c.PollInterval }, 500*time.Millisecond)},
+	{Name: "HANDOFF_POLL_BATCH", Default: "false", Group: "Delivery", Help: "poll all chats with one Table API query per 100 chats instead of one request per chat", set: boolean(func(c *Config) *bool { return &c.PollBatch })},
+	{Name: "HANDOFF_RECONCILE_INTERVAL", Default: "60s", Group: "Delivery", Help: "reconciling poll interval in hybrid mode", set: dur(func(c *Config) *time.Duration { return &c.ReconcileInterval }, time.Second)},
+	{Name: "HANDOFF_WEBHOOK_SECRET", Group: "Delivery", Help: "HMAC-SHA256 secret the Business Rule signs webhooks with", Secret: true, set: str(func(c *Config) *string { return &c.WebhookSecret })},
+	{Name: "HANDOFF_WEBHOOK_USER", Group: "Delivery", Help: "Basic-auth user for webhooks (alternative to the HMAC secret)", set: str(func(c *Config) *string { return &c.WebhookUser })},
+	{Name: "HANDOFF_WEBHOOK_PASSWORD", Group: "Delivery", Help: "Basic-auth password for webhooks", Secret: true, set: str(func(c *Config) *string { return &c.WebhookPassword })},
+	{Name: "HANDOFF_VA_TOKEN", Group: "Delivery", Help: "VA desk: static message-auth token sent to ServiceNow", Secret: true, set: str(func(c *Config) *string { return &c.VAToken })},
+	{Name: "HANDOFF_VA_SECRET", Group: "Delivery", Help: "VA desk: secret for the x-b2b-signature HMAC-SHA1 (instead of the token)", Secret: true, set: str(func(c *Config) *string { return &c.VASecret })},
+	{Name: "HANDOFF_VA_CALLBACK_HEADER", Default: "X-Handoff-Secret", Group: "Delivery", Help: "VA desk: header ServiceNow's outbound configuration sends", set: str(func(c *Config) *string { return &c.VACallbackHeader })},
+	{Name: "HANDOFF_VA_CALLBACK_SECRET", Group: "Delivery", Help: "VA desk: value of that header", Secret: true, set: str(func(c *Config) *string { return &c.VACallbackSecret })},
+
+	{Name: "HANDOFF_TRANSCRIPT_TURNS", Default: "10", Group: "Relay", Help: "recent turns shown to the agent when a chat opens", set: integer(func(c *Config) *int { return &c.TranscriptTurns }, 0, 100)},
+	{Name: "HANDOFF_QUEUE_TIMEOUT", Default: "15m", Group: "Relay", Help: "end a handoff no agent accepted within this (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.QueueTimeout }, 0)},
+	{Name: "HANDOFF_IDLE_TIMEOUT", Default: "30m", Group: "Relay", Help: "end a live chat nobody wrote in for this long (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, 0)},
+	{Name: "HANDOFF_DISPATCH_WORKERS", Default: "8", Group: "Relay", Help: "outward calls made in parallel (each conversation stays in order)", set: integer(func(c *Config) *int { return &c.DispatchWorkers }, 1, 256)},
+	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "6", Group: "Relay", Help: "attempts before a failing outward call ends the session", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 1, 100)},
+
+	{Name: "HANDOFF_REVIEW_SALT", Group: "Review", Help: "secret salt of the pseudonymous user key (required to serve; keep it stable)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewSalt })},
+	{Name: "HANDOFF_REVIEW_TOKEN", Group: "Review", Help: "bearer token for GET /review/export (endpoint disabled when empty)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewToken })},
+	{Name: "HANDOFF_REVIEW_DIR", Default: "review-exports", Group: "Review", Help: "directory the weekly job writes its files to", set: str(func(c *Config) *string { return &c.ReviewDir })},
+	{Name: "HANDOFF_REVIEW_SCHEDULE", Default: "0 6 * * 1", Group: "Review", Help: "cron schedule of the weekly export (default Monday 06:00)", set: str(func(c *Config) *string { return &c.ReviewSchedule })},
+	{Name: "HANDOFF_REVIEW_TIMEZONE", Default: "UTC", Group: "Review", Help: "time zone of the schedule and of ISO weeks", set: func(c *Config, v string) error {
+		if _, err := time.LoadLocation(v); err != nil {
+			return errors.New("expects an IANA time zone such as UTC or Europe/Berlin")
+		}
+		c.ReviewTimezone = v
+		return nil
+	}},
+	{Name: "HANDOFF_REVIEW_RETENTION", Default: "180d", Group: "Review", Help: "review records older than this are deleted by the weekly job", set: days(func(c *Config) *time.Duration { return &c.ReviewRetention })},
+	{Name: "HANDOFF_REVIEW_REDACT", Default: "true", Group: "Review", Help: "redact e-mail addresses, phone and card numbers in review records and exports", set: boolean(func(c *Config) *bool { return &c.ReviewRedact })},
+	{Name: "HANDOFF_REVIEW_PATTERNS", Group: "Review", Help: "extra regular expressions to redact (comma-separated)", set: func(c *Config, v string) error {
+		if err := list(func(c *Config) *[]string { return &c.ReviewPatterns })(c, v); err != nil {
+			return err
+		}
+		for _, p := range c.ReviewPatterns {
+			if _, err := regexp.Compile(p); err != nil {
+				return fmt.Errorf("expects comma-separated regular expressions; %q: %v", p, err)
+			}
+		}
+		return nil
+	}},
+	{Name: "HANDOFF_REVIEW_LAST_TURNS", Default: "10", Group: "Review", Help: "user turns kept per why-handoff record", set: integer(func(c *Config) *int { return &c.ReviewLastTurns }, 1, 100)},
+	{Name: "HANDOFF_REVIEW_LOW_CONFIDENCE", Default: "0.5", Group: "Review", Help: "intent confidence below which a trigger counts as low-confidence in the report", set: float(func(c *Config) *float64 { return &c.ReviewLowConfidence }, 0, 1)},
+}
+
+// ConfigError names the variable that is wrong and what it expects.
+type ConfigError struct {
+	Name string
+	Msg  string
+}
+
+func (e *ConfigError) Error() string { return e.Name + ": " + e.Msg }
+
+// LoadConfig parses the environment through getenv. The first bad value stops
+// it with a *ConfigError.
+func LoadConfig(getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	for _, s := range settings {
+		v := getenv(s.Name)
+		if v == "" {
+			v = s.Default
+		}
+		if v == "" {
+			continue
+		}
+		if err := s.set(c, v); err != nil {
+			return nil, &ConfigError{Name: s.Name, Msg: err.Error()}
+		}
+	}
+	return c, nil
+}
+
+// Integrated reports whether any outside system is configured; serve then
+// requires all of them.
+func (c *Config) Integrated() bool {
+	return c.TeamsAppID != "" || c.RasaURL != "" || c.SNURL != ""
+}
+
+// ValidateServe checks what serve needs beyond the individual values.
+func (c *Config) ValidateServe() error {
+	if c.TeamsAnonymousDev && !loopback(c.Addr) {
+		return &ConfigError{Name: "HANDOFF_TEAMS_ANONYMOUS_DEV", Msg: "is only allowed when HANDOFF_ADDR listens on loopback only (e.g. 127.0.0.1:8080)"}
+	}
+	if !c.Integrated() {
+		return nil
+	}
+	need := func(name, v, why string) error {
+		if v == "" {
+			return &ConfigError{Name: name, Msg: "is required " + why}
+		}
+		return nil
+	}
+	checks := []error{
+		need("HANDOFF_TEAMS_APP_ID", c.TeamsAppID, "to serve (the bot's Microsoft App ID)"),
+		need("HANDOFF_RASA_URL", c.RasaURL, "to serve (e.g. http://rasa:5005)"),
+		need("HANDOFF_SERVICENOW_URL", c.SNURL, "to serve (e.g. https://acme.service-now.com)"),
+		need("HANDOFF_REVIEW_SALT", c.ReviewSalt, "to serve (a long random secret; keep it stable)"),
+	}
+	if !c.TeamsAnonymousDev {
+		checks = append(checks, need("HANDOFF_TEAMS_APP_PASSWORD", c.TeamsAppPassword, "to send to Teams (the bot's client secret)"))
+		if !c.TeamsMultiTenant && c.TeamsTokenURL == "" {
+			checks = append(checks, need("HANDOFF_TEAMS_TENANT_ID", c.TeamsTenantID, "for a single-tenant bot (or set HANDOFF_TEAMS_MULTI_TENANT=true)"))
+		}
+	}
+	switch c.SNAuth {
+	case "basic", "oauth-password":
+		checks = append(checks, need("HANDOFF_SERVICENOW_USER", c.SNUser, "for "+c.SNAuth+" auth"),
+			need("HANDOFF_SERVICENOW_PASSWORD", c.SNPassword, "for "+c.SNAuth+" auth"))
+	}
+	if strings.HasPrefix(c.SNAuth, "oauth") {
+		checks = append(checks, need("HANDOFF_SERVICENOW_CLIENT_ID", c.SNClientID, "for "+c.SNAuth+" auth"),
+			need("HANDOFF_SERVICENOW_CLIENT_SECRET", c.SNClientSecret, "for "+c.SNAuth+" auth"))
+	}
+	if c.SNAuth == "oauth-client" {
+		checks = append(checks, need("HANDOFF_SERVICENOW_USER", c.SNUser, "to recognise the bridge's own messages (the OAuth application user's name)"))
+	}
+	if c.Desk == "connect" {
+		checks = append(checks, need("HANDOFF_SERVICENOW_QUEUE", c.SNQueue, "for the connect desk (the queue's sys_id)"))
+	}
+	if c.Desk == "va" {
+		if c.VAToken == "" && c.VASecret == "" {
+			checks = append(checks, &ConfigError{Name: "HANDOFF_VA_TOKEN", Msg: "or HANDOFF_VA_SECRET is required for the va desk"})
+		}
+		checks = append(checks, need("HANDOFF_VA_CALLBACK_SECRET", c.VACallbackSecret, "for the va desk (ServiceNow sends it with every callback)"))
+		if c.Delivery == "poll" {
+			checks = append(checks, &ConfigError{Name: "HANDOFF_DELIVERY", Msg: "must be webhook for the va desk (the Virtual Agent API has no polling endpoint)"})
+		}
+	}
+	if c.Delivery != "poll" && c.Desk == "connect" && c.WebhookSecret == "" && (c.WebhookUser == "" || c.WebhookPassword == "") {
+		checks = append(checks, &ConfigError{Name: "HANDOFF_WEBHOOK_SECRET", Msg: "(or HANDOFF_WEBHOOK_USER and HANDOFF_WEBHOOK_PASSWORD) is required for webhook and hybrid delivery"})
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func loopback(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasPrefix(host, "127.")
+}

@@ -1,0 +1,223 @@
+// Command handoff runs the Teams ↔ Rasa ↔ ServiceNow handoff bridge.
+//
+//	handoff serve              run the service (configured by HANDOFF_* variables)
+//	handoff demo               run the whole handoff on one machine, in the browser
+//	handoff migrate up|status  apply or list database migrations
+//	handoff review export      export why-handoff records
+//	handoff version            print the version
+//	handoff help               describe every subcommand and variable
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the command ran and failed
+	exitUsage = 2 // bad arguments or configuration
+)
+
+// env is what a subcommand gets from the process.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the bridge: Teams endpoint, relay, poller or webhooks, review job", runServe},
+		{"demo", "run the whole handoff on one machine with simulated Teams, Rasa and ServiceNow", runDemo},
+		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
+		{"review", "export why-handoff records: review export --from --to --format --out", runReview},
+		{"version", "print the version", func(_ context.Context, e env, _ []string) int {
+			fmt.Fprintln(e.stdout, "handoff", buildVersion())
+			return exitOK
+		}},
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "-h"}, getenv, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "handoff: unknown command %q; run 'handoff help' for the list\n", args[0])
+	return exitUsage
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "handoff %s: hand employees chatting with a Rasa bot in Microsoft Teams to a ServiceNow live agent and back.\n\n", buildVersion())
+	fmt.Fprintln(w, "Usage: handoff <command> [arguments]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "  help     this text; 'handoff help <command>' describes one command")
+	fmt.Fprintln(w)
+	configHelp(w)
+}
+
+// configHelp prints every configuration variable, grouped.
+func configHelp(w io.Writer) {
+	fmt.Fprintln(w, "Configuration (environment variables):")
+	groups := map[string][]setting{}
+	var order []string
+	for _, s := range settings {
+		if _, ok := groups[s.Group]; !ok {
+			order = append(order, s.Group)
+		}
+		groups[s.Group] = append(groups[s.Group], s)
+	}
+	for _, g := range order {
+		fmt.Fprintf(w, "\n  %s\n", g)
+		for _, s := range groups[g] {
+			def := s.Default
+			if def == "" {
+				def = "(none)"
+			}
+			extra := ""
+			if s.Secret {
+				extra = " [secret]"
+			}
+			fmt.Fprintf(w, "    %-36s %s%s\n    %-36s default: %s\n", s.Name, s.Help, extra, "", def)
+		}
+	}
+}
+
+// newFlagSet returns a flag set whose -h prints summary, the flags and, when
+// withConfig, the configuration variables.
+func newFlagSet(e env, name, summary string, withConfig bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "handoff %s: %s\n\n", name, summary)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(w, "Flags:")
+			fs.PrintDefaults()
+			fmt.Fprintln(w)
+		}
+		if withConfig {
+			configHelp(w)
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args; it returns done=true with the exit code when the
+// command should stop (help asked for, or bad flags).
+func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return exitOK, true
+	}
+	if err != nil {
+		return exitUsage, true
+	}
+	return exitOK, false
+}
+
+// loadConfig parses the environment; a bad value is printed as one line
+// naming the variable.
+func loadConfig(e env) (*Config, int) {
+	cfg, err := LoadConfig(e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "handoff: configuration: %v\n", err)
+		return nil, exitUsage
+	}
+	return cfg, exitOK
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// secretNames lists the secret variables (never logged).
+func secretNames() []string {
+	var out []string
+	for _, s := range settings {
+		if s.Secret {
+			out = append(out, s.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// configSummary returns the non-secret, non-empty settings for the start log.
+func configSummary(getenv func(string) string) []any {
+	var attrs []any
+	for _, s := range settings {
+		v := getenv(s.Name)
+		if v == "" || s.Secret {
+			continue
+		}
+		if s.Name == "HANDOFF_DATABASE_URL" {
+			v = redactURL(v)
+		}
+		attrs = append(attrs, strings.ToLower(strings.TrimPrefix(s.Name, "HANDOFF_")), v)
+	}
+	return attrs
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test re-execute this test binary as the handoff command
+// (HANDOFF_TEST_AS_MAIN=1), so signal handling is tested on a real process.
+func TestMain(m *testing.M) {
+	if os.Getenv("HANDOFF_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// startProcess runs `handoff args...` as a child process with env and waits
+// until it logs its listening address.
+func startProcess(t *testing.T, env map[string]string, args ...string) (cmd *exec.Cmd, addr string, stderr *syncBuffer) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], args...)
+	cmd.Dir = t.TempDir() // the default SQLite file lands here
+	cmd.Env = []string{"HANDOFF_TEST_AS_MAIN=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	pr, pw := io.Pipe()
+	stderr = &syncBuffer{}
+	cmd.Stderr = io.MultiWriter(pw, stderr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = pw.Close() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "listening" {
+				found <- rec["addr"].(string)
+			}
+		}
+	}()
+	select {
+	case addr = <-found:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("process did not start listening; stderr:\n%s", stderr.String())
+	}
+	return cmd, addr, stderr
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// checkOperationsSurface asserts /healthz, /readyz and /metrics answer.
+func checkOperationsSurface(t *testing.T, base string) {
+	t.Helper()
+	if code, body := get(t, base+"/healthz"); code != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("/healthz = %d %s", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 || !strings.Contains(body, "ready") {
+		t.Fatalf("/readyz = %d %s", code, body)
+	}
+	code, body := get(t, base+"/metrics")
+	for _, want := range []string{"go_goroutines", "process_cpu_seconds_total", `handoff_http_requests_total{route="GET /readyz",status="200"} 1`} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("/metrics = %d, missing %q in:\n%s", code, want, body)
+		}
+	}
+}
+
+func TestServeWithNoVariablesUsesSQLite(t *testing.T) {
+	cmd, addr, stderr := startProcess(t, map[string]string{"HANDOFF_ADDR": "127.0.0.1:0"}, "serve")
+	checkOperationsSurface(t, "http://"+addr)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+}
+
+func TestServeOnPostgres(t *testing.T) {
+	url := testPostgresURL(t)
+	cmd, addr, stderr := startProcess(t, map[string]string{"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_DATABASE_URL": url}, "serve")
+	checkOperationsSurface(t, "http://"+addr)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped cleanly") {
+		t.Fatalf("no clean stop logged:\n%s", stderr.String())
+	}
+}
+
+// TestSIGTERMDuringLoad sends SIGTERM while clients hammer the server: every
+// request that was accepted gets a full answer, and the process exits 0.
+func TestSIGTERMDuringLoad(t *testing.T) {
+	cmd, addr, stderr := startProcess(t, map[string]string{"HANDOFF_ADDR": "127.0.0.1:0"}, "serve")
+	base := "http://" + addr
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		ok, refused, bad int
+		badErrs          []string
+	)
+	stop := make(chan struct{})
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(base + "/readyz")
+				mu.Lock()
+				switch {
+				case err != nil && (errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")):
+					refused++
+				case err != nil:
+					bad++
+					badErrs = append(badErrs, err.Error())
+				default:
+					body, rerr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if rerr != nil || resp.StatusCode != 200 || !strings.Contains(string(body), "ready") {
+						bad++
+						badErrs = append(badErrs, fmt.Sprintf("status %d body %q err %v", resp.StatusCode, body, rerr))
+					} else {
+						ok++
+					}
+				}
+				mu.Unlock()
+				if refused > 0 {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Fatalf("process exited with %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("process did not exit after SIGTERM")
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("requests: %d answered, %d refused after shutdown, %d broken", ok, refused, bad)
+	if ok == 0 {
+		t.Fatal("no request was answered")
+	}
+	if bad > 0 {
+		t.Fatalf("%d requests broke mid-flight: %v", bad, badErrs[:min(5, len(badErrs))])
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	db := "sqlite:" + filepath.Join(t.TempDir(), "m.db")
+	var out, errb strings.Builder
+	env := mapEnv(map[string]string{"HANDOFF_DATABASE_URL": db})
+	if code := run(context.Background(), []string{"migrate", "status"}, env, &out, &errb); code != 0 {
+		t.Fatalf("migrate status: %d %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "pending") || strings.Contains(out.String(), " 0 pending") {
+		t.Fatalf("fresh database should list pending versions:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"migrate", "up"}, env, &out, &errb); code != 0 {
+		t.Fatalf("migrate up: %d %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), " 0 pending") {
+		t.Fatalf("after up nothing should be pending:\n%s", out.String())
+	}
+	if code := run(context.Background(), []string{"migrate", "sideways"}, env, &out, &errb); code != exitUsage {
+		t.Fatalf("migrate sideways exit %d, want %d", code, exitUsage)
+	}
+}
+
+// testPostgresURL returns HANDOFF_TEST_DATABASE_URL, skipping without it
+// (failing in CI).
+func testPostgresURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("HANDOFF_TEST_DATABASE_URL")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HANDOFF_TEST_DATABASE_URL is not set; CI must run the PostgreSQL tests")
+		}
+		t.Skip("set HANDOFF_TEST_DATABASE_URL=postgres://… to run against PostgreSQL")
+	}
+	return u
+}

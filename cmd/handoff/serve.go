@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge/store"
+)
+
+func runServe(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet(e, "serve", "run the bridge. Configuration comes from the HANDOFF_* environment variables below;\n"+
+		"a bad or missing value exits with status 2 and names the variable.", true)
+	if code, done := parseFlags(fs, e, args); done {
+		return code
+	}
+	cfg, code := loadConfig(e)
+	if cfg == nil {
+		return code
+	}
+	if err := cfg.ValidateServe(); err != nil {
+		fmt.Fprintf(e.stderr, "handoff: configuration: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+	slog.SetDefault(log)
+	log.Info("starting handoff", append([]any{"version", buildVersion()}, configSummary(e.getenv)...)...)
+
+	a, err := newApp(ctx, cfg, log, nil)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
+	if err := a.serve(ctx, nil); err != nil {
+		log.Error("serve failed", "err", err)
+		return exitFail
+	}
+	log.Info("stopped cleanly")
+	return exitOK
+}
+
+// app is the running service: storage, the relay and its loops, and the HTTP
+// server. Close order is the reverse of start order.
+type app struct {
+	cfg     *Config
+	log     *slog.Logger
+	store   *store.Store
+	metrics *metrics
+	mux     *http.ServeMux
+	// loops are background components started after the listener is up and
+	// stopped after it has drained.
+	loops []loop
+}
+
+// loop is a background component.
+type loop struct {
+	name  string
+	start func(ctx context.Context)
+	stop  func(ctx context.Context)
+}
+
+// overrides lets the demo and tests swap in-process parts.
+type overrides struct {
+	// httpClient is used for every outward call when set.
+	httpClient *http.Client
+}
+
+func newApp(ctx context.Context, cfg *Config, log *slog.Logger, ov *overrides) (*app, error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	// Migrations run at every start; on PostgreSQL an advisory lock keeps
+	// replicas that start together from racing.
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate %s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	a := &app{cfg: cfg, log: log, store: st, metrics: newMetrics(), mux: http.NewServeMux()}
+	baseRoutes(a.mux, a.metrics, a.ready)
+	if cfg.Integrated() {
+		if err := a.wire(ctx, ov); err != nil {
+			st.Close()
+			return nil, err
+		}
+	} else {
+		log.Warn("no integrations configured: only /healthz, /readyz and /metrics are served; set HANDOFF_TEAMS_APP_ID, HANDOFF_RASA_URL and HANDOFF_SERVICENOW_URL to run the bridge")
+	}
+	return a, nil
+}
+
+// ready reports why the service cannot work, or "" when it can.
+func (a *app) ready(ctx context.Context) string {
+	if err := a.store.Ping(ctx); err != nil {
+		return "database unreachable: " + err.Error()
+	}
+	ok, reason, err := a.store.SchemaCurrent(ctx)
+	if err != nil {
+		return "schema check failed: " + err.Error()
+	}
+	if !ok {
+		return "schema not current: " + reason
+	}
+	return ""
+}
+
+// serve listens on cfg.Addr (or uses ln), runs the loops, and on ctx's end
+// shuts down gracefully: the listener drains in-flight requests, the loops
+// finish their current work, then the database closes. If started is not
+// nil it receives the listening address once requests are accepted.
+func (a *app) serve(ctx context.Context, started chan<- string) error {
+	defer a.store.Close()
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (HANDOFF_ADDR): %w", a.cfg.Addr, err)
+	}
+	srv := newHTTPServer(a.cfg.Addr, instrument(a.mux, a.metrics, a.cfg.MaxBody, a.log), a.log)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("listening", "addr", ln.Addr().String())
+
+	loopCtx, cancelLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLoops()
+	for _, l := range a.loops {
+		l.start(loopCtx)
+	}
+	if started != nil {
+		started <- ln.Addr().String()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		cancelLoops()
+		return fmt.Errorf("http server: %w", err)
+	}
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var shutdownErr error
+	if err := srv.Shutdown(sctx); err != nil {
+		shutdownErr = fmt.Errorf("drain http requests: %w", err)
+	}
+	var wg sync.WaitGroup
+	for i := len(a.loops) - 1; i >= 0; i-- {
+		l := a.loops[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			l.stop(sctx)
+			a.log.Debug("stopped", "loop", l.name, "took_ms", time.Since(start).Milliseconds())
+		}()
+	}
+	cancelLoops()
+	wg.Wait()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return shutdownErr
+}
