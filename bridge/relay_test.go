@@ -1,0 +1,375 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store"
+)
+
+// fakeBot answers "bot: <text>", and hands off when the text asks for an agent.
+type fakeBot struct {
+	mu        sync.Mutex
+	received  map[bridge.ConversationID][]string
+	handbacks map[bridge.ConversationID][]bridge.Handback
+	failSends int
+}
+
+func (b *fakeBot) Send(_ context.Context, in bridge.BotInput) ([]bridge.BotReply, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failSends > 0 {
+		b.failSends--
+		return nil, errors.New("rasa: 503")
+	}
+	if b.received == nil {
+		b.received = map[bridge.ConversationID][]string{}
+	}
+	b.received[in.Conversation] = append(b.received[in.Conversation], in.Text)
+	if strings.Contains(in.Text, "agent") {
+		return []bridge.BotReply{{Text: "Let me get a human.", Handoff: &bridge.HandoffSignal{Reason: "user_asked"}}}, nil
+	}
+	return []bridge.BotReply{{Text: "bot: " + in.Text}}, nil
+}
+
+func (b *fakeBot) Context(context.Context, bridge.ConversationID) (bridge.BotContext, error) {
+	return bridge.BotContext{LatestIntent: "talk_to_human", Confidence: 0.93}, nil
+}
+
+func (b *fakeBot) Handback(_ context.Context, conv bridge.ConversationID, hb bridge.Handback) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.handbacks == nil {
+		b.handbacks = map[bridge.ConversationID][]bridge.Handback{}
+	}
+	b.handbacks[conv] = append(b.handbacks[conv], hb)
+	return nil
+}
+
+// fakeDesk opens numbered chats and records what is posted.
+type fakeDesk struct {
+	mu        sync.Mutex
+	n         int
+	opened    map[bridge.AgentChatID]bridge.Handoff
+	posted    map[bridge.AgentChatID][]string
+	left      map[bridge.AgentChatID]int
+	failSend  bool
+	failLeave bool
+	failOpen  bool
+}
+
+func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failOpen {
+		return "", bridge.Permanent(errors.New("servicenow: 403 queue unavailable"))
+	}
+	d.n++
+	id := bridge.AgentChatID(fmt.Sprintf("chat-%d", d.n))
+	if d.opened == nil {
+		d.opened, d.posted, d.left = map[bridge.AgentChatID]bridge.Handoff{}, map[bridge.AgentChatID][]string{}, map[bridge.AgentChatID]int{}
+	}
+	d.opened[id] = h
+	return id, nil
+}
+
+func (d *fakeDesk) Send(_ context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failSend {
+		return errors.New("servicenow: 500")
+	}
+	d.posted[chat] = append(d.posted[chat], m.Text)
+	return nil
+}
+
+func (d *fakeDesk) Leave(_ context.Context, chat bridge.AgentChatID) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failLeave {
+		return fmt.Errorf("servicenow: leave: %w", bridge.ErrChatClosed)
+	}
+	d.left[chat]++
+	return nil
+}
+
+// fakeUser records what Teams would show.
+type fakeUser struct {
+	mu   sync.Mutex
+	got  map[bridge.ConversationID][]string
+	fail error
+}
+
+func (u *fakeUser) Send(_ context.Context, ref bridge.ConversationRef, m bridge.UserMessage) (string, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.fail != nil {
+		return "", u.fail
+	}
+	if u.got == nil {
+		u.got = map[bridge.ConversationID][]string{}
+	}
+	u.got[ref.Conversation] = append(u.got[ref.Conversation], m.Text)
+	return "id", nil
+}
+
+func (u *fakeUser) Typing(context.Context, bridge.ConversationRef) error { return nil }
+
+func (u *fakeUser) lines(c bridge.ConversationID) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.got[c]...)
+}
+
+type harness struct {
+	t     *testing.T
+	st    *store.Store
+	bot   *fakeBot
+	desk  *fakeDesk
+	user  *fakeUser
+	relay *bridge.Relay
+	disp  *bridge.Dispatcher
+	seq   int
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "relay.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &harness{t: t, st: st, bot: &fakeBot{}, desk: &fakeDesk{}, user: &fakeUser{}}
+	h.relay = bridge.NewRelay(st, h.bot, h.desk, h.user, nil, bridge.RelayConfig{})
+	h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{MaxAttempts: 2, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	return h
+}
+
+func (h *harness) say(conv bridge.ConversationID, text string) {
+	h.t.Helper()
+	h.seq++
+	a := bridge.UserActivity{Kind: bridge.ActivityMessage, ID: fmt.Sprintf("act-%d", h.seq), Text: text,
+		Ref: bridge.ConversationRef{Conversation: conv, ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u", UserName: "Abel Tuter"}}
+	if err := h.relay.UserActivity(context.Background(), a); err != nil {
+		h.t.Fatal(err)
+	}
+	h.drain()
+}
+
+// drain dispatches until nothing is due, waiting out short retry backoffs.
+func (h *harness) drain() {
+	h.t.Helper()
+	ctx := context.Background()
+	for i := 0; i < 500; i++ {
+		if err := h.disp.DrainOnce(ctx); err != nil {
+			h.t.Fatal(err)
+		}
+		var pending int
+		err := h.st.Update(ctx, func(tx bridge.Tx) error {
+			stats, err := tx.OutboxStats(ctx)
+			pending = stats["pending"]
+			return err
+		})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if pending == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond) // an item is waiting out its retry backoff
+	}
+	h.t.Fatal("outbox did not drain")
+}
+
+func (h *harness) agent(chat bridge.AgentChatID, id, text string, end bridge.CloseReason) {
+	h.t.Helper()
+	ev := bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: chat, ExternalID: id, Author: "Beth", Text: text, At: time.Now(), EndReason: end}
+	if err := h.relay.AgentEvents(context.Background(), chat, []bridge.AgentEvent{ev}, true); err != nil {
+		h.t.Fatal(err)
+	}
+	h.drain()
+}
+
+func (h *harness) session(conv bridge.ConversationID) bridge.Session {
+	h.t.Helper()
+	var s bridge.Session
+	err := h.st.Update(context.Background(), func(tx bridge.Tx) error {
+		ss, err := tx.SessionsInStates(context.Background(), bridge.States...)
+		for _, x := range ss {
+			if x.Conversation == conv {
+				s = x // the newest
+			}
+		}
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func TestRelayLifecycle(t *testing.T) {
+	texts := bridge.DefaultTexts()
+	tests := []struct {
+		name       string
+		end        func(h *harness, chat bridge.AgentChatID)
+		wantReason bridge.CloseReason
+		wantLine   string
+		restart    bool
+	}{
+		{"agent closes", func(h *harness, chat bridge.AgentChatID) {
+			h.agent(chat, "sys-close", "Beth has closed the support session", bridge.ReasonAgentClosed)
+		}, bridge.ReasonAgentClosed, texts.AgentClosed, false},
+		{"user ends", func(h *harness, chat bridge.AgentChatID) { h.say("conv", " /END_CHAT ") }, bridge.ReasonUserEnded, texts.UserEnded, false},
+		{"user restarts", func(h *harness, chat bridge.AgentChatID) { h.say("conv", "/restart") }, bridge.ReasonUserRestarted, texts.UserRestart, true},
+		{"desk fails mid-chat", func(h *harness, chat bridge.AgentChatID) {
+			h.desk.failSend = true
+			h.say("conv", "are you there?")
+		}, bridge.ReasonRelayError, "Summary: ServiceNow chat chat-1", false},
+		{"desk fails and leave fails", func(h *harness, chat bridge.AgentChatID) {
+			h.desk.failSend, h.desk.failLeave = true, true
+			h.say("conv", "are you there?")
+		}, bridge.ReasonRelayError, texts.LeaveFailed, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.say("conv", "hello")
+			h.say("conv", "I want an agent")
+			s := h.session("conv")
+			if s.State != bridge.StateQueued || s.AgentChatID != "chat-1" {
+				t.Fatalf("after handoff: state %s chat %q", s.State, s.AgentChatID)
+			}
+			if tr := h.desk.opened["chat-1"].Transcript; len(tr) < 3 || tr[0].Text != "hello" {
+				t.Fatalf("transcript given to the agent: %+v", tr)
+			}
+			h.say("conv", "my laptop is broken") // queued: goes to the agent
+			h.agent("chat-1", "a1", "Hi, I'm Beth", "")
+			if s := h.session("conv"); s.State != bridge.StateLive {
+				t.Fatalf("after agent's first message: %s", s.State)
+			}
+			h.agent("chat-1", "a1", "Hi, I'm Beth", "") // duplicate delivery: no-op
+			h.say("conv", "it won't boot")
+			h.agent("chat-1", "a2", "Try holding power for 10s", "")
+			tt.end(h, "chat-1")
+
+			s = h.session("conv")
+			if s.State != bridge.StateClosed || s.CloseReason != tt.wantReason {
+				t.Fatalf("ended in %s/%s; want closed/%s", s.State, s.CloseReason, tt.wantReason)
+			}
+			got := h.user.lines("conv")
+			want := []string{"bot: hello", "Let me get a human.", texts.Connecting, "Hi, I'm Beth", "Try holding power for 10s"}
+			if len(got) < len(want)+2 {
+				t.Fatalf("user saw %q", got)
+			}
+			for i, w := range want {
+				if got[i] != w {
+					t.Fatalf("user line %d = %q, want %q (all: %q)", i, got[i], w, got)
+				}
+			}
+			if end := got[len(got)-2]; !strings.Contains(end, tt.wantLine) {
+				t.Fatalf("ending line %q does not contain %q", end, tt.wantLine)
+			}
+			if got[len(got)-1] != texts.BotBack {
+				t.Fatalf("last line %q, want the bot-back notice", got[len(got)-1])
+			}
+			posted := h.desk.posted["chat-1"]
+			if len(posted) < 2 || posted[0] != "my laptop is broken" || posted[1] != "it won't boot" {
+				t.Fatalf("agent got %q", posted)
+			}
+			for _, r := range h.bot.received["conv"] {
+				if strings.Contains(r, "laptop") || strings.Contains(r, "boot") || strings.Contains(r, "there?") || strings.HasPrefix(r, "/") {
+					t.Fatalf("bot received a message meant for the agent: %q", r)
+				}
+			}
+			hb := h.bot.handbacks["conv"]
+			if len(hb) != 1 || hb[0].Reason != tt.wantReason || hb[0].Restart != tt.restart {
+				t.Fatalf("handbacks %+v", hb)
+			}
+			// The bot owns the conversation again.
+			h.say("conv", "thanks")
+			if got := h.user.lines("conv"); got[len(got)-1] != "bot: thanks" {
+				t.Fatalf("after handback the bot did not answer: %q", got)
+			}
+			if s := h.session("conv"); s.State != bridge.StateBot {
+				t.Fatalf("new session state %s", s.State)
+			}
+		})
+	}
+}
+
+func TestRelayOpenFailsEndsSession(t *testing.T) {
+	h := newHarness(t)
+	h.desk.failOpen = true
+	h.say("conv", "agent please")
+	s := h.session("conv")
+	if s.State != bridge.StateClosed || s.CloseReason != bridge.ReasonRelayError {
+		t.Fatalf("state %s/%s", s.State, s.CloseReason)
+	}
+	got := h.user.lines("conv")
+	if !strings.Contains(strings.Join(got, "\n"), bridge.DefaultTexts().DeskDown) {
+		t.Fatalf("user was not told the desk is down: %q", got)
+	}
+}
+
+func TestRelayMessageWhileOpeningIsRelayed(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// Two messages arrive before the dispatcher runs: the second must reach the
+	// agent once the chat exists, never the bot.
+	for i, text := range []string{"agent please", "it's urgent"} {
+		a := bridge.UserActivity{Kind: bridge.ActivityMessage, ID: fmt.Sprint("m", i), Text: text,
+			Ref: bridge.ConversationRef{Conversation: "c2", ServiceURL: "https://smba.example/", ConversationType: "personal"}}
+		if err := h.relay.UserActivity(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain()
+	if got := h.desk.posted["chat-1"]; len(got) != 1 || got[0] != "it's urgent" {
+		t.Fatalf("agent got %q", got)
+	}
+	if got := h.bot.received["c2"]; len(got) != 1 {
+		t.Fatalf("bot got %q", got)
+	}
+}
+
+func TestRelayGroupChatGetsPoliteAnswer(t *testing.T) {
+	h := newHarness(t)
+	a := bridge.UserActivity{Kind: bridge.ActivityMessage, ID: "g1", Text: "agent please",
+		Ref: bridge.ConversationRef{Conversation: "19:group", ServiceURL: "https://smba.example/", ConversationType: "groupChat"}}
+	if err := h.relay.UserActivity(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	if got := h.user.lines("19:group"); len(got) != 1 || got[0] != bridge.DefaultTexts().GroupChat {
+		t.Fatalf("group chat got %q", got)
+	}
+	if len(h.bot.received) != 0 {
+		t.Fatal("group chat message reached the bot")
+	}
+}
+
+func TestRelayUserBlockedEndsSession(t *testing.T) {
+	h := newHarness(t)
+	h.say("conv", "agent please")
+	h.user.fail = fmt.Errorf("teams: %w", bridge.ErrUserUnreachable)
+	h.agent("chat-1", "a1", "Hello?", "")
+	s := h.session("conv")
+	if s.State != bridge.StateClosed || s.CloseReason != bridge.ReasonUserBlocked {
+		t.Fatalf("state %s/%s", s.State, s.CloseReason)
+	}
+	if h.desk.left["chat-1"] != 1 {
+		t.Fatal("the bridge did not leave the chat")
+	}
+}
