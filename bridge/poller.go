@@ -1,0 +1,401 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// PollTargets lists the chats to poll. Implemented by the relay.
+type PollTargets interface {
+	// PollTargets returns every queued or live session that has a desk chat,
+	// with its cursor. An error skips the run.
+	PollTargets(ctx context.Context) ([]PollTarget, error)
+}
+
+// AgentEventSink takes polled events. Implemented by the relay.
+type AgentEventSink interface {
+	// AgentEvents stores the chat's events, oldest first and never empty, in
+	// one transaction: messages under their unique (session, source,
+	// ExternalID) key, so events fetched again are no-ops; the session's
+	// cursor moved to the largest At of all events, echoes and system messages
+	// included (never backwards); and the deliveries queued. Events with Echo
+	// set are never delivered. fromPoll is true when the events come from the
+	// poller (false for webhooks). On error nothing is stored and the cursor
+	// stays, so the next poll fetches the same events again. Calls for
+	// different chats may run concurrently.
+	AgentEvents(ctx context.Context, chat AgentChatID, events []AgentEvent, fromPoll bool) error
+}
+
+// The relay is the poller's targets and sink. (PollTarget, the chat and
+// cursor of one queued or live session, is declared in relay.go.)
+var (
+	_ PollTargets    = (*Relay)(nil)
+	_ AgentEventSink = (*Relay)(nil)
+)
+
+// PollerConfig configures a Poller. Exactly one of Feed and Batch is set.
+type PollerConfig struct {
+	Targets PollTargets
+	Sink    AgentEventSink
+	// Feed selects per-session mode: one Poll per target per run.
+	Feed AgentFeed
+	// Batch selects batch mode: one PollMany over all targets per run.
+	Batch BatchAgentFeed
+
+	// Interval between runs. Default 3 s; cron's @every rounds it to whole
+	// seconds, at least 1 s.
+	Interval time.Duration
+	// Jitter is the fraction of Interval (at most 1) a run first sleeps at
+	// random, so replicas and restarts do not poll in lockstep. Default 0.2;
+	// negative disables it.
+	Jitter float64
+	// Timeout bounds one run. Default 10 × Interval, at least 30 s.
+	Timeout time.Duration
+	// Concurrency is how many chats are polled (per-session mode) or handed to
+	// the sink at once. Default 8.
+	Concurrency int
+	// Logger receives the poller's logs: session and chat ids, never message
+	// text. Default: discard.
+	Logger *slog.Logger
+}
+
+// PollerStats are the poller's counters since it was made.
+type PollerStats struct {
+	Runs         int64         // runs finished (scheduled and PollOnce)
+	Skipped      int64         // scheduled runs skipped because a run was still going
+	Polled       int64         // chats polled
+	Events       int64         // events handed to the sink and accepted
+	Errors       int64         // failed target listings, polls, batch reads and sink calls
+	LastTargets  int           // chats in the last run
+	LastRun      time.Time     // start of the last run
+	LastDuration time.Duration // duration of the last run
+}
+
+// Poller fetches agent events on a cron schedule and hands them to the sink.
+// Runs never overlap; an error for one chat does not stop the others.
+type Poller struct {
+	cfg  PollerConfig
+	log  *slog.Logger
+	cron *cron.Cron
+
+	slot chan struct{} // holds a token while a run is going
+	// ctx is the lifecycle context of scheduled runs, cancelled by Stop.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopping chan struct{} // closed by Stop: ends jitter sleeps
+	stopOnce sync.Once
+
+	runs, skipped, polled, events, errs atomic.Int64
+
+	mu           sync.Mutex // guards the last-run fields
+	lastTargets  int
+	lastRun      time.Time
+	lastDuration time.Duration
+}
+
+// NewPoller checks cfg and returns a stopped poller.
+func NewPoller(cfg PollerConfig) (*Poller, error) {
+	var bad []error
+	if cfg.Targets == nil {
+		bad = append(bad, errors.New("a Targets value is required"))
+	}
+	if cfg.Sink == nil {
+		bad = append(bad, errors.New("a Sink value is required"))
+	}
+	if (cfg.Feed == nil) == (cfg.Batch == nil) {
+		bad = append(bad, errors.New("exactly one of Feed (per-session mode) and Batch (batch mode) is required"))
+	}
+	if err := errors.Join(bad...); err != nil {
+		return nil, fmt.Errorf("bridge: poller config: %w", err)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 3 * time.Second
+	}
+	if cfg.Jitter == 0 {
+		cfg.Jitter = 0.2
+	}
+	cfg.Jitter = min(max(cfg.Jitter, 0), 1)
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = max(10*cfg.Interval, 30*time.Second)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Poller{cfg: cfg, log: cfg.Logger, slot: make(chan struct{}, 1), stopping: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	cl := cronLogger{l: cfg.Logger, skipped: &p.skipped}
+	// SkipIfStillRunning must wrap Recover, not the other way round: a panic
+	// unwinding through SkipIfStillRunning loses its token and every later
+	// run would be skipped (robfig/cron v3.0.1 chain.go).
+	p.cron = cron.New(cron.WithLogger(cl), cron.WithChain(cron.SkipIfStillRunning(cl), cron.Recover(cl)))
+	p.cron.Schedule(cron.Every(cfg.Interval), cron.FuncJob(p.scheduled))
+	return p, nil
+}
+
+// Start starts the schedule. A stopped poller cannot be started again.
+func (p *Poller) Start() {
+	p.log.Info("poller started", "interval", p.cfg.Interval, "mode", p.mode())
+	p.cron.Start()
+}
+
+// Stop stops the schedule and waits for a running run to finish. If ctx ends
+// first, the run is cancelled and ctx's error returned.
+func (p *Poller) Stop(ctx context.Context) error {
+	p.stopOnce.Do(func() { close(p.stopping) })
+	done := p.cron.Stop()
+	defer p.cancel()
+	select {
+	case <-done.Done():
+		p.log.Info("poller stopped")
+		return nil
+	case <-ctx.Done():
+		p.cancel()
+		return fmt.Errorf("bridge: poller stop: %w", ctx.Err())
+	}
+}
+
+// PollOnce runs one poll now, waiting for a running one to finish first, and
+// returns the joined errors of the run (each chat's failure included). It
+// does not sleep for jitter.
+func (p *Poller) PollOnce(ctx context.Context) error {
+	select {
+	case p.slot <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("bridge: poll: %w", ctx.Err())
+	}
+	defer func() { <-p.slot }()
+	return p.run(ctx)
+}
+
+// Stats returns the counters.
+func (p *Poller) Stats() PollerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PollerStats{
+		Runs: p.runs.Load(), Skipped: p.skipped.Load(), Polled: p.polled.Load(), Events: p.events.Load(), Errors: p.errs.Load(),
+		LastTargets: p.lastTargets, LastRun: p.lastRun, LastDuration: p.lastDuration,
+	}
+}
+
+func (p *Poller) mode() string {
+	if p.cfg.Batch != nil {
+		return "batch"
+	}
+	return "per-session"
+}
+
+// scheduled is the cron job: jitter, then one run bounded by Timeout.
+func (p *Poller) scheduled() {
+	select {
+	case p.slot <- struct{}{}:
+	default:
+		p.skipped.Add(1)
+		p.log.Debug("poll skipped: previous run still going")
+		return
+	}
+	defer func() { <-p.slot }()
+	if p.cfg.Jitter > 0 {
+		t := time.NewTimer(time.Duration(rand.Float64() * p.cfg.Jitter * float64(p.cfg.Interval)))
+		select {
+		case <-t.C:
+		case <-p.stopping:
+			t.Stop()
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Timeout)
+	defer cancel()
+	if err := p.run(ctx); err != nil {
+		p.log.Warn("poll run had errors", "error_count", countErrors(err))
+	}
+}
+
+// run is one poll over all targets. Callers hold the slot.
+func (p *Poller) run(ctx context.Context) error {
+	start := time.Now()
+	defer func() { p.runs.Add(1) }()
+	targets, err := p.cfg.Targets.PollTargets(ctx)
+	if err != nil {
+		p.errs.Add(1)
+		p.log.Warn("poll targets failed", "error", err)
+		return fmt.Errorf("bridge: poll: targets: %w", err)
+	}
+	if p.cfg.Batch != nil {
+		err = p.runBatch(ctx, targets)
+	} else {
+		err = p.runEach(ctx, targets)
+	}
+	d := time.Since(start)
+	p.mu.Lock()
+	p.lastTargets, p.lastRun, p.lastDuration = len(targets), start, d
+	p.mu.Unlock()
+	p.log.Debug("poll run done", "mode", p.mode(), "targets", len(targets), "duration", d)
+	return err
+}
+
+// runEach polls every target with its own Poll call.
+func (p *Poller) runEach(ctx context.Context, targets []PollTarget) error {
+	return p.each(ctx, targets, func(ctx context.Context, t PollTarget) error {
+		p.polled.Add(1)
+		events, err := p.cfg.Feed.Poll(ctx, t.Chat, t.Cursor)
+		switch {
+		case errors.Is(err, ErrChatClosed):
+			// The desk no longer knows the chat: end the session instead of
+			// polling it forever.
+			p.log.Warn("poll: desk chat not found; ending session", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+			events = []AgentEvent{{Kind: AgentEnded, Chat: t.Chat, ExternalID: "gone:" + string(t.Chat), At: t.Cursor, System: true, EndReason: ReasonAgentClosed}}
+		case err != nil:
+			p.errs.Add(1)
+			p.log.Warn("poll chat failed", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+			return fmt.Errorf("bridge: poll: chat %s (session %s): %w", t.Chat, t.Session, err)
+		}
+		return p.deliver(ctx, t, events)
+	})
+}
+
+// runBatch polls all targets with one PollMany call and delivers per chat.
+func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	cursors := make(map[AgentChatID]time.Time, len(targets))
+	uniq := targets[:0:0]
+	for _, t := range targets {
+		if _, dup := cursors[t.Chat]; !dup {
+			cursors[t.Chat] = t.Cursor
+			uniq = append(uniq, t)
+		}
+	}
+	p.polled.Add(int64(len(cursors)))
+	var errs []error
+	res, err := p.pollMany(ctx, cursors)
+	if err != nil {
+		// Partial results are still delivered: the failed chats keep their
+		// cursors and are fetched again next run.
+		p.errs.Add(1)
+		p.log.Warn("batch poll failed", "chats", len(cursors), "error", err)
+		errs = append(errs, fmt.Errorf("bridge: poll: batch: %w", err))
+	}
+	var due []PollTarget
+	for _, t := range uniq {
+		if len(res[t.Chat]) > 0 {
+			due = append(due, t)
+		}
+	}
+	errs = append(errs, p.each(ctx, due, func(ctx context.Context, t PollTarget) error {
+		return p.deliver(ctx, t, res[t.Chat])
+	}))
+	return errors.Join(errs...)
+}
+
+// pollMany calls the batch feed, turning a panic into an error.
+func (p *Poller) pollMany(ctx context.Context, cursors map[AgentChatID]time.Time) (res map[AgentChatID][]AgentEvent, err error) {
+	defer recoverInto(&err)
+	return p.cfg.Batch.PollMany(ctx, cursors)
+}
+
+// deliver hands one chat's events to the sink.
+func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := p.cfg.Sink.AgentEvents(ctx, t.Chat, events, true); err != nil {
+		p.errs.Add(1)
+		p.log.Warn("storing agent events failed", "session_id", t.Session, "chat_id", t.Chat, "events", len(events), "error", err)
+		return fmt.Errorf("bridge: poll: store events of chat %s (session %s): %w", t.Chat, t.Session, err)
+	}
+	p.events.Add(int64(len(events)))
+	return nil
+}
+
+// each runs fn for every target, Concurrency at a time, recovering panics,
+// and returns the joined errors. Targets not started before ctx ends count as
+// one error.
+func (p *Poller) each(ctx context.Context, targets []PollTarget, fn func(context.Context, PollTarget) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, p.cfg.Concurrency)
+	)
+	for _, t := range targets {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(append(errs, fmt.Errorf("bridge: poll: %w", ctx.Err()))...)
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := func() (err error) {
+				defer recoverInto(&err)
+				return fn(ctx, t)
+			}()
+			if err != nil {
+				if errors.Is(err, errPanic) {
+					p.errs.Add(1)
+					p.log.Error("poll panicked", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+				}
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+var errPanic = errors.New("panic")
+
+// recoverInto turns a panic into an error wrapping errPanic, with the stack.
+func recoverInto(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("bridge: poll: %w: %v\n%s", errPanic, r, debug.Stack())
+	}
+}
+
+// countErrors counts the leaves of a joined error.
+func countErrors(err error) int {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		n := 0
+		for _, e := range j.Unwrap() {
+			n += countErrors(e)
+		}
+		return n
+	}
+	if err == nil {
+		return 0
+	}
+	return 1
+}
+
+// cronLogger adapts slog to cron.Logger; cron's chatty info lines go to
+// debug, and the skips of SkipIfStillRunning are counted.
+type cronLogger struct {
+	l       *slog.Logger
+	skipped *atomic.Int64
+}
+
+func (c cronLogger) Info(msg string, kv ...any) {
+	if msg == "skip" {
+		c.skipped.Add(1)
+	}
+	c.l.Debug("cron: "+msg, kv...)
+}
+
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Error("cron: "+msg, append([]any{"error", err}, kv...)...)
+}

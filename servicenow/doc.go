@@ -1,0 +1,18 @@
+// Package servicenow is the bridge's adapter for ServiceNow live chat through
+// the Connect Support REST API (/api/now/connect/...), the undocumented API of
+// the Connect UI that the seed users run. Client implements bridge.AgentDesk
+// (open, send, leave), bridge.AgentFeed (Poll: one chat's messages since a
+// cursor) and bridge.BatchAgentFeed (PollMany: many chats through the Table
+// API with a handful of requests).
+//
+// Connect Support is deprecated since Utah; CheckQueue fails fast at startup
+// when an instance does not offer it. Wire facts (fields, states, texts) are in
+// reference/servicenow.md; servicenow/snowtest is a fake instance that
+// reproduces them for tests and the demo.
+//
+// Requests are retried with capped exponential backoff and jitter on
+// connection errors, 429 (honouring Retry-After) and 5xx, but only where a
+// retry cannot create a duplicate: reads and leave always, a message post
+// after checking for the bridge's own echo, and opening a chat after checking
+// for an open chat carrying the session's marker.
+package servicenow

@@ -1,0 +1,121 @@
+package servicenow
+
+import (
+	"strings"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+)
+
+// This file turns fetched messages and a queue entry into bridge.AgentEvents.
+//
+//   - Echo: created_by equals Config.BridgeUser (case-insensitive). Echoes are
+//     returned (they move the cursor) but never carry an end reason.
+//   - System: created_by is "system".
+//   - Ended by text: a non-echo message containing an end phrase carries the
+//     phrase's EndReason and is followed by an AgentEnded event
+//     (ExternalID "<sys_id>:ended").
+//   - Ended by state: a closed queue entry (3, 4, 7, 8) adds an AgentEnded event
+//     when no end phrase was seen in the same poll (see stateEndReason).
+//   - Joined: an AgentJoined event (ExternalID "joined:<group>", the same on
+//     every poll) precedes the first agent message of a poll, i.e. the first
+//     message that is neither an echo nor a system message; when the poll has
+//     none but the queue entry is in Work in Progress, it is appended. The
+//     relay therefore sees "joined" on every poll of a live chat and ignores it
+//     while live (the state machine's documented behaviour).
+//
+// Events derived from the queue entry are stamped with the newest message time
+// of the poll (or since when there is none), so they never move the cursor
+// past a message that was not fetched.
+
+// events converts msgs (oldest first, all at or after since) and the chat's
+// queue entry (nil if unknown) into events, oldest first.
+func (c *Client) events(chat bridge.AgentChatID, msgs []message, entry *QueueEntry, since time.Time) []bridge.AgentEvent {
+	out := make([]bridge.AgentEvent, 0, len(msgs)+2)
+	joined, ended := false, false
+	last := since
+	for _, m := range msgs {
+		if m.At.After(last) {
+			last = m.At
+		}
+		author := m.SenderName
+		if author == "" {
+			author = m.CreatedBy
+		}
+		ev := bridge.AgentEvent{
+			Kind:       bridge.AgentMessage,
+			Chat:       chat,
+			ExternalID: m.SysID,
+			Author:     author,
+			Text:       m.Text,
+			At:         m.At,
+			System:     strings.EqualFold(m.CreatedBy, "system"),
+			Echo:       strings.EqualFold(m.CreatedBy, c.cfg.BridgeUser),
+		}
+		if !ev.Echo && !ev.System && !joined {
+			out = append(out, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: author, At: m.At})
+			joined = true
+		}
+		if !ev.Echo {
+			ev.EndReason = c.endReason(m.Text)
+		}
+		out = append(out, ev)
+		if ev.EndReason != "" && !ended {
+			out = append(out, bridge.AgentEvent{Kind: bridge.AgentEnded, Chat: chat, ExternalID: m.SysID + ":ended", Author: author, At: m.At, System: ev.System, EndReason: ev.EndReason})
+			ended = true
+		}
+	}
+	if entry == nil {
+		return out
+	}
+	if !joined && !ended && entry.State == StateWorkInProgress {
+		out = append(out, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: entry.AssignedTo, At: last})
+	}
+	if !ended && entry.State.Closed() {
+		out = append(out, bridge.AgentEvent{
+			Kind:       bridge.AgentEnded,
+			Chat:       chat,
+			ExternalID: "state:" + string(chat) + ":" + entry.State.String(),
+			Author:     entry.AssignedTo,
+			At:         last,
+			System:     true,
+			EndReason:  stateEndReason(*entry),
+		})
+	}
+	return out
+}
+
+// endReason returns the reason of the first end phrase text contains.
+func (c *Client) endReason(text string) bridge.CloseReason {
+	if text == "" {
+		return ""
+	}
+	lower := strings.ToLower(text)
+	for _, p := range c.phrases {
+		if strings.Contains(lower, p.Text) {
+			return p.Reason
+		}
+	}
+	return ""
+}
+
+// stateEndReason maps a closed queue-entry state to a close reason:
+//
+//	3 Closed Complete   → agent_closed (the agent ended the chat)
+//	4 Closed Escalated  → agent_closed (the agent closed it into an escalation)
+//	7 Closed by Client  → agent_closed: the requester side is the bridge, so a
+//	                      close the bridge did not ask for was done on the desk
+//	                      (an admin, or the end-user idle timer of the instance)
+//	8 Closed Abandoned  → queue_timeout if no agent ever worked the chat
+//	                      (no assigned_to and no work_start), else idle_timeout;
+//	                      these match the state machine (queue_timeout only
+//	                      from queued, idle_timeout only from live)
+func stateEndReason(e QueueEntry) bridge.CloseReason {
+	if e.State == StateClosedAbandoned {
+		if e.AssignedTo == "" && e.WorkStart.IsZero() {
+			return bridge.ReasonQueueTimeout
+		}
+		return bridge.ReasonIdleTimeout
+	}
+	return bridge.ReasonAgentClosed
+}
