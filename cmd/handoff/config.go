@@ -64,6 +64,8 @@ type Config struct {
 	IdleTimeout         time.Duration
 	DispatchWorkers     int
 	DispatchMaxAttempts int
+	DispatchBackoff     time.Duration
+	SNMaxRetries        int
 	ReviewSalt          string
 	ReviewToken         string
 	ReviewDir           string
@@ -245,8 +247,9 @@ var settings = []setting{
 	{Name: "HANDOFF_SERVICENOW_CLIENT_ID", Group: "ServiceNow", Help: "OAuth client id (oauth-* auth)", set: str(func(c *Config) *string { return &c.SNClientID })},
 	{Name: "HANDOFF_SERVICENOW_CLIENT_SECRET", Group: "ServiceNow", Help: "OAuth client secret (oauth-* auth)", Secret: true, set: str(func(c *Config) *string { return &c.SNClientSecret })},
 	{Name: "HANDOFF_SERVICENOW_QUEUE", Group: "ServiceNow", Help: "sys_id of the Connect Support queue chats open in (connect desk)", set: str(func(c *Config) *string { return &c.SNQueue })},
-	{Name: "HANDOFF_SERVICENOW_END_PHRASES", Default: "has closed the support session,has left the support session", Group: "ServiceNow", Help: "comma-separated texts that end a chat (closed, then left); localise them if your instance does", set: list(func(c *Config) *[]string { return &c.SNEndPhrases })},
+	{Name: "HANDOFF_SERVICENOW_END_PHRASES", Default: "has closed the support session=agent_closed,has left the support session=agent_left", Group: "ServiceNow", Help: "comma-separated text=reason entries (reason agent_closed or agent_left) that end a chat; localise them if your instance does", set: list(func(c *Config) *[]string { return &c.SNEndPhrases })},
 	{Name: "HANDOFF_SERVICENOW_TIMEOUT", Default: "15s", Group: "ServiceNow", Help: "timeout of one ServiceNow request", set: dur(func(c *Config) *time.Duration { return &c.SNTimeout }, 100*time.Millisecond)},
+	{Name: "HANDOFF_SERVICENOW_MAX_RETRIES", Default: "4", Group: "ServiceNow", Help: "retries of a safe request inside one call (GETs, leave, detected-duplicate posts)", set: integer(func(c *Config) *int { return &c.SNMaxRetries }, 0, 20)},
 	{Name: "HANDOFF_DELIVERY", Default: "poll", Group: "Delivery", Help: "how agent messages arrive: poll, webhook or hybrid (webhook plus a slow reconciling poll)", set: oneOf(func(c *Config) *string { return &c.Delivery }, "poll", "webhook", "hybrid")},
 	{Name: "HANDOFF_POLL_INTERVAL", Default: "3s", Group: "Delivery", Help: "poll interval (poll mode); ServiceNow limits requests per user per hour", set: dur(func(c *Config) *time.Duration { return &c.PollInterval }, 500*time.Millisecond)},
 	{Name: "HANDOFF_POLL_BATCH", Default: "false", Group: "Delivery", Help: "poll all chats with one Table API query per 100 chats instead of one request per chat", set: boolean(func(c *Config) *bool { return &c.PollBatch })},
@@ -264,6 +267,8 @@ var settings = []setting{
 	{Name: "HANDOFF_IDLE_TIMEOUT", Default: "30m", Group: "Relay", Help: "end a live chat nobody wrote in for this long (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, 0)},
 	{Name: "HANDOFF_DISPATCH_WORKERS", Default: "8", Group: "Relay", Help: "outward calls made in parallel (each conversation stays in order)", set: integer(func(c *Config) *int { return &c.DispatchWorkers }, 1, 256)},
 	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "6", Group: "Relay", Help: "attempts before a failing outward call ends the session", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 1, 100)},
+
+	{Name: "HANDOFF_DISPATCH_BACKOFF", Default: "1s", Group: "Relay", Help: "first retry delay of a failed outward call (doubles per attempt, capped at 30s)", set: dur(func(c *Config) *time.Duration { return &c.DispatchBackoff }, time.Millisecond)},
 
 	{Name: "HANDOFF_REVIEW_SALT", Group: "Review", Help: "secret salt of the pseudonymous user key (required to serve; keep it stable)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewSalt })},
 	{Name: "HANDOFF_REVIEW_TOKEN", Group: "Review", Help: "bearer token for GET /review/export (endpoint disabled when empty)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewToken })},

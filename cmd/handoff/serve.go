@@ -55,6 +55,7 @@ type app struct {
 	// loops are background components started after the listener is up and
 	// stopped after it has drained.
 	loops []loop
+	parts parts
 }
 
 // loop is a background component.

@@ -3,9 +3,284 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/rasa"
+	"github.com/handoffhq/handoff/review"
+	"github.com/handoffhq/handoff/servicenow"
+	"github.com/handoffhq/handoff/teams"
 )
 
-// wire builds the adapters and the relay from the configuration.
+// parts are the wired components, kept for tests and the demo.
+type parts struct {
+	relay      *bridge.Relay
+	dispatcher *bridge.Dispatcher
+	poller     *bridge.Poller
+	desk       bridge.AgentDesk
+	weekly     *review.Weekly
+	exporter   *review.Exporter
+}
+
+// endPhrases parses HANDOFF_SERVICENOW_END_PHRASES entries "text" or
+// "text=reason" (reason agent_closed or agent_left; default agent_closed).
+func endPhrases(list []string) ([]servicenow.EndPhrase, error) {
+	var out []servicenow.EndPhrase
+	for _, e := range list {
+		text, reason, ok := strings.Cut(e, "=")
+		r := bridge.ReasonAgentClosed
+		if ok {
+			r = bridge.CloseReason(strings.TrimSpace(reason))
+			if r != bridge.ReasonAgentClosed && r != bridge.ReasonAgentLeft {
+				return nil, &ConfigError{Name: "HANDOFF_SERVICENOW_END_PHRASES", Msg: fmt.Sprintf("entry %q: reason must be agent_closed or agent_left", e)}
+			}
+		}
+		if text = strings.TrimSpace(text); text != "" {
+			out = append(out, servicenow.EndPhrase{Text: text, Reason: r})
+		}
+	}
+	return out, nil
+}
+
+// wire builds the adapters, the relay and its loops from the configuration
+// and mounts the bridge's routes.
 func (a *app) wire(ctx context.Context, ov *overrides) error {
-	return errors.New("integrations are not wired yet")
+	cfg, log := a.cfg, a.log
+	var hc *http.Client
+	if ov != nil {
+		hc = ov.httpClient
+	}
+
+	bot, err := rasa.New(rasa.Config{URL: cfg.RasaURL, Token: cfg.RasaToken, Timeout: cfg.RasaTimeout,
+		SlotHandoffActive: cfg.RasaSlotActive, SlotOutcome: cfg.RasaSlotOutcome, HTTPClient: hc, Logger: log.With("system", "rasa")})
+	if err != nil {
+		return fmt.Errorf("configure rasa (HANDOFF_RASA_*): %w", err)
+	}
+
+	phrases, err := endPhrases(cfg.SNEndPhrases)
+	if err != nil {
+		return err
+	}
+	snCfg := servicenow.Config{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
+		Queue: cfg.SNQueue, BridgeUser: cfg.SNUser, EndPhrases: phrases, Timeout: cfg.SNTimeout,
+		MaxRetries: snRetries(cfg.SNMaxRetries), TranscriptTurns: cfg.TranscriptTurns, HTTPClient: hc, Logger: log.With("system", "servicenow")}
+	switch cfg.SNAuth {
+	case "oauth-password":
+		snCfg.OAuth = &servicenow.OAuth{GrantType: servicenow.GrantPassword, ClientID: cfg.SNClientID, ClientSecret: cfg.SNClientSecret}
+	case "oauth-client":
+		snCfg.OAuth = &servicenow.OAuth{GrantType: servicenow.GrantClientCredentials, ClientID: cfg.SNClientID, ClientSecret: cfg.SNClientSecret}
+	}
+	sn, err := servicenow.New(snCfg)
+	if err != nil {
+		return fmt.Errorf("configure servicenow (HANDOFF_SERVICENOW_*): %w", err)
+	}
+	var desk bridge.AgentDesk = sn
+	if cfg.Desk == "connect" {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := sn.CheckQueue(cctx)
+		cancel()
+		switch {
+		case err == nil:
+		case bridge.IsPermanent(err) || httpStatusOf(err)/100 == 4:
+			return fmt.Errorf("check HANDOFF_SERVICENOW_QUEUE on %s: %w", cfg.SNURL, err)
+		default:
+			log.Warn("servicenow queue check failed; starting anyway, chats will be retried", "err", err)
+		}
+	}
+
+	user, err := teams.NewClient(teams.ClientConfig{AppID: cfg.TeamsAppID, AppPassword: cfg.TeamsAppPassword,
+		TenantID: cfg.TeamsTenantID, MultiTenant: cfg.TeamsMultiTenant, TokenURL: cfg.TeamsTokenURL,
+		ExtraServiceURLHosts: cfg.TeamsAllowedHosts, AnonymousDev: cfg.TeamsAnonymousDev, HTTPClient: hc}, log.With("system", "teams"))
+	if err != nil {
+		return fmt.Errorf("configure teams client (HANDOFF_TEAMS_*): %w", err)
+	}
+
+	rec, err := review.NewRecorder(review.RecorderConfig{Salt: cfg.ReviewSalt, LastTurns: cfg.ReviewLastTurns,
+		DisableRedaction: !cfg.ReviewRedact, ExtraPatterns: cfg.ReviewPatterns}, log.With("system", "review"))
+	if err != nil {
+		return fmt.Errorf("configure review (HANDOFF_REVIEW_*): %w", err)
+	}
+
+	relay := bridge.NewRelay(a.store, bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns,
+		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, Logger: log.With("component", "relay")})
+	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
+		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff})
+	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
+
+	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
+		Issuer: cfg.TeamsIssuer, AnonymousDev: cfg.TeamsAnonymousDev, ListenAddr: cfg.Addr, HTTPClient: hc}, relay, log.With("system", "teams"))
+	if err != nil {
+		return fmt.Errorf("configure teams endpoint (HANDOFF_TEAMS_*): %w", err)
+	}
+	a.mux.Handle("POST /api/messages", inbound)
+
+	dctx, cancelDispatch := context.WithCancel(context.Background())
+	dispatchDone := make(chan struct{})
+	a.loops = append(a.loops, loop{name: "dispatcher",
+		start: func(context.Context) { go func() { defer close(dispatchDone); disp.Run(dctx) }() },
+		stop:  func(context.Context) { cancelDispatch(); <-dispatchDone },
+	})
+
+	if cfg.Delivery == "poll" || cfg.Delivery == "hybrid" {
+		pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Logger: log.With("component", "poller")}
+		if cfg.Delivery == "hybrid" {
+			pc.Interval = cfg.ReconcileInterval
+		}
+		if cfg.PollBatch {
+			pc.Batch = sn
+		} else {
+			pc.Feed = sn
+		}
+		poller, err := bridge.NewPoller(pc)
+		if err != nil {
+			return fmt.Errorf("configure poller (HANDOFF_POLL_*): %w", err)
+		}
+		a.parts.poller = poller
+		a.loops = append(a.loops, loop{name: "poller", start: func(context.Context) { poller.Start() }, stop: func(ctx context.Context) { _ = poller.Stop(ctx) }})
+	}
+
+	sctx, cancelSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	a.loops = append(a.loops, loop{name: "sweeper",
+		start: func(context.Context) {
+			go func() {
+				defer close(sweepDone)
+				t := time.NewTicker(30 * time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-sctx.Done():
+						return
+					case <-t.C:
+						if n, err := relay.Sweep(sctx); err != nil {
+							log.Error("timeout sweep failed", "err", err)
+						} else if n > 0 {
+							log.Info("timed-out handoffs ended", "count", n)
+						}
+					}
+				}
+			}()
+		},
+		stop: func(context.Context) { cancelSweep(); <-sweepDone },
+	})
+
+	if err := a.wireReview(); err != nil {
+		return err
+	}
+	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller})
+	return nil
+}
+
+// wireReview mounts the export endpoint and schedules the weekly job.
+func (a *app) wireReview() error {
+	cfg := a.cfg
+	loc, _ := time.LoadLocation(cfg.ReviewTimezone) // validated when parsed
+	exp, err := review.NewExporter(review.ExportConfig{DisableRedaction: !cfg.ReviewRedact, ExtraPatterns: cfg.ReviewPatterns,
+		LowConfidence: cfg.ReviewLowConfidence, Location: loc}, a.log.With("system", "review"))
+	if err != nil {
+		return fmt.Errorf("configure review exports (HANDOFF_REVIEW_*): %w", err)
+	}
+	a.parts.exporter = exp
+	if cfg.ReviewToken != "" {
+		a.mux.Handle("GET /review/export", review.Handler(a.store, cfg.ReviewToken, exp, a.log.With("system", "review")))
+	}
+	if err := os.MkdirAll(cfg.ReviewDir, 0o750); err != nil {
+		return fmt.Errorf("create HANDOFF_REVIEW_DIR %s: %w", cfg.ReviewDir, err)
+	}
+	w, err := review.NewWeekly(review.WeeklyConfig{Dir: cfg.ReviewDir, Schedule: cfg.ReviewSchedule, Location: loc,
+		MaxAge: cfg.ReviewRetention}, a.store, a.store, exp, a.log.With("component", "review-weekly"))
+	if err != nil {
+		return fmt.Errorf("configure weekly review export (HANDOFF_REVIEW_SCHEDULE, HANDOFF_REVIEW_DIR): %w", err)
+	}
+	a.parts.weekly = w
+	a.loops = append(a.loops, loop{name: "review-weekly",
+		start: func(ctx context.Context) {
+			if err := w.Start(ctx); err != nil {
+				a.log.Error("weekly review export not started", "err", err)
+			}
+		},
+		stop: func(ctx context.Context) { _ = w.Stop(ctx) },
+	})
+	return nil
+}
+
+// snRetries maps the setting (0 = no retries) to the client's convention
+// (0 = default, negative = none).
+func snRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func httpStatusOf(err error) int {
+	var se *bridge.StatusError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
+// bridgeCollector exports the relay's counters and the outbox backlog.
+type bridgeCollector struct {
+	store interface {
+		Update(ctx context.Context, fn func(tx bridge.Tx) error) error
+	}
+	disp   *bridge.Dispatcher
+	poller *bridge.Poller
+}
+
+var (
+	descOutbox    = prometheus.NewDesc("handoff_outbox_items", "Outbox items by status (pending, done, dead).", []string{"status"}, nil)
+	descDelivered = prometheus.NewDesc("handoff_outbox_delivered_total", "Outward calls that succeeded, by kind.", []string{"kind"}, nil)
+	descRetried   = prometheus.NewDesc("handoff_outbox_retried_total", "Outward call attempts that failed and were retried, by kind.", []string{"kind"}, nil)
+	descFailed    = prometheus.NewDesc("handoff_outbox_failed_total", "Outward calls that failed for good, by kind.", []string{"kind"}, nil)
+	descSessions  = prometheus.NewDesc("handoff_sessions", "Open sessions by state.", []string{"state"}, nil)
+)
+
+func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOutbox, descDelivered, descRetried, descFailed, descSessions} {
+		ch <- d
+	}
+}
+
+func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.store.Update(ctx, func(tx bridge.Tx) error {
+		stats, err := tx.OutboxStats(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range []string{"pending", "done", "dead"} {
+			ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(stats[s]), s)
+		}
+		ss, err := tx.SessionsInStates(ctx, bridge.StateBot, bridge.StateQueued, bridge.StateLive, bridge.StateClosing)
+		if err != nil {
+			return err
+		}
+		counts := map[bridge.State]int{}
+		for _, s := range ss {
+			counts[s.State]++
+		}
+		for _, st := range []bridge.State{bridge.StateBot, bridge.StateQueued, bridge.StateLive, bridge.StateClosing} {
+			ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+		return nil
+	})
+	delivered, retried, failed := c.disp.Stats.Snapshot()
+	for _, pair := range []struct {
+		d *prometheus.Desc
+		m map[bridge.OutboxKind]int64
+	}{{descDelivered, delivered}, {descRetried, retried}, {descFailed, failed}} {
+		for k, v := range pair.m {
+			ch <- prometheus.MustNewConstMetric(pair.d, prometheus.CounterValue, float64(v), string(k))
+		}
+	}
 }
