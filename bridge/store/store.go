@@ -1,0 +1,258 @@
+// Package store is the bridge's durable storage: one gorm implementation of
+// bridge.Store for SQLite (pure Go driver, no cgo) and PostgreSQL.
+//
+// The schema lives only in the versioned SQL of package migrations; call
+// Migrate (or the migrate subcommand) before use. The store never runs
+// AutoMigrate.
+//
+// Conventions of the tables:
+//   - Every time is a BIGINT of Unix milliseconds. Times are therefore stored
+//     with millisecond precision and come back in UTC; the zero time.Time is
+//     stored as 0 (so the instant 1970-01-01T00:00:00Z reads back as zero).
+//   - Row structs (rows.go) are separate from the domain types; updates name
+//     their columns (maps) so zero values are written too.
+//
+// SQLite: the database is opened with one connection (WAL, busy_timeout,
+// foreign keys on, IMMEDIATE transactions), so all access is serialized. Inside
+// Store.Update only the Tx may be used, and inside the callback of
+// Store.Reviews the Store may not be used at all: either would wait for the
+// one connection forever.
+//
+// PostgreSQL: several replicas may share the database. Outbox items are
+// claimed with FOR UPDATE SKIP LOCKED, and enqueuers of one lane are serialized
+// by a transaction-level advisory lock so that outbox ids of a lane follow
+// commit order (the claim relies on id order).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/migrations"
+)
+
+// Dialect names, as returned by Store.Dialect.
+const (
+	DialectSQLite   = migrations.SQLite
+	DialectPostgres = migrations.Postgres
+)
+
+// Store implements bridge.Store on SQLite or PostgreSQL. It is safe for
+// concurrent use.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect string
+	logger  *slog.Logger
+	now     func() time.Time // bookkeeping times (updated_at) only
+}
+
+var _ bridge.Store = (*Store)(nil)
+
+// Open connects to databaseURL, one of
+//
+//	sqlite:<path>       e.g. sqlite:handoff.db, sqlite:/var/lib/handoff/handoff.db
+//	sqlite::memory:     a private in-memory database (lost on Close)
+//	postgres://…        or postgresql://…, any URL pgx accepts
+//
+// and checks that the database answers. It does not migrate: call Migrate.
+func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var (
+		dialector gorm.Dialector
+		dialect   string
+	)
+	switch {
+	case strings.HasPrefix(databaseURL, "sqlite:"):
+		dsn, err := sqliteDSN(strings.TrimPrefix(databaseURL, "sqlite:"))
+		if err != nil {
+			return nil, err
+		}
+		dialector, dialect = sqlite.Open(dsn), DialectSQLite
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		dialector, dialect = postgres.Open(databaseURL), DialectPostgres
+	default:
+		return nil, fmt.Errorf("store: open: unsupported database URL %q: want sqlite:<path>, sqlite::memory: or postgres://user@host/db",
+			redactURL(databaseURL))
+	}
+	gdb, err := gorm.Open(dialector, &gorm.Config{
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		DisableAutomaticPing:   true,
+		Logger:                 newGormLogger(logger),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
+	}
+	sqlDB, err := gdb.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
+	}
+	if dialect == DialectSQLite {
+		// One connection: SQLite has one writer anyway, and a private
+		// :memory: database exists only as long as its connection.
+		sqlDB.SetMaxOpenConns(1)
+		sqlDB.SetMaxIdleConns(1)
+		sqlDB.SetConnMaxLifetime(0)
+		sqlDB.SetConnMaxIdleTime(0)
+	} else {
+		sqlDB.SetMaxOpenConns(20)
+		sqlDB.SetMaxIdleConns(5)
+		sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	}
+	s := &Store{db: gdb, sqlDB: sqlDB, dialect: dialect, logger: logger, now: time.Now}
+	if err := s.Ping(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
+	}
+	return s, nil
+}
+
+// sqliteDSN turns the part after "sqlite:" into a driver DSN with the
+// pragmas the store relies on. "//" before an absolute path is accepted
+// (sqlite:///var/x.db); query parameters given by the caller are kept.
+func sqliteDSN(p string) (string, error) {
+	p = strings.TrimPrefix(p, "//")
+	if p == "" {
+		return "", errors.New("store: open: empty SQLite path: want sqlite:<path> or sqlite::memory:")
+	}
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	if p != ":memory:" {
+		pragmas += "&_pragma=journal_mode(WAL)"
+	}
+	if strings.Contains(p, "?") {
+		return p + "&" + pragmas, nil
+	}
+	return p + "?" + pragmas, nil
+}
+
+// redactURL hides a password in u for error messages.
+func redactURL(u string) string {
+	if parsed, err := url.Parse(u); err == nil && parsed.User != nil {
+		return parsed.Redacted()
+	}
+	return u
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// DB returns the underlying connection pool (for migrations and health checks).
+func (s *Store) DB() *sql.DB { return s.sqlDB }
+
+// Migrate applies the pending schema migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := migrations.Up(ctx, s.sqlDB, s.dialect, s.logger); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// SchemaStatus lists every migration and whether it is applied.
+func (s *Store) SchemaStatus(ctx context.Context) ([]migrations.Version, error) {
+	vs, err := migrations.Status(ctx, s.sqlDB, s.dialect)
+	if err != nil {
+		return nil, fmt.Errorf("store: schema status: %w", err)
+	}
+	return vs, nil
+}
+
+// SchemaCurrent reports whether every migration is applied; reason says what
+// is missing when it is not. The daemon refuses to start unless ok.
+func (s *Store) SchemaCurrent(ctx context.Context) (ok bool, reason string, err error) {
+	ok, reason, err = migrations.Current(ctx, s.sqlDB, s.dialect)
+	if err != nil {
+		return false, "", fmt.Errorf("store: schema current: %w", err)
+	}
+	return ok, reason, nil
+}
+
+// Close closes the database. Call it last, after every user of the store stopped.
+func (s *Store) Close() error {
+	if err := s.sqlDB.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Update runs fn in one read-write transaction. An error returned by fn rolls
+// the transaction back and is returned unchanged; a failure to begin or
+// commit is returned wrapped. A panic in fn rolls back and is re-raised.
+func (s *Store) Update(ctx context.Context, fn func(tx bridge.Tx) error) error {
+	var fnErr error
+	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
+		fnErr = fn(&tx{s: s, db: gtx})
+		return fnErr
+	})
+	switch {
+	case err == nil:
+		return nil
+	case fnErr != nil:
+		return fnErr // gorm returns fn's error as is; keep it unwrapped
+	default:
+		return fmt.Errorf("store: update transaction: %w", err)
+	}
+}
+
+// wrap prefixes err with "store: what", turning gorm's not-found error into
+// bridge.ErrNotFound.
+func wrap(what string, err error) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("store: %s: %w", what, bridge.ErrNotFound)
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// gormLogger sends gorm's log through slog with parameterized SQL (values,
+// which include chat text, are never logged). Errors the store turns into
+// domain errors (not found, duplicate key) and cancellations are not logged:
+// the caller gets them and decides.
+type gormLogger struct{ logger.Interface }
+
+func newGormLogger(l *slog.Logger) logger.Interface {
+	return gormLogger{logger.NewSlogLogger(l, logger.Config{
+		SlowThreshold:             500 * time.Millisecond,
+		IgnoreRecordNotFoundError: true,
+		ParameterizedQueries:      true,
+		LogLevel:                  logger.Warn,
+	})}
+}
+
+func (g gormLogger) LogMode(level logger.LogLevel) logger.Interface {
+	return gormLogger{g.Interface.LogMode(level)}
+}
+
+func (g gormLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	if err != nil && (errors.Is(err, gorm.ErrDuplicatedKey) || errors.Is(err, gorm.ErrRecordNotFound) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		err = nil // still reported as slow if it was
+	}
+	g.Interface.Trace(ctx, begin, fc, err)
+}
+
+// ParamsFilter keeps bound values out of the SQL text gorm logs.
+func (g gormLogger) ParamsFilter(ctx context.Context, sql string, params ...any) (string, []any) {
+	return sql, nil
+}

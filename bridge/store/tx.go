@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/handoffhq/handoff/bridge"
+)
+
+// tx implements bridge.Tx over one gorm transaction. Every method starts its
+// own statement with WithContext, so no conditions carry over between calls.
+type tx struct {
+	s  *Store
+	db *gorm.DB
+}
+
+var _ bridge.Tx = (*tx)(nil)
+
+func (t *tx) q(ctx context.Context) *gorm.DB { return t.db.WithContext(ctx) }
+
+// Session returns the session; ErrNotFound if there is none.
+func (t *tx) Session(ctx context.Context, id bridge.SessionID) (bridge.Session, error) {
+	var r sessionRow
+	if err := t.q(ctx).Where("id = ?", string(id)).Take(&r).Error; err != nil {
+		return bridge.Session{}, wrap(fmt.Sprintf("session %q", id), err)
+	}
+	return r.domain(), nil
+}
+
+// OpenSession returns the conversation's session that is not closed.
+func (t *tx) OpenSession(ctx context.Context, conv bridge.ConversationID) (bridge.Session, error) {
+	var r sessionRow
+	// The literal 'closed' lets both databases use the partial unique index.
+	err := t.q(ctx).Where("conversation_id = ? AND state <> 'closed'", string(conv)).
+		Order("created_at DESC, id DESC").Take(&r).Error
+	if err != nil {
+		return bridge.Session{}, wrap(fmt.Sprintf("open session of conversation %q", conv), err)
+	}
+	return r.domain(), nil
+}
+
+// SessionByAgentChat returns the session bound to the desk chat (the newest,
+// should a chat id ever be reused).
+func (t *tx) SessionByAgentChat(ctx context.Context, chat bridge.AgentChatID) (bridge.Session, error) {
+	if chat == "" {
+		return bridge.Session{}, fmt.Errorf("store: session by agent chat: empty chat id: %w", bridge.ErrNotFound)
+	}
+	var r sessionRow
+	err := t.q(ctx).Where("agent_chat_id = ? AND agent_chat_id <> ''", string(chat)).
+		Order("created_at DESC, id DESC").Take(&r).Error
+	if err != nil {
+		return bridge.Session{}, wrap(fmt.Sprintf("session by agent chat %q", chat), err)
+	}
+	return r.domain(), nil
+}
+
+// CreateSession inserts s. ErrConflict if the conversation already has an
+// open session (or the id is taken). The insert uses ON CONFLICT DO NOTHING,
+// so on PostgreSQL a conflict does not abort the surrounding transaction.
+func (t *tx) CreateSession(ctx context.Context, s bridge.Session) error {
+	if s.ID == "" {
+		return errors.New("store: create session: empty session id")
+	}
+	if !s.State.Valid() {
+		return fmt.Errorf("store: create session %q: invalid state %q", s.ID, s.State)
+	}
+	r := sessionToRow(s)
+	res := t.q(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&r)
+	if err := res.Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return fmt.Errorf("store: create session %q: %w", s.ID, bridge.ErrConflict)
+		}
+		return wrap(fmt.Sprintf("create session %q", s.ID), err)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("store: create session %q: conversation %q already has an open session or the id exists: %w",
+			s.ID, s.Conversation, bridge.ErrConflict)
+	}
+	return nil
+}
+
+// UpdateSession writes every field of s if the stored state still equals
+// expect; ErrConflict otherwise. When no session s.ID exists at all the error
+// matches both ErrConflict (as documented) and ErrNotFound.
+func (t *tx) UpdateSession(ctx context.Context, s bridge.Session, expect bridge.State) error {
+	if !s.State.Valid() {
+		return fmt.Errorf("store: update session %q: invalid state %q", s.ID, s.State)
+	}
+	r := sessionToRow(s)
+	res := t.q(ctx).Model(&sessionRow{}).
+		Where("id = ? AND state = ?", r.ID, string(expect)).
+		Updates(r.columns())
+	if err := res.Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return fmt.Errorf("store: update session %q: conversation %q already has another open session: %w",
+				s.ID, s.Conversation, bridge.ErrConflict)
+		}
+		return wrap(fmt.Sprintf("update session %q", s.ID), err)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	var n int64
+	if err := t.q(ctx).Model(&sessionRow{}).Where("id = ?", r.ID).Count(&n).Error; err != nil {
+		return wrap(fmt.Sprintf("update session %q", s.ID), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: update session %q: no such session: %w (%w)", s.ID, bridge.ErrConflict, bridge.ErrNotFound)
+	}
+	return fmt.Errorf("store: update session %q: state is no longer %s: %w", s.ID, expect, bridge.ErrConflict)
+}
+
+// SessionsInStates returns all sessions in any of the states, oldest first.
+func (t *tx) SessionsInStates(ctx context.Context, states ...bridge.State) ([]bridge.Session, error) {
+	if len(states) == 0 {
+		return []bridge.Session{}, nil
+	}
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	var rows []sessionRow
+	if err := t.q(ctx).Where("state IN ?", names).Order("created_at, id").Find(&rows).Error; err != nil {
+		return nil, wrap(fmt.Sprintf("sessions in states %v", states), err)
+	}
+	out := make([]bridge.Session, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// InsertMessage stores m and sets m.ID. A duplicate (same session, source and
+// non-empty external id) writes nothing and returns false; m.ID is then set
+// to the stored message's id. A message with an empty ExternalID is never
+// treated as a duplicate.
+func (t *tx) InsertMessage(ctx context.Context, m *bridge.Message) (bool, error) {
+	what := fmt.Sprintf("insert message %s/%s/%q", m.SessionID, m.Source, m.ExternalID)
+	r, err := messageToRow(m)
+	if err != nil {
+		return false, wrap(what, err)
+	}
+	res := t.q(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&r)
+	if err := res.Error; err != nil {
+		return false, wrap(what, err)
+	}
+	if res.RowsAffected == 1 {
+		m.ID = r.ID
+		return true, nil
+	}
+	if r.ExternalID == nil {
+		return false, fmt.Errorf("store: %s: insert did nothing", what)
+	}
+	var existing messageRow
+	err = t.q(ctx).Select("id").
+		Where("session_id = ? AND source = ? AND external_id = ?", r.SessionID, r.Source, *r.ExternalID).
+		Take(&existing).Error
+	if err != nil {
+		return false, wrap(what+": find duplicate", err)
+	}
+	m.ID = existing.ID
+	return false, nil
+}
+
+// Message returns one message by id; ErrNotFound if absent.
+func (t *tx) Message(ctx context.Context, id int64) (bridge.Message, error) {
+	var r messageRow
+	if err := t.q(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+		return bridge.Message{}, wrap(fmt.Sprintf("message %d", id), err)
+	}
+	m, err := r.domain()
+	if err != nil {
+		return bridge.Message{}, wrap(fmt.Sprintf("message %d", id), err)
+	}
+	return m, nil
+}
+
+// Messages returns the session's last limit messages (all if limit <= 0),
+// oldest first by (SentAt, ID).
+func (t *tx) Messages(ctx context.Context, session bridge.SessionID, limit int) ([]bridge.Message, error) {
+	what := fmt.Sprintf("messages of session %q", session)
+	q := t.q(ctx).Where("session_id = ?", string(session))
+	return t.lastMessages(q, limit, "sent_at", "id", what)
+}
+
+// ConversationMessages returns the conversation's last limit messages across
+// all of its sessions, oldest first by (SentAt, ID).
+func (t *tx) ConversationMessages(ctx context.Context, conv bridge.ConversationID, limit int) ([]bridge.Message, error) {
+	what := fmt.Sprintf("messages of conversation %q", conv)
+	q := t.q(ctx).Table("messages AS m").Select("m.*").
+		Joins("JOIN sessions AS s ON s.id = m.session_id").
+		Where("s.conversation_id = ?", string(conv))
+	return t.lastMessages(q, limit, "m.sent_at", "m.id", what)
+}
+
+// lastMessages runs q for the newest limit messages and returns them oldest
+// first.
+func (t *tx) lastMessages(q *gorm.DB, limit int, sentCol, idCol, what string) ([]bridge.Message, error) {
+	var rows []messageRow
+	if limit > 0 {
+		q = q.Order(sentCol + " DESC, " + idCol + " DESC").Limit(limit)
+	} else {
+		q = q.Order(sentCol + ", " + idCol)
+	}
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, wrap(what, err)
+	}
+	if limit > 0 {
+		slices.Reverse(rows)
+	}
+	out, err := messagesFromRows(rows)
+	if err != nil {
+		return nil, wrap(what, err)
+	}
+	return out, nil
+}
+
+// CountMessages returns how many of the session's messages came from source.
+func (t *tx) CountMessages(ctx context.Context, session bridge.SessionID, source bridge.Source) (int, error) {
+	var n int64
+	err := t.q(ctx).Model(&messageRow{}).
+		Where("session_id = ? AND source = ?", string(session), string(source)).Count(&n).Error
+	if err != nil {
+		return 0, wrap(fmt.Sprintf("count %s messages of session %q", source, session), err)
+	}
+	return int(n), nil
+}
+
+// Cursor returns the session's delivery cursor (ms precision, UTC); the zero
+// time and nil when none is set.
+func (t *tx) Cursor(ctx context.Context, session bridge.SessionID) (time.Time, error) {
+	var r cursorRow
+	err := t.q(ctx).Where("session_id = ?", string(session)).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, wrap(fmt.Sprintf("cursor of session %q", session), err)
+	}
+	return fromMS(r.CursorMS), nil
+}
+
+// SetCursor sets the session's cursor to at (ms precision). The session must
+// exist.
+func (t *tx) SetCursor(ctx context.Context, session bridge.SessionID, at time.Time) error {
+	r := cursorRow{SessionID: string(session), CursorMS: toMS(at), UpdatedMS: toMS(t.s.now())}
+	err := t.q(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "session_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"cursor_at", "updated_at"}),
+	}).Create(&r).Error
+	if err != nil {
+		return wrap(fmt.Sprintf("set cursor of session %q", session), err)
+	}
+	return nil
+}
+
+// PutConversationRef inserts or replaces the conversation's reference.
+func (t *tx) PutConversationRef(ctx context.Context, ref bridge.ConversationRef) error {
+	if ref.Conversation == "" {
+		return errors.New("store: put conversation ref: empty conversation id")
+	}
+	r := refToRow(ref)
+	err := t.q(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "conversation_id"}},
+		UpdateAll: true,
+	}).Create(&r).Error
+	if err != nil {
+		return wrap(fmt.Sprintf("put conversation ref %q", ref.Conversation), err)
+	}
+	return nil
+}
+
+// ConversationRef returns the stored reference; ErrNotFound if absent.
+func (t *tx) ConversationRef(ctx context.Context, conv bridge.ConversationID) (bridge.ConversationRef, error) {
+	var r conversationRefRow
+	if err := t.q(ctx).Where("conversation_id = ?", string(conv)).Take(&r).Error; err != nil {
+		return bridge.ConversationRef{}, wrap(fmt.Sprintf("conversation ref %q", conv), err)
+	}
+	return r.domain(), nil
+}

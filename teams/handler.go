@@ -1,0 +1,329 @@
+package teams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/handoffhq/handoff/bridge"
+)
+
+// Defaults of HandlerConfig.
+const (
+	DefaultOpenIDMetadataURL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+	DefaultIssuer            = "https://api.botframework.com"
+	DefaultLeeway            = 5 * time.Minute
+	DefaultMaxBody           = 256 << 10
+)
+
+// maxTokenLength bounds the bearer token we are willing to parse.
+const maxTokenLength = 16 << 10
+
+// Inbox receives the authenticated activities. The bridge's relay implements
+// it by persisting the activity; replies go out later through Client.
+type Inbox interface {
+	// UserActivity persists a. A returned error makes Handler answer 500, so
+	// Teams delivers the activity again; a duplicate delivery must therefore
+	// be a no-op (bridge.UserActivity.ID is the de-duplication key).
+	UserActivity(ctx context.Context, a bridge.UserActivity) error
+}
+
+// HandlerConfig configures Handler. Zero fields take the defaults noted.
+type HandlerConfig struct {
+	// AppID is the bot's Microsoft App ID. Required unless AnonymousDev.
+	AppID string
+	// Audiences accepted in the token's aud claim. Default: AppID,
+	// "api://"+AppID and "api://botid-"+AppID.
+	Audiences []string
+	// OpenIDMetadataURL names the JWKS (jwks_uri). Default
+	// DefaultOpenIDMetadataURL.
+	OpenIDMetadataURL string
+	// Issuer is the required iss claim. Default DefaultIssuer.
+	Issuer string
+	// Leeway is the clock skew allowed on exp and nbf. Default 5 min.
+	Leeway time.Duration
+	// MaxBody bounds the request body in bytes; larger bodies get 413.
+	// Default 256 KiB.
+	MaxBody int64
+	// AnonymousDev accepts requests without an Authorization header, as the
+	// Microsoft 365 Agents Playground sends them. It is refused unless
+	// ListenAddr is a loopback address, and even then only requests from a
+	// loopback peer (and not through a reverse proxy: no Forwarded or
+	// X-Forwarded-* headers) are accepted without a token. Requests that do
+	// carry a token are verified as usual (and refused when there is no
+	// AppID to check the audience against). Never use it in production.
+	AnonymousDev bool
+	// ListenAddr is the address the server listens on; NewHandler checks it
+	// with LoopbackOnly when AnonymousDev is set.
+	ListenAddr string
+	// HTTPClient fetches the OpenID metadata and the JWKS. Default: a client
+	// with a 10 s timeout.
+	HTTPClient *http.Client
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Handler is the bot's messaging endpoint (POST /api/messages). It
+// authenticates each request as the Bot Framework prescribes, maps the
+// activity to a bridge.UserActivity and hands it to the Inbox.
+type Handler struct {
+	cfg    HandlerConfig
+	inbox  Inbox
+	log    *slog.Logger
+	keys   *keySet
+	parser *jwt.Parser
+}
+
+// NewHandler checks cfg, fills in the defaults and returns the handler.
+func NewHandler(cfg HandlerConfig, inbox Inbox, log *slog.Logger) (*Handler, error) {
+	if inbox == nil {
+		return nil, errors.New("teams: handler: nil inbox")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AnonymousDev && !LoopbackOnly(cfg.ListenAddr) {
+		return nil, fmt.Errorf("teams: handler: anonymous dev mode is only allowed on a loopback listen address, not %q", cfg.ListenAddr)
+	}
+	if cfg.AppID == "" && !cfg.AnonymousDev {
+		return nil, errors.New("teams: handler: AppID is required")
+	}
+	if len(cfg.Audiences) == 0 && cfg.AppID != "" {
+		cfg.Audiences = []string{cfg.AppID, "api://" + cfg.AppID, "api://botid-" + cfg.AppID}
+	}
+	if cfg.OpenIDMetadataURL == "" {
+		cfg.OpenIDMetadataURL = DefaultOpenIDMetadataURL
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = DefaultIssuer
+	}
+	if cfg.Leeway <= 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{"RS256"}),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithTimeFunc(cfg.Now),
+		jwt.WithExpirationRequired(),
+	}
+	if len(cfg.Audiences) > 0 {
+		opts = append(opts, jwt.WithAudience(cfg.Audiences...))
+	}
+	h := &Handler{
+		cfg:    cfg,
+		inbox:  inbox,
+		log:    log,
+		keys:   newKeySet(cfg.OpenIDMetadataURL, cfg.HTTPClient, cfg.Now, log),
+		parser: jwt.NewParser(opts...),
+	}
+	if cfg.AnonymousDev {
+		log.Warn("teams: ANONYMOUS DEV MODE: requests without a Bot Framework token are accepted from loopback peers; never run this in production",
+			"listen_addr", cfg.ListenAddr)
+	}
+	return h, nil
+}
+
+// LoopbackOnly reports whether addr (host:port, or a bare host) listens on a
+// loopback interface only: localhost or a loopback IP. An empty host, as in
+// ":3978", means every interface and is not loopback.
+func LoopbackOnly(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	return isLoopbackHost(host)
+}
+
+func isLoopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// claims is what a verified token tells us.
+type claims struct {
+	serviceURL   string
+	endorsements []string
+}
+
+// ServeHTTP implements http.Handler. Verification runs in this order, and a
+// request that fails a step reaches nothing beyond it:
+//
+//  1. Authorization: Bearer <jwt> (401), verified with RS256 against the key
+//     set, iss, aud, exp and nbf (401; 503 if no keys can be fetched);
+//  2. the body is read, at most MaxBody bytes (413), and decoded (400);
+//  3. the token's serviceurl claim must equal the activity's serviceUrl (401)
+//     and the key's endorsements must contain its channelId (403);
+//  4. the activity is mapped and passed to the Inbox (500 on its error).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	ctx := r.Context()
+	var verified *claims
+	auth := r.Header.Get("Authorization")
+	if auth == "" && h.cfg.AnonymousDev && isLoopbackPeer(r.RemoteAddr) && !proxied(r) {
+		h.log.DebugContext(ctx, "teams: anonymous dev request accepted", "remote_addr", r.RemoteAddr)
+	} else {
+		c, status, err := h.authenticate(ctx, auth)
+		if err != nil {
+			h.reject(ctx, w, r, status, err)
+			return
+		}
+		verified = &c
+	}
+
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.reject(ctx, w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("teams: body over %d bytes", h.cfg.MaxBody))
+			return
+		}
+		h.reject(ctx, w, r, http.StatusBadRequest, fmt.Errorf("teams: read body: %w", err))
+		return
+	}
+	act, err := decodeActivity(body)
+	if err != nil {
+		h.reject(ctx, w, r, http.StatusBadRequest, err)
+		return
+	}
+	if verified != nil {
+		if !sameServiceURL(verified.serviceURL, act.ServiceURL) {
+			h.reject(ctx, w, r, http.StatusUnauthorized, fmt.Errorf("teams: serviceurl claim %q does not match the activity's serviceUrl %q", verified.serviceURL, act.ServiceURL))
+			return
+		}
+		if act.ChannelID == "" || !slices.Contains(verified.endorsements, act.ChannelID) {
+			h.reject(ctx, w, r, http.StatusForbidden, fmt.Errorf("teams: signing key is not endorsed for channel %q", act.ChannelID))
+			return
+		}
+	}
+
+	ua, ok, err := mapActivity(act, h.cfg.Now())
+	if err != nil {
+		h.reject(ctx, w, r, http.StatusBadRequest, err)
+		return
+	}
+	if !ok {
+		h.log.DebugContext(ctx, "teams: activity ignored", "type", string(act.Type), "activity_id", act.ID)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if err := h.inbox.UserActivity(ctx, ua); err != nil {
+		h.log.ErrorContext(ctx, "teams: inbox refused the activity; Teams will retry",
+			"error", err, "kind", string(ua.Kind), "activity_id", ua.ID, "conversation_id", string(ua.Ref.Conversation))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// authenticate checks the Authorization header and the token it carries. On
+// failure it returns the status to answer with.
+func (h *Handler) authenticate(ctx context.Context, auth string) (claims, int, error) {
+	scheme, raw, found := strings.Cut(auth, " ")
+	if auth == "" {
+		return claims{}, http.StatusUnauthorized, errors.New("teams: no Authorization header")
+	}
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return claims{}, http.StatusUnauthorized, errors.New("teams: Authorization scheme is not Bearer")
+	}
+	if len(h.cfg.Audiences) == 0 {
+		return claims{}, http.StatusUnauthorized, errors.New("teams: no AppID configured to check the token's audience")
+	}
+	raw = strings.TrimSpace(raw)
+	if raw == "" || len(raw) > maxTokenLength {
+		return claims{}, http.StatusUnauthorized, errors.New("teams: empty or oversized bearer token")
+	}
+	var endorsements []string
+	tok, err := h.parser.Parse(raw, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errors.New("teams: token has no kid")
+		}
+		k, err := h.keys.key(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		endorsements = k.endorsements
+		return k.pub, nil
+	})
+	if err != nil {
+		if errors.Is(err, errKeysUnavailable) {
+			return claims{}, http.StatusServiceUnavailable, err
+		}
+		return claims{}, http.StatusUnauthorized, fmt.Errorf("teams: token rejected: %w", err)
+	}
+	mc, _ := tok.Claims.(jwt.MapClaims)
+	su, _ := mc["serviceurl"].(string)
+	if su == "" {
+		su, _ = mc["serviceUrl"].(string)
+	}
+	if su == "" {
+		return claims{}, http.StatusUnauthorized, errors.New("teams: token has no serviceurl claim")
+	}
+	return claims{serviceURL: su, endorsements: endorsements}, 0, nil
+}
+
+func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, err error) {
+	level := slog.LevelInfo
+	if status == http.StatusServiceUnavailable {
+		level = slog.LevelError
+	}
+	h.log.Log(ctx, level, "teams: request rejected", "status", status, "error", err, "remote_addr", r.RemoteAddr)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+// sameServiceURL compares service URLs case-insensitively, ignoring one
+// trailing slash, as Microsoft's Teams SDK does.
+func sameServiceURL(a, b string) bool {
+	return a != "" && strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
+}
+
+// proxied reports whether the request came through a reverse proxy, whose
+// own connection is loopback although the client is not.
+func proxied(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopbackPeer(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
