@@ -24,13 +24,13 @@ import (
 // Client talks to a ServiceNow instance's Connect Support REST API (and the
 // Table API for batched polling). It is safe for concurrent use.
 type Client struct {
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	http    *retryablehttp.Client
-	auth    *authorizer
-	phrases []EndPhrase // lower-cased copies of cfg.EndPhrases
-	hints   lastSeen    // for LastMessageHint
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	http  *retryablehttp.Client
+	auth  *authorizer
+	cls   classifier // echo, system and end-phrase rules
+	hints lastSeen   // for LastMessageHint
 }
 
 var (
@@ -67,9 +67,7 @@ func New(cfg Config) (*Client, error) {
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		PrepareRetry: prepareRetry,
 	}
-	for _, p := range cfg.EndPhrases {
-		c.phrases = append(c.phrases, EndPhrase{Text: strings.ToLower(p.Text), Reason: p.Reason})
-	}
+	c.cls = newClassifier(cfg.BridgeUser, cfg.EndPhrases)
 	c.auth = &authorizer{c: c}
 	return c, nil
 }
@@ -81,6 +79,11 @@ type call struct {
 	path   string // under the instance, without query
 	query  url.Values
 	body   any // JSON-encoded when non-nil
+	// raw is sent as the body as is (instead of body), for signed requests.
+	raw []byte
+	// header holds extra request headers (e.g. the Virtual Agent API's
+	// message auth).
+	header http.Header
 	// retry allows retries on connection errors, 429 and 5xx. Only set it for
 	// requests that are idempotent or whose duplicates beforeRetry detects.
 	retry bool
@@ -99,48 +102,66 @@ var errDone = errors.New("earlier attempt succeeded")
 // "servicenow: <op>:"; non-2xx answers are *bridge.StatusError (see
 // statusError for the sentinels they wrap).
 func (c *Client) do(ctx context.Context, cl call) (json.RawMessage, error) {
+	status, rb, err := c.exchange(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	if status < 200 || status > 299 {
+		return nil, statusError(cl.op, status, rb)
+	}
+	if len(bytes.TrimSpace(rb)) == 0 {
+		return nil, nil
+	}
+	var env envelope
+	if err := json.Unmarshal(rb, &env); err != nil {
+		return nil, fmt.Errorf("servicenow: %s: decode response: %w", cl.op, err)
+	}
+	return env.Result, nil
+}
+
+// exchange performs cl with auth and retries and returns the final answer's
+// status and body, whatever the status. A 401 answered to an OAuth token
+// renews the token and repeats the request once. errDone from a beforeRetry
+// hook is returned unwrapped; other errors are prefixed "servicenow: <op>:".
+func (c *Client) exchange(ctx context.Context, cl call) (int, []byte, error) {
 	u := c.cfg.InstanceURL + cl.path
 	if len(cl.query) > 0 {
 		u += "?" + cl.query.Encode()
 	}
-	var body []byte
-	if cl.body != nil {
+	body := cl.raw
+	if body == nil && cl.body != nil {
 		var err error
 		if body, err = json.Marshal(cl.body); err != nil {
-			return nil, fmt.Errorf("servicenow: %s: encode body: %w", cl.op, err)
+			return 0, nil, fmt.Errorf("servicenow: %s: encode body: %w", cl.op, err)
 		}
 	}
 	for refreshed := false; ; refreshed = true {
 		authz, err := c.auth.header(ctx)
 		if err != nil {
-			return nil, err // prefixed "servicenow: oauth token:"
+			return 0, nil, err // prefixed "servicenow: oauth token:"
 		}
-		hdr := http.Header{"Accept": {"application/json"}, "Authorization": {authz}}
+		hdr := http.Header{"Accept": {"application/json"}}
+		if authz != "" {
+			hdr.Set("Authorization", authz)
+		}
+		for k, v := range cl.header {
+			hdr[http.CanonicalHeaderKey(k)] = v
+		}
 		if body != nil {
 			hdr.Set("Content-Type", "application/json")
 		}
 		status, rb, err := c.roundTrip(ctx, cl, u, hdr, body)
 		if err != nil {
 			if errors.Is(err, errDone) {
-				return nil, err
+				return 0, nil, err
 			}
-			return nil, fmt.Errorf("servicenow: %s: %w", cl.op, err)
+			return 0, nil, fmt.Errorf("servicenow: %s: %w", cl.op, err)
 		}
 		if status == http.StatusUnauthorized && !refreshed && c.auth.invalidate(authz) {
 			c.log.Info("servicenow token rejected; refreshing", "op", cl.op)
 			continue
 		}
-		if status < 200 || status > 299 {
-			return nil, statusError(cl.op, status, rb)
-		}
-		if len(bytes.TrimSpace(rb)) == 0 {
-			return nil, nil
-		}
-		var env envelope
-		if err := json.Unmarshal(rb, &env); err != nil {
-			return nil, fmt.Errorf("servicenow: %s: decode response: %w", cl.op, err)
-		}
-		return env.Result, nil
+		return status, rb, nil
 	}
 }
 

@@ -90,6 +90,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock used for token expiry and echo windows. Default time.Now.
 	Now func() time.Time
+
+	// va marks the transport of a VAClient: no queue, and Basic credentials
+	// are optional (the Virtual Agent API may accept message auth alone).
+	va bool
 }
 
 // OAuth configures OAuth 2.0 tokens from the instance's token endpoint.
@@ -139,11 +143,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("InstanceURL %q is not an http(s) URL", cfg.InstanceURL))
 	}
 	cfg.InstanceURL = strings.TrimRight(cfg.InstanceURL, "/")
-	if cfg.Queue == "" {
+	if cfg.Queue == "" && !cfg.va {
 		errs = append(errs, errors.New("a Queue (the default queue's sys_id) is required"))
 	}
 	if cfg.OAuth == nil {
-		if cfg.Username == "" || cfg.Password == "" {
+		if cfg.va && cfg.Username == "" && cfg.Password == "" {
+			// no transport auth: message auth only
+		} else if cfg.Username == "" || cfg.Password == "" {
 			errs = append(errs, errors.New("a Username and Password are required for Basic auth"))
 		}
 	} else {

@@ -28,9 +28,30 @@ import (
 // of the poll (or since when there is none), so they never move the cursor
 // past a message that was not fetched.
 
+// classifier holds the rules that turn desk messages into events: who the
+// bridge user is (echoes) and which texts end a chat. Polling and webhooks
+// share it, so both produce identical events for the same message.
+type classifier struct {
+	bridgeUser string
+	phrases    []EndPhrase // lower-cased
+}
+
+func newClassifier(bridgeUser string, phrases []EndPhrase) classifier {
+	k := classifier{bridgeUser: bridgeUser}
+	for _, p := range phrases {
+		k.phrases = append(k.phrases, EndPhrase{Text: strings.ToLower(p.Text), Reason: p.Reason})
+	}
+	return k
+}
+
 // events converts msgs (oldest first, all at or after since) and the chat's
 // queue entry (nil if unknown) into events, oldest first.
 func (c *Client) events(chat bridge.AgentChatID, msgs []message, entry *QueueEntry, since time.Time) []bridge.AgentEvent {
+	return c.cls.events(chat, msgs, entry, since)
+}
+
+// events implements Client.events.
+func (c classifier) events(chat bridge.AgentChatID, msgs []message, entry *QueueEntry, since time.Time) []bridge.AgentEvent {
 	out := make([]bridge.AgentEvent, 0, len(msgs)+2)
 	joined, ended := false, false
 	last := since
@@ -50,7 +71,7 @@ func (c *Client) events(chat bridge.AgentChatID, msgs []message, entry *QueueEnt
 			Text:       m.Text,
 			At:         m.At,
 			System:     strings.EqualFold(m.CreatedBy, "system"),
-			Echo:       strings.EqualFold(m.CreatedBy, c.cfg.BridgeUser),
+			Echo:       c.bridgeUser != "" && strings.EqualFold(m.CreatedBy, c.bridgeUser),
 		}
 		if !ev.Echo && !ev.System && !joined {
 			out = append(out, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: author, At: m.At})
@@ -86,7 +107,7 @@ func (c *Client) events(chat bridge.AgentChatID, msgs []message, entry *QueueEnt
 }
 
 // endReason returns the reason of the first end phrase text contains.
-func (c *Client) endReason(text string) bridge.CloseReason {
+func (c classifier) endReason(text string) bridge.CloseReason {
 	if text == "" {
 		return ""
 	}

@@ -524,7 +524,7 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 		if wait > c.cfg.MaxRetryAfter {
 			return "", fmt.Errorf("teams: send activity: asked to wait %s: %w", wait, lastErr)
 		}
-		c.log.DebugContext(ctx, "teams: retrying send", "attempt", attempt+1, "wait", wait, "error", lastErr)
+		c.log.DebugContext(ctx, "teams: retrying send", "attempt", attempt+1, "wait", wait, "err", lastErr)
 		if err := sleep(ctx, wait); err != nil {
 			return "", fmt.Errorf("teams: send activity: %w (last error: %w)", err, lastErr)
 		}

@@ -236,7 +236,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.inbox.UserActivity(ctx, ua); err != nil {
 		h.log.ErrorContext(ctx, "teams: inbox refused the activity; Teams will retry",
-			"error", err, "kind", string(ua.Kind), "activity_id", ua.ID, "conversation_id", string(ua.Ref.Conversation))
+			"err", err, "kind", string(ua.Kind), "activity_id", ua.ID, "conversation_id", string(ua.Ref.Conversation))
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -295,7 +295,7 @@ func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if status == http.StatusServiceUnavailable {
 		level = slog.LevelError
 	}
-	h.log.Log(ctx, level, "teams: request rejected", "status", status, "error", err, "remote_addr", r.RemoteAddr)
+	h.log.Log(ctx, level, "teams: request rejected", "status", status, "err", err, "remote_addr", r.RemoteAddr)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}

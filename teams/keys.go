@@ -96,7 +96,7 @@ func (ks *keySet) key(ctx context.Context, kid string) (signingKey, error) {
 		if ks.attempted.IsZero() || now.Sub(ks.attempted) >= keysRetryAfterFailure {
 			refreshed = true
 			if err := ks.refresh(ctx, now); err != nil {
-				ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "error", err, "stale_keys", len(ks.keys))
+				ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "err", err, "stale_keys", len(ks.keys))
 			}
 		}
 		if ks.keys == nil {
@@ -109,7 +109,7 @@ func (ks *keySet) key(ctx context.Context, kid string) (signingKey, error) {
 	if !refreshed && ks.unknownKid.AllowN(now, 1) {
 		ks.log.InfoContext(ctx, "teams: unknown signing key, fetching the key set again", "kid", kid)
 		if err := ks.refresh(ctx, now); err != nil {
-			ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "error", err)
+			ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "err", err)
 		}
 		if k, ok := ks.keys[kid]; ok {
 			return k, nil
@@ -144,7 +144,7 @@ func (ks *keySet) refresh(ctx context.Context, now time.Time) error {
 	for _, k := range doc.Keys {
 		sk, err := parseJWK(k)
 		if err != nil {
-			ks.log.DebugContext(ctx, "teams: skipping signing key", "kid", k.Kid, "error", err)
+			ks.log.DebugContext(ctx, "teams: skipping signing key", "kid", k.Kid, "err", err)
 			continue
 		}
 		keys[k.Kid] = sk

@@ -50,7 +50,10 @@ func (t *tx) Enqueue(ctx context.Context, items ...bridge.OutboxItem) error {
 }
 
 // lockLanes takes the advisory lock of every lane of rows, in ascending key
-// order so that two enqueuers cannot deadlock on each other.
+// order so that two Enqueue calls cannot deadlock on each other. The locks
+// are held until commit. (A transaction that calls Enqueue several times can
+// still deadlock with another one; PostgreSQL then aborts one of them and its
+// Update returns the error.)
 func (t *tx) lockLanes(ctx context.Context, rows []outboxRow) error {
 	keys := make([]int32, 0, len(rows))
 	for _, r := range rows {
@@ -127,33 +130,49 @@ func (t *tx) OutboxStats(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// claimSQL returns the SQL selecting the claimable items: the oldest pending
-// item of each lane (done and dead items do not block a lane), if it is due
-// and not leased (or its lease ran out).
+// How the claim finds work, in two statements of one transaction:
 //
-// The lane heads come from one grouped scan of the partial lane index, cost
-// O(pending items), run once; the heads are then fetched by primary key. On
-// PostgreSQL the heads are an ARRAY(...) init plan: written as IN (subquery)
-// or as a join, stale statistics (a fresh burst of rows) made the planner
-// re-run the aggregate or rescan the heads per candidate row, O(n²) and
-// seconds per claim. SQLite runs IN (subquery) once by itself. A per-row NOT
-// EXISTS probe for an older item of the lane was also tried and was several
-// times slower with a backlog. The literal 'pending' lets both databases use
-// the partial indexes.
-func claimSQL(dialect string) string {
-	heads := `SELECT MIN(h.id) FROM outbox AS h WHERE h.status = 'pending' GROUP BY h.conversation_id, h.lane`
-	var where, lock string
-	if dialect == DialectPostgres {
-		where, lock = "o.id = ANY (ARRAY("+heads+"))", "\nFOR UPDATE OF o SKIP LOCKED"
-	} else {
-		where = "o.id IN (" + heads + ")"
-	}
-	return "SELECT o.* FROM outbox AS o\nWHERE " + where + `
-  AND o.status = 'pending'
-  AND o.next_attempt_at <= ?
-  AND (o.claimed_until IS NULL OR o.claimed_until < ?)
-ORDER BY o.id
-LIMIT ?` + lock
+//  1. headsSQL reads the oldest pending item of every lane (one row per lane:
+//     id, next_attempt_at, claimed_until) in a single scan of the partial lane
+//     index, cost O(pending items). Done and dead items are not in that index,
+//     so they never block a lane. Go keeps the heads that are due and not
+//     leased, lowest ids first, at most limit of them.
+//  2. lockSQL re-reads exactly those ids with the same conditions and, on
+//     PostgreSQL, FOR UPDATE SKIP LOCKED: a head another worker holds is
+//     skipped, and one claimed or finished since step 1 fails the re-check on
+//     its new version. A row cannot stop being its lane's head between the
+//     steps, because Enqueue serializes each lane so ids of a lane commit in
+//     order.
+//
+// Single-statement shapes (NOT EXISTS per row; IN, ANY or a join against the
+// grouped heads) were measured and rejected: with stale statistics, as after
+// any burst of new rows, PostgreSQL planned them as nested loops that
+// re-scanned the heads or the backlog per candidate row, O(n²), a second or
+// more per claim with a few thousand pending items. Both statements here read
+// one table, so every plan the planner can pick is linear.
+const (
+	headsSQLPostgres = `SELECT DISTINCT ON (conversation_id, lane) id, next_attempt_at, claimed_until
+FROM outbox WHERE status = 'pending'
+ORDER BY conversation_id, lane, id`
+	// SQLite returns the bare columns of the row holding MIN(id).
+	headsSQLSQLite = `SELECT MIN(id) AS id, next_attempt_at, claimed_until
+FROM outbox WHERE status = 'pending'
+GROUP BY conversation_id, lane`
+	lockSQL = `SELECT * FROM outbox
+WHERE id IN ? AND status = 'pending'
+  AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
+ORDER BY id`
+)
+
+type laneHead struct {
+	ID             int64  `gorm:"column:id"`
+	NextAttemptMS  int64  `gorm:"column:next_attempt_at"`
+	ClaimedUntilMS *int64 `gorm:"column:claimed_until"`
+}
+
+// claimable reports whether the head is due and not leased at nowMS.
+func (h laneHead) claimable(nowMS int64) bool {
+	return h.NextAttemptMS <= nowMS && (h.ClaimedUntilMS == nil || *h.ClaimedUntilMS < nowMS)
 }
 
 // ClaimOutbox leases up to limit due items until now+lease and returns them
@@ -161,25 +180,44 @@ LIMIT ?` + lock
 // lane is claimable, so a lane is dispatched strictly in order; items leased
 // by another worker are skipped (FOR UPDATE SKIP LOCKED on PostgreSQL; on
 // SQLite the single connection serializes claims). Returns an empty slice
-// when nothing is due.
+// when nothing is due. It may return fewer than limit items while others are
+// due, when another worker holds some of the chosen ones.
 func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]bridge.OutboxItem, error) {
 	if limit <= 0 {
 		return []bridge.OutboxItem{}, nil
 	}
 	nowMS := now.UnixMilli()
 	until := now.Add(lease).UnixMilli()
-	query := claimSQL(s.dialect)
+	headsSQL, lock := headsSQLSQLite, ""
+	if s.dialect == DialectPostgres {
+		headsSQL, lock = headsSQLPostgres, "\nFOR UPDATE SKIP LOCKED"
+	}
 	var rows []outboxRow
 	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
-		if err := gtx.Raw(query, nowMS, nowMS, limit).Find(&rows).Error; err != nil {
+		var heads []laneHead
+		if err := gtx.Raw(headsSQL).Find(&heads).Error; err != nil {
+			return err
+		}
+		ids := make([]int64, 0, min(limit, len(heads)))
+		for _, h := range heads {
+			if h.claimable(nowMS) {
+				ids = append(ids, h.ID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		slices.Sort(ids)
+		ids = ids[:min(limit, len(ids))]
+		if err := gtx.Raw(lockSQL+lock, ids, nowMS, nowMS).Find(&rows).Error; err != nil {
 			return err
 		}
 		if len(rows) == 0 {
 			return nil
 		}
-		ids := make([]int64, len(rows))
-		for i, r := range rows {
-			ids[i] = r.ID
+		ids = ids[:0]
+		for _, r := range rows {
+			ids = append(ids, r.ID)
 		}
 		return gtx.Model(&outboxRow{}).Where("id IN ?", ids).Updates(map[string]any{
 			"attempts":      gorm.Expr("attempts + 1"),

@@ -13,10 +13,13 @@
 //     their columns (maps) so zero values are written too.
 //
 // SQLite: the database is opened with one connection (WAL, busy_timeout,
-// foreign keys on, IMMEDIATE transactions), so all access is serialized. Inside
-// Store.Update only the Tx may be used, and inside the callback of
-// Store.Reviews the Store may not be used at all: either would wait for the
-// one connection forever.
+// foreign keys on, IMMEDIATE transactions, synchronous left at its durable
+// default), so all access is serialized. Inside Store.Update only the Tx may
+// be used, and inside the callback of Store.Reviews the Store may not be used
+// at all: either would wait for the one connection forever. More than one
+// dispatcher worker gains nothing on SQLite. Extra driver parameters may be
+// appended to the URL, e.g. sqlite:handoff.db?_pragma=synchronous(NORMAL) to
+// trade durability on power loss for commit speed.
 //
 // PostgreSQL: several replicas may share the database. Outbox items are
 // claimed with FOR UPDATE SKIP LOCKED, and enqueuers of one lane are serialized

@@ -55,6 +55,7 @@ type Config struct {
 	WebhookSecret       string
 	WebhookUser         string
 	WebhookPassword     string
+	WebhookOrderWindow  time.Duration
 	VAToken             string
 	VASecret            string
 	VACallbackHeader    string
@@ -65,6 +66,7 @@ type Config struct {
 	DispatchWorkers     int
 	DispatchMaxAttempts int
 	DispatchBackoff     time.Duration
+	DispatchLease       time.Duration
 	SNMaxRetries        int
 	ReviewSalt          string
 	ReviewToken         string
@@ -250,17 +252,18 @@ var settings = []setting{
 	{Name: "HANDOFF_SERVICENOW_END_PHRASES", Default: "has closed the support session=agent_closed,has left the support session=agent_left", Group: "ServiceNow", Help: "comma-separated text=reason entries (reason agent_closed or agent_left) that end a chat; localise them if your instance does", set: list(func(c *Config) *[]string { return &c.SNEndPhrases })},
 	{Name: "HANDOFF_SERVICENOW_TIMEOUT", Default: "15s", Group: "ServiceNow", Help: "timeout of one ServiceNow request", set: dur(func(c *Config) *time.Duration { return &c.SNTimeout }, 100*time.Millisecond)},
 	{Name: "HANDOFF_SERVICENOW_MAX_RETRIES", Default: "4", Group: "ServiceNow", Help: "retries of a safe request inside one call (GETs, leave, detected-duplicate posts)", set: integer(func(c *Config) *int { return &c.SNMaxRetries }, 0, 20)},
-	{Name: "HANDOFF_DELIVERY", Default: "poll", Group: "Delivery", Help: "how agent messages arrive: poll, webhook or hybrid (webhook plus a slow reconciling poll)", set: oneOf(func(c *Config) *string { return &c.Delivery }, "poll", "webhook", "hybrid")},
+	{Name: "HANDOFF_DELIVERY", Default: "poll", Group: "Delivery", Help: "how agent messages arrive: poll, webhook (POST /webhooks/servicenow, or /webhooks/servicenow/va for the va desk) or hybrid (webhook plus a slow reconciling poll); the va desk needs webhook", set: oneOf(func(c *Config) *string { return &c.Delivery }, "poll", "webhook", "hybrid")},
 	{Name: "HANDOFF_POLL_INTERVAL", Default: "3s", Group: "Delivery", Help: "poll interval (poll mode); ServiceNow limits requests per user per hour", set: dur(func(c *Config) *time.Duration { return &c.PollInterval }, 500*time.Millisecond)},
 	{Name: "HANDOFF_POLL_BATCH", Default: "false", Group: "Delivery", Help: "poll all chats with one Table API query per 100 chats instead of one request per chat", set: boolean(func(c *Config) *bool { return &c.PollBatch })},
-	{Name: "HANDOFF_RECONCILE_INTERVAL", Default: "60s", Group: "Delivery", Help: "reconciling poll interval in hybrid mode", set: dur(func(c *Config) *time.Duration { return &c.ReconcileInterval }, time.Second)},
-	{Name: "HANDOFF_WEBHOOK_SECRET", Group: "Delivery", Help: "HMAC-SHA256 secret the Business Rule signs webhooks with", Secret: true, set: str(func(c *Config) *string { return &c.WebhookSecret })},
-	{Name: "HANDOFF_WEBHOOK_USER", Group: "Delivery", Help: "Basic-auth user for webhooks (alternative to the HMAC secret)", set: str(func(c *Config) *string { return &c.WebhookUser })},
+	{Name: "HANDOFF_RECONCILE_INTERVAL", Default: "60s", Group: "Delivery", Help: "reconciling poll interval in hybrid mode: bounds the extra delay of a message whose webhook was lost", set: dur(func(c *Config) *time.Duration { return &c.ReconcileInterval }, time.Second)},
+	{Name: "HANDOFF_WEBHOOK_SECRET", Group: "Delivery", Help: "HMAC-SHA256 secret the Business Rule signs webhooks with (headers X-Handoff-Timestamp and X-Handoff-Signature over \"<timestamp>.<body>\"; 5 minute window)", Secret: true, set: str(func(c *Config) *string { return &c.WebhookSecret })},
+	{Name: "HANDOFF_WEBHOOK_USER", Group: "Delivery", Help: "Basic-auth user the Business Rule sends (alternative to the HMAC secret)", set: str(func(c *Config) *string { return &c.WebhookUser })},
 	{Name: "HANDOFF_WEBHOOK_PASSWORD", Group: "Delivery", Help: "Basic-auth password for webhooks", Secret: true, set: str(func(c *Config) *string { return &c.WebhookPassword })},
+	{Name: "HANDOFF_WEBHOOK_ORDER_WINDOW", Default: "400ms", Group: "Delivery", Help: "how long webhooks of one chat are held so deliveries that overtook each other reach the user in order (0s: no holding; keep it well under 1s)", set: dur(func(c *Config) *time.Duration { return &c.WebhookOrderWindow }, 0)},
 	{Name: "HANDOFF_VA_TOKEN", Group: "Delivery", Help: "VA desk: static message-auth token sent to ServiceNow", Secret: true, set: str(func(c *Config) *string { return &c.VAToken })},
 	{Name: "HANDOFF_VA_SECRET", Group: "Delivery", Help: "VA desk: secret for the x-b2b-signature HMAC-SHA1 (instead of the token)", Secret: true, set: str(func(c *Config) *string { return &c.VASecret })},
-	{Name: "HANDOFF_VA_CALLBACK_HEADER", Default: "X-Handoff-Secret", Group: "Delivery", Help: "VA desk: header ServiceNow's outbound configuration sends", set: str(func(c *Config) *string { return &c.VACallbackHeader })},
-	{Name: "HANDOFF_VA_CALLBACK_SECRET", Group: "Delivery", Help: "VA desk: value of that header", Secret: true, set: str(func(c *Config) *string { return &c.VACallbackSecret })},
+	{Name: "HANDOFF_VA_CALLBACK_HEADER", Default: "X-Handoff-Secret", Group: "Delivery", Help: "VA desk: custom header the outbound configuration sends with every callback to /webhooks/servicenow/va", set: str(func(c *Config) *string { return &c.VACallbackHeader })},
+	{Name: "HANDOFF_VA_CALLBACK_SECRET", Group: "Delivery", Help: "VA desk: value of that header (callbacks must also echo the session nonce in clientVariables)", Secret: true, set: str(func(c *Config) *string { return &c.VACallbackSecret })},
 
 	{Name: "HANDOFF_TRANSCRIPT_TURNS", Default: "10", Group: "Relay", Help: "recent turns shown to the agent when a chat opens", set: integer(func(c *Config) *int { return &c.TranscriptTurns }, 0, 100)},
 	{Name: "HANDOFF_QUEUE_TIMEOUT", Default: "15m", Group: "Relay", Help: "end a handoff no agent accepted within this (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.QueueTimeout }, 0)},
@@ -268,6 +271,7 @@ var settings = []setting{
 	{Name: "HANDOFF_DISPATCH_WORKERS", Default: "8", Group: "Relay", Help: "outward calls made in parallel (each conversation stays in order)", set: integer(func(c *Config) *int { return &c.DispatchWorkers }, 1, 256)},
 	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "6", Group: "Relay", Help: "attempts before a failing outward call ends the session", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 1, 100)},
 
+	{Name: "HANDOFF_DISPATCH_LEASE", Default: "30s", Group: "Relay", Help: "how long a claimed outward call belongs to one worker; after a crash it is retried once the lease ends (a call may take two thirds of it)", set: dur(func(c *Config) *time.Duration { return &c.DispatchLease }, time.Second)},
 	{Name: "HANDOFF_DISPATCH_BACKOFF", Default: "1s", Group: "Relay", Help: "first retry delay of a failed outward call (doubles per attempt, capped at 30s)", set: dur(func(c *Config) *time.Duration { return &c.DispatchBackoff }, time.Millisecond)},
 
 	{Name: "HANDOFF_REVIEW_SALT", Group: "Review", Help: "secret salt of the pseudonymous user key (required to serve; keep it stable)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewSalt })},
@@ -377,8 +381,8 @@ func (c *Config) ValidateServe() error {
 			checks = append(checks, &ConfigError{Name: "HANDOFF_VA_TOKEN", Msg: "or HANDOFF_VA_SECRET is required for the va desk"})
 		}
 		checks = append(checks, need("HANDOFF_VA_CALLBACK_SECRET", c.VACallbackSecret, "for the va desk (ServiceNow sends it with every callback)"))
-		if c.Delivery == "poll" {
-			checks = append(checks, &ConfigError{Name: "HANDOFF_DELIVERY", Msg: "must be webhook for the va desk (the Virtual Agent API has no polling endpoint)"})
+		if c.Delivery != "webhook" {
+			checks = append(checks, &ConfigError{Name: "HANDOFF_DELIVERY", Msg: "must be webhook for the va desk (the Virtual Agent API has no polling endpoint, so neither poll nor hybrid can work)"})
 		}
 	}
 	if c.Delivery != "poll" && c.Desk == "connect" && c.WebhookSecret == "" && (c.WebhookUser == "" || c.WebhookPassword == "") {

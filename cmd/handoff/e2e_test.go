@@ -23,6 +23,10 @@ const (
 	e2eSecret = "bot-secret"
 	e2eTenant = "72f988bf-0000-0000-0000-000000000001"
 	agentName = "Beth Anglin"
+
+	e2eWebhookSecret  = "webhook-secret"
+	e2eVAToken        = "va-token"
+	e2eCallbackSecret = "callback-secret"
 )
 
 // world is the real service on :0 wired to the three fakes.
@@ -37,17 +41,39 @@ type world struct {
 	base    string
 	stop    func()
 	env     map[string]string
+	ov      *overrides // in-process hooks (the crash test's failing store)
+	desk    string     // connect or va
+	mu      sync.Mutex // guards app, base, stop and channel across restarts
+}
+
+// ch returns the Teams channel pointed at the running service.
+func (w *world) ch() *teamstest.Channel { w.mu.Lock(); defer w.mu.Unlock(); return w.channel }
+
+// current returns the running service.
+func (w *world) current() *app { w.mu.Lock(); defer w.mu.Unlock(); return w.app }
+
+// halt shuts the running service down as SIGTERM would.
+func (w *world) halt() {
+	w.mu.Lock()
+	stop := w.stop
+	w.mu.Unlock()
+	stop()
 }
 
 type worldOpts struct {
 	delivery string // poll (default), webhook, hybrid
+	desk     string // connect (default) or va
 	dbURL    string // default: a fresh SQLite file
 	extra    map[string]string
+	ov       *overrides
 }
 
 func newWorld(t *testing.T, o worldOpts) *world {
 	t.Helper()
-	w := &world{t: t}
+	if o.desk == "" {
+		o.desk = "connect"
+	}
+	w := &world{t: t, ov: o.ov, desk: o.desk}
 	w.issuer = teamstest.NewIssuer()
 	t.Cleanup(w.issuer.Close)
 	w.issuer.AddClient(e2eAppID, e2eSecret)
@@ -81,6 +107,10 @@ func newWorld(t *testing.T, o worldOpts) *world {
 		"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
 		"HANDOFF_SERVICENOW_MAX_RETRIES":      "1",
 		"HANDOFF_DELIVERY":                    o.delivery,
+		"HANDOFF_DESK":                        o.desk,
+		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
+		"HANDOFF_VA_TOKEN":                    e2eVAToken,
+		"HANDOFF_VA_CALLBACK_SECRET":          e2eCallbackSecret,
 		"HANDOFF_POLL_INTERVAL":               "1s",
 		"HANDOFF_RECONCILE_INTERVAL":          "1s",
 		"HANDOFF_DISPATCH_MAX_ATTEMPTS":       "2",
@@ -110,7 +140,7 @@ func (w *world) start() {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, log, nil)
+	a, err := newApp(ctx, cfg, log, w.ov)
 	if err != nil {
 		cancel()
 		w.t.Fatal(err)
@@ -118,16 +148,16 @@ func (w *world) start() {
 	started := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- a.serve(ctx, started) }()
+	var base string
 	select {
 	case addr := <-started:
-		w.base = "http://" + addr
+		base = "http://" + addr
 	case err := <-done:
 		cancel()
 		w.t.Fatalf("serve: %v", err)
 	}
-	w.app = a
 	var once sync.Once
-	w.stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -135,9 +165,35 @@ func (w *world) start() {
 			}
 		})
 	}
-	w.t.Cleanup(w.stop)
-	w.channel = &teamstest.Channel{Issuer: w.issuer, AppID: e2eAppID, ServiceURL: w.conn.ServiceURL(),
-		BotURL: w.base + "/api/messages", TenantID: e2eTenant}
+	w.t.Cleanup(stop)
+	ch := &teamstest.Channel{Issuer: w.issuer, AppID: e2eAppID, ServiceURL: w.conn.ServiceURL(),
+		BotURL: base + "/api/messages", TenantID: e2eTenant}
+	w.mu.Lock()
+	w.app, w.base, w.stop, w.channel = a, base, stop, ch
+	w.mu.Unlock()
+	w.pointDeliveries()
+}
+
+// pointDeliveries points the fake instance's outgoing calls at the service
+// (again after a restart, whose port is new): the Business Rule webhooks for
+// webhook and hybrid delivery, the callbacks for the va desk.
+func (w *world) pointDeliveries() {
+	switch {
+	case w.desk == "va":
+		w.sn.EnableVA(snowtest.VAOptions{Token: e2eVAToken, CallbackURL: w.base + "/webhooks/servicenow/va",
+			CallbackHeaders: map[string]string{"X-Handoff-Secret": e2eCallbackSecret}})
+	case w.env["HANDOFF_DELIVERY"] == "webhook" || w.env["HANDOFF_DELIVERY"] == "hybrid":
+		w.sn.EnableWebhooks(snowtest.WebhookOptions{URL: w.base + "/webhooks/servicenow", Secret: e2eWebhookSecret})
+	}
+}
+
+// agentChatID is the bridge's id of the fake's chat group: the group itself
+// for Connect Support, the clientSessionId for the Virtual Agent API.
+func (w *world) agentChatID(group string) bridge.AgentChatID {
+	if conv, ok := w.sn.VAConversation(group); ok {
+		return bridge.AgentChatID(conv.ClientSessionID)
+	}
+	return bridge.AgentChatID(group)
 }
 
 type testWriter struct{ t *testing.T }
@@ -150,7 +206,7 @@ func (tw testWriter) Write(p []byte) (int, error) {
 // say posts a signed Teams message from u.
 func (w *world) say(u teamstest.User, text string) {
 	w.t.Helper()
-	code, err := w.channel.Post(context.Background(), w.channel.Message(u, text))
+	code, err := w.ch().Post(context.Background(), w.ch().Message(u, text))
 	if err != nil || code != 200 {
 		w.t.Fatalf("post %q: %d %v", text, code, err)
 	}
@@ -159,7 +215,7 @@ func (w *world) say(u teamstest.User, text string) {
 // userLines returns the texts Teams showed u, in order.
 func (w *world) userLines(u teamstest.User) []string {
 	var out []string
-	for _, s := range w.conn.Sent(w.channel.ConversationID(u)) {
+	for _, s := range w.conn.Sent(w.ch().ConversationID(u)) {
 		if s.Type == "message" || s.Type == "" {
 			out = append(out, s.Text)
 		}
@@ -227,8 +283,8 @@ func (w *world) waitAgent(group, want string, timeout time.Duration) {
 func (w *world) session(u teamstest.User) bridge.Session {
 	w.t.Helper()
 	var s bridge.Session
-	conv := bridge.ConversationID(w.channel.ConversationID(u))
-	err := w.app.store.Update(context.Background(), func(tx bridge.Tx) error {
+	conv := bridge.ConversationID(w.ch().ConversationID(u))
+	err := w.current().store.Update(context.Background(), func(tx bridge.Tx) error {
 		ss, err := tx.SessionsInStates(context.Background(), bridge.States...)
 		for _, x := range ss {
 			if x.Conversation == conv {
@@ -267,8 +323,24 @@ type ending struct {
 	afterReply bool // a bot reply is expected after the ending
 }
 
-func lifecycleEndings() []ending {
+func lifecycleEndings(desk string) []ending {
 	tx := bridge.DefaultTexts()
+	// failSends makes every message post of the chat fail; failLeave its leave.
+	failSends := func(w *world, group string) {
+		w.sn.InjectFault(snowtest.Fault{Method: "POST", Path: "/api/now/connect/conversations/" + group + "/messages", Status: 500, Times: 1000})
+	}
+	failLeave := func(w *world, group string) {
+		w.sn.InjectFault(snowtest.Fault{Method: "POST", Path: "/api/now/connect/support/sessions/" + group + "/leave", Status: 500, Times: 1000})
+	}
+	if desk == "va" {
+		// One endpoint serves every action: fail by action and conversation.
+		failSends = func(w *world, group string) {
+			w.sn.InjectVAFault(snowtest.VAFault{Action: "", ClientSessionID: string(w.agentChatID(group)), Status: 500, Times: 1000})
+		}
+		failLeave = func(w *world, group string) {
+			w.sn.InjectVAFault(snowtest.VAFault{Action: "END_CONVERSATION", ClientSessionID: string(w.agentChatID(group)), Status: 500, Times: 1000})
+		}
+	}
 	return []ending{
 		{name: "agent closes", reason: bridge.ReasonAgentClosed, line: tx.AgentClosed, act: func(w *world, u teamstest.User, group string) {
 			if err := w.sn.CloseChat(group); err != nil {
@@ -282,11 +354,11 @@ func lifecycleEndings() []ending {
 			w.say(u, " /Restart ")
 		}},
 		{name: "servicenow fails mid-chat", reason: bridge.ReasonRelayError, line: "Summary: ServiceNow chat " + "", act: func(w *world, u teamstest.User, group string) {
-			w.sn.InjectFault(snowtest.Fault{Method: "POST", Path: "/api/now/connect/conversations/" + group + "/messages", Status: 500, Times: 1000})
+			failSends(w, group)
 			w.say(u, "are you still there?")
 		}},
 		{name: "leave fails", reason: bridge.ReasonUserEnded, line: tx.LeaveFailed, act: func(w *world, u teamstest.User, group string) {
-			w.sn.InjectFault(snowtest.Fault{Method: "POST", Path: "/api/now/connect/support/sessions/" + group + "/leave", Status: 500, Times: 1000})
+			failLeave(w, group)
 			w.say(u, "/end_chat")
 		}},
 	}
@@ -315,6 +387,9 @@ func runConversation(w *world, u teamstest.User, e ending) {
 		t.Fatal(err)
 	}
 	w.waitUser(u, snowtest.DefaultGreeting, wait)
+	if w.desk == "va" {
+		w.checkTyping(u, group, wait)
+	}
 	var userSaid, agentSaid []string
 	for i := 1; i <= 3; i++ {
 		um := fmt.Sprintf("%s question %d", u.Name, i)
@@ -333,10 +408,13 @@ func runConversation(w *world, u teamstest.User, e ending) {
 	if s.CloseReason != e.reason {
 		t.Errorf("%s: closed with %s, want %s", u.Name, s.CloseReason, e.reason)
 	}
-	if s.AgentChatID != bridge.AgentChatID(group) {
-		t.Errorf("%s: session chat %s, want %s", u.Name, s.AgentChatID, group)
+	if want := w.agentChatID(group); s.AgentChatID != want {
+		t.Errorf("%s: session chat %s, want %s", u.Name, s.AgentChatID, want)
 	}
 	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
+	if w.desk == "va" {
+		w.checkReceipts(u, group)
+	}
 	lines := w.userLines(u)
 	joined := strings.Join(lines, "\n")
 	if !strings.Contains(joined, e.line) {
@@ -364,7 +442,7 @@ func runConversation(w *world, u teamstest.User, e ending) {
 	if !slices.Equal(relayed, userSaid) {
 		t.Errorf("%s: agent got %q, want %q", u.Name, relayed, userSaid)
 	}
-	conv := w.channel.ConversationID(u)
+	conv := w.ch().ConversationID(u)
 	tr, _ := w.rasa.Tracker(conv)
 	var names []string
 	for _, ev := range w.rasa.Events(conv) {
@@ -404,13 +482,66 @@ func runConversation(w *world, u teamstest.User, e ending) {
 	}
 }
 
+// checkTyping checks the Virtual Agent typing indicators both ways: the
+// employee typing in Teams reaches the agent as TYPING, the agent's
+// StartTypingIndicator reaches Teams as a typing activity.
+func (w *world) checkTyping(u teamstest.User, group string, timeout time.Duration) {
+	w.t.Helper()
+	if code, err := w.ch().Post(context.Background(), w.ch().Typing(u)); err != nil || code != 200 {
+		w.t.Fatalf("post typing: %d %v", code, err)
+	}
+	conv := w.ch().ConversationID(u)
+	deadline := time.Now().Add(timeout)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if i%25 == 0 {
+			// Typing is best effort: Teams pacing may skip one right after
+			// the greeting, so the agent keeps typing until one shows.
+			if err := w.sn.AgentTyping(group); err != nil {
+				w.t.Fatal(err)
+			}
+		}
+		va, _ := w.sn.VAConversation(group)
+		typed := slices.ContainsFunc(w.conn.Sent(conv), func(s teamstest.Sent) bool { return s.Type == "typing" })
+		if va.Typing > 0 && typed {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	va, _ := w.sn.VAConversation(group)
+	w.t.Errorf("%s: typing not relayed: TYPING requests %d, typing activities in Teams %v", u.Name, va.Typing,
+		slices.ContainsFunc(w.conn.Sent(conv), func(s teamstest.Sent) bool { return s.Type == "typing" }))
+}
+
+// checkReceipts checks that every agent message (by its ServiceNow id) was
+// reported delivered with UPDATE_MESSAGES sent_to_user, once.
+func (w *world) checkReceipts(u teamstest.User, group string) {
+	w.t.Helper()
+	va, _ := w.sn.VAConversation(group)
+	got := map[string]int{}
+	for _, up := range va.Updates {
+		if up.Status == "sent_to_user" {
+			got[up.ID]++
+		}
+	}
+	for _, m := range w.sn.Messages(group) {
+		if m.SenderName != agentName || m.System() {
+			continue
+		}
+		if got[m.SysID] != 1 {
+			w.t.Errorf("%s: agent message %q reported delivered %d times, want 1 (updates %v)", u.Name, m.Text, got[m.SysID], va.Updates)
+		}
+	}
+}
+
 // TestLifecycleEndToEnd runs five employees at once, one per ending.
 func TestLifecycleEndToEnd(t *testing.T) {
-	for _, delivery := range []string{"poll"} {
-		t.Run(delivery, func(t *testing.T) {
-			w := newWorld(t, worldOpts{delivery: delivery})
+	for _, mode := range []struct{ delivery, desk string }{
+		{"poll", "connect"}, {"webhook", "connect"}, {"hybrid", "connect"}, {"webhook", "va"},
+	} {
+		t.Run(mode.delivery+"/"+mode.desk, func(t *testing.T) {
+			w := newWorld(t, worldOpts{delivery: mode.delivery, desk: mode.desk})
 			var wg sync.WaitGroup
-			for i, e := range lifecycleEndings() {
+			for i, e := range lifecycleEndings(mode.desk) {
 				u := teamstest.NewUser(fmt.Sprintf("Employee %d", i+1))
 				wg.Add(1)
 				go func() {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
 )
 
@@ -69,6 +70,18 @@ type loop struct {
 type overrides struct {
 	// httpClient is used for every outward call when set.
 	httpClient *http.Client
+	// wrapStore wraps the store the relay uses (the crash test injects
+	// failures through it).
+	wrapStore func(bridge.Store) bridge.Store
+}
+
+// relayStore is the store the relay works on.
+func (a *app) relayStore(ov *overrides) bridge.Store {
+	var st bridge.Store = a.store
+	if ov != nil && ov.wrapStore != nil {
+		st = ov.wrapStore(st)
+	}
+	return st
 }
 
 func newApp(ctx context.Context, cfg *Config, log *slog.Logger, ov *overrides) (*app, error) {

@@ -24,6 +24,7 @@ type parts struct {
 	dispatcher *bridge.Dispatcher
 	poller     *bridge.Poller
 	desk       bridge.AgentDesk
+	webhook    *servicenow.WebhookHandler // connect webhooks (webhook and hybrid delivery)
 	weekly     *review.Weekly
 	exporter   *review.Exporter
 }
@@ -76,12 +77,26 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	case "oauth-client":
 		snCfg.OAuth = &servicenow.OAuth{GrantType: servicenow.GrantClientCredentials, ClientID: cfg.SNClientID, ClientSecret: cfg.SNClientSecret}
 	}
-	sn, err := servicenow.New(snCfg)
-	if err != nil {
-		return fmt.Errorf("configure servicenow (HANDOFF_SERVICENOW_*): %w", err)
-	}
-	var desk bridge.AgentDesk = sn
-	if cfg.Desk == "connect" {
+	var (
+		desk bridge.AgentDesk
+		sn   *servicenow.Client   // the connect desk (and the poller's feed)
+		va   *servicenow.VAClient // the va desk
+	)
+	switch cfg.Desk {
+	case "va":
+		va, err = servicenow.NewVA(servicenow.VAConfig{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
+			OAuth: snCfg.OAuth, Token: cfg.VAToken, Secret: cfg.VASecret, Queue: cfg.SNQueue, TranscriptTurns: cfg.TranscriptTurns,
+			Timeout: cfg.SNTimeout, MaxRetries: snRetries(cfg.SNMaxRetries), HTTPClient: hc, Logger: log.With("system", "servicenow-va")})
+		if err != nil {
+			return fmt.Errorf("configure servicenow va desk (HANDOFF_SERVICENOW_*, HANDOFF_VA_*): %w", err)
+		}
+		desk = va
+	default:
+		sn, err = servicenow.New(snCfg)
+		if err != nil {
+			return fmt.Errorf("configure servicenow (HANDOFF_SERVICENOW_*): %w", err)
+		}
+		desk = sn
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := sn.CheckQueue(cctx)
 		cancel()
@@ -107,10 +122,11 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return fmt.Errorf("configure review (HANDOFF_REVIEW_*): %w", err)
 	}
 
-	relay := bridge.NewRelay(a.store, bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns,
+	relay := bridge.NewRelay(a.relayStore(ov), bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns,
 		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
-		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff})
+		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff, Lease: cfg.DispatchLease,
+		CallTimeout: cfg.DispatchLease * 2 / 3})
 	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
@@ -127,22 +143,11 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		stop:  func(context.Context) { cancelDispatch(); <-dispatchDone },
 	})
 
-	if cfg.Delivery == "poll" || cfg.Delivery == "hybrid" {
-		pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Logger: log.With("component", "poller")}
-		if cfg.Delivery == "hybrid" {
-			pc.Interval = cfg.ReconcileInterval
-		}
-		if cfg.PollBatch {
-			pc.Batch = sn
-		} else {
-			pc.Feed = sn
-		}
-		poller, err := bridge.NewPoller(pc)
-		if err != nil {
-			return fmt.Errorf("configure poller (HANDOFF_POLL_*): %w", err)
-		}
-		a.parts.poller = poller
-		a.loops = append(a.loops, loop{name: "poller", start: func(context.Context) { poller.Start() }, stop: func(ctx context.Context) { _ = poller.Stop(ctx) }})
+	if va != nil {
+		va.UseSessions(relay)
+	}
+	if err := a.wireDelivery(relay, sn, phrases); err != nil {
+		return err
 	}
 
 	sctx, cancelSweep := context.WithCancel(context.Background())
@@ -174,6 +179,62 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return err
 	}
 	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller})
+	return nil
+}
+
+// wireDelivery sets up how agent messages reach the bridge:
+//
+//	poll    the poller every HANDOFF_POLL_INTERVAL (connect desk only)
+//	webhook POST /webhooks/servicenow (connect desk: the Business Rule) or
+//	        POST /webhooks/servicenow/va (va desk: the Virtual Agent callbacks)
+//	hybrid  the connect webhook plus a reconciling poll every
+//	        HANDOFF_RECONCILE_INTERVAL that recovers what a lost webhook missed
+//	        (duplicates are dropped by sys_id, so both paths may deliver)
+func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases []servicenow.EndPhrase) error {
+	cfg, log := a.cfg, a.log
+	if cfg.Desk == "va" {
+		h, err := servicenow.NewVAWebhookHandler(servicenow.VAWebhookConfig{Header: cfg.VACallbackHeader, Secret: cfg.VACallbackSecret,
+			EndPhrases: phrases, Logger: log.With("system", "servicenow-va")}, relay, relay)
+		if err != nil {
+			return fmt.Errorf("configure the va callback endpoint (HANDOFF_VA_CALLBACK_*): %w", err)
+		}
+		a.mux.Handle("POST /webhooks/servicenow/va", h)
+		log.Info("agent messages arrive by virtual agent callbacks", "path", "/webhooks/servicenow/va")
+		return nil
+	}
+	if cfg.Delivery == "webhook" || cfg.Delivery == "hybrid" {
+		window := cfg.WebhookOrderWindow
+		if window == 0 {
+			window = -1 // 0s: no holding
+		}
+		h, err := servicenow.NewWebhookHandler(servicenow.WebhookConfig{Secret: cfg.WebhookSecret, Username: cfg.WebhookUser,
+			Password: cfg.WebhookPassword, BridgeUser: cfg.SNUser, EndPhrases: phrases, OrderWindow: window, Sessions: relay,
+			Logger: log.With("system", "servicenow-webhook")}, relay)
+		if err != nil {
+			return fmt.Errorf("configure the servicenow webhook (HANDOFF_WEBHOOK_*): %w", err)
+		}
+		a.mux.Handle("POST /webhooks/servicenow", h)
+		a.parts.webhook = h
+	}
+	if cfg.Delivery == "webhook" {
+		log.Info("agent messages arrive by webhook only", "path", "/webhooks/servicenow")
+		return nil
+	}
+	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Logger: log.With("component", "poller")}
+	if cfg.Delivery == "hybrid" {
+		pc.Interval = cfg.ReconcileInterval
+	}
+	if cfg.PollBatch {
+		pc.Batch = sn
+	} else {
+		pc.Feed = sn
+	}
+	poller, err := bridge.NewPoller(pc)
+	if err != nil {
+		return fmt.Errorf("configure poller (HANDOFF_POLL_*): %w", err)
+	}
+	a.parts.poller = poller
+	a.loops = append(a.loops, loop{name: "poller", start: func(context.Context) { poller.Start() }, stop: func(ctx context.Context) { _ = poller.Stop(ctx) }})
 	return nil
 }
 

@@ -85,9 +85,8 @@ CREATE TABLE outbox (
     created_at      BIGINT  NOT NULL DEFAULT 0,
     updated_at      BIGINT  NOT NULL DEFAULT 0
 );
--- The claim scans due pending items in id order ...
-CREATE INDEX outbox_due_idx ON outbox (next_attempt_at, id) WHERE status = 'pending';
--- ... and checks that no older pending item of the same lane exists.
+-- The claim finds each lane's oldest pending item (MIN(id) per lane) in this
+-- index, then reads those rows by primary key.
 CREATE INDEX outbox_lane_idx ON outbox (conversation_id, lane, id) WHERE status = 'pending';
 CREATE INDEX outbox_session_idx ON outbox (session_id);
 

@@ -146,6 +146,7 @@ func (in *Instance) addMessage(c *chat, user, text string) *Message {
 	in.messages = append(in.messages, m)
 	c.UpdatedAt = at
 	in.touch()
+	in.messageAdded(c, m)
 	return m
 }
 
@@ -158,9 +159,11 @@ func (in *Instance) setState(c *chat, s State) {
 	if s.Closed() && c.WorkEnd.IsZero() {
 		c.WorkEnd = now
 	}
+	prev := c.State
 	c.State = s
 	c.UpdatedAt = now
 	in.touch()
+	in.stateChanged(c, prev)
 }
 
 // openChat creates a chat in queue with the requester's first message.

@@ -81,6 +81,7 @@ func (in *Instance) ResetRequests() {
 func (in *Instance) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /oauth_token.do", in.handleToken)
+	in.vaRoutes(mux) // va.go
 	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request, user string)) {
 		mux.Handle(pattern, in.authenticated(h))
 	}
@@ -88,11 +89,12 @@ func (in *Instance) routes() *http.ServeMux {
 	api("POST /api/now/connect/support/queues/{queue}/sessions", in.connect(in.handleOpen))
 	api("GET /api/now/connect/support/queues/{queue}/sessions", in.connect(in.handleQueueSessions))
 	api("GET /api/now/connect/support/sessions", in.connect(in.handleSessions))
-	api("POST /api/now/connect/support/sessions/{group}/leave", in.connect(in.handleLeave))
-	api("POST /api/now/connect/support/sessions/{group}/close", in.connect(in.handleLeave))
+	api("POST /api/now/connect/support/sessions/{group}/leave", in.connect(in.asAgent(in.handleLeave, in.handleAgentLeave)))
+	api("POST /api/now/connect/support/sessions/{group}/close", in.connect(in.asAgent(in.handleLeave, in.handleAgentClose)))
 	api("GET /api/now/connect/conversations/{group}", in.connect(in.handleConversation))
 	api("GET /api/now/connect/conversations/{group}/messages", in.connect(in.handleMessages))
-	api("POST /api/now/connect/conversations/{group}/messages", in.connect(in.handlePost))
+	api("POST /api/now/connect/conversations/{group}/messages", in.connect(in.asAgent(in.handlePost, in.handleAgentPost)))
+	in.agentRoutes(api) // agentapi.go
 	api("GET /api/now/table/{table}", in.handleTable)
 	api("/api/now/", func(w http.ResponseWriter, r *http.Request, _ string) {
 		writeError(w, http.StatusBadRequest, "Requested URI does not represent any resource", "")

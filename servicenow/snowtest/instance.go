@@ -118,6 +118,7 @@ type Instance struct {
 	windows  map[string]*window
 	version  uint64
 	changed  chan struct{}
+	out      *outbound // webhooks and VA callbacks (webhook.go, va.go)
 }
 
 type token struct {
@@ -181,8 +182,11 @@ func newInstance(opts Options) *Instance {
 // URL is the instance's base URL, e.g. "http://127.0.0.1:41234".
 func (in *Instance) URL() string { return in.srv.URL }
 
-// Close shuts the server down.
-func (in *Instance) Close() { in.srv.Close() }
+// Close stops outgoing deliveries and shuts the server down.
+func (in *Instance) Close() {
+	in.closeOutbound()
+	in.srv.Close()
+}
 
 // Handler returns the instance's HTTP handler, for mounting it elsewhere.
 func (in *Instance) Handler() http.Handler { return in }

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/servicenow/snowtest"
+)
+
+// Screenshot size of each page; docs/demo.png puts two side by side.
+const shotW, shotH = 700, 800
+
+// chromiumPath returns the browser the test drives: $HANDOFF_CHROMIUM, else
+// Debian's /usr/bin/chromium. Without one the test is skipped, except on CI
+// (CI=true), where a skipped browser test must not pass for a green one.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("HANDOFF_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		msg := fmt.Sprintf("no Chromium at %s (apt-get install chromium, or set HANDOFF_CHROMIUM): %v", p, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return p
+}
+
+// artifactDir is where screenshots go: $HANDOFF_ARTIFACTS/demo-browser, else
+// a temporary directory of the test.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("HANDOFF_ARTIFACTS")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, "demo-browser")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// tab is one browser tab of the test.
+type tab struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+	dir  string
+	shot int
+}
+
+func (b *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.screenshot("failed")
+		b.t.Fatalf("%s: %s: %v", b.name, what, err)
+	}
+}
+
+// waitText waits until an element matching sel contains text.
+func (b *tab) waitText(sel, text string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.PollFunction[bool](
+		`(sel, text) => Array.from(document.querySelectorAll(sel)).some(e => e.textContent.includes(text))`,
+		chromedp.WithPollingArgs(sel, text), chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		b.screenshot("failed")
+		b.t.Fatalf("%s: no %q containing %q: %v\npage text:\n%s", b.name, sel, text, err, b.text("body"))
+	}
+}
+
+// count returns how many elements match sel and contain text.
+func (b *tab) count(sel, text string) int {
+	b.t.Helper()
+	n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](fmt.Sprintf(
+		`Array.from(document.querySelectorAll(%q)).filter(e => e.textContent.includes(%q)).length`, sel, text)))
+	if err != nil {
+		b.t.Fatalf("%s: count %s: %v", b.name, sel, err)
+	}
+	return n
+}
+
+func (b *tab) text(sel string) string {
+	s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(
+		`(document.querySelector(%q) || {innerText: ""}).innerText`, sel)))
+	return s
+}
+
+// clickText clicks the first element matching sel that contains text.
+func (b *tab) clickText(sel, text string) {
+	b.t.Helper()
+	ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](fmt.Sprintf(
+		`(() => { const e = Array.from(document.querySelectorAll(%q)).find(e => e.textContent.includes(%q)); if (!e) return false; e.click(); return true; })()`, sel, text)))
+	if err != nil || !ok {
+		b.screenshot("failed")
+		b.t.Fatalf("%s: cannot click %s %q: %v", b.name, sel, text, err)
+	}
+}
+
+// say types text into the input sel and submits its form.
+func (b *tab) say(input, submit, text string) {
+	b.t.Helper()
+	b.do("type "+text, chromedp.SendKeys(chromedp.CSS(input), text), chromedp.Click(chromedp.CSS(submit)))
+}
+
+// screenshot saves the viewport as NN-name-label.png and returns the PNG.
+func (b *tab) screenshot(label string) []byte {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Logf("%s: screenshot %s: %v", b.name, label, err)
+		return nil
+	}
+	b.shot++
+	p := filepath.Join(b.dir, fmt.Sprintf("%s-%02d-%s.png", b.name, b.shot, label))
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Errorf("save screenshot: %v", err)
+	}
+	b.t.Logf("screenshot: %s", p)
+	return png
+}
+
+// TestDemoInBrowser drives the employee page and the agent console in two
+// tabs of headless Chromium through a whole handoff: a bot answer, the
+// handoff, the agent accepting, two messages each way, the agent closing and
+// the bot answering again; then a second employee is handed off after two
+// fallbacks and leaves the queue with "End chat". It saves a screenshot of
+// every step, and the two pages side by side (HANDOFF_UPDATE_DOCS=1 also
+// writes docs/demo.png).
+func TestDemoInBrowser(t *testing.T) {
+	chrome := chromiumPath(t)
+	dir := artifactDir(t)
+	start := time.Now()
+
+	log := slog.New(slog.NewTextHandler(demoTestLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := startDemo(context.Background(), demoOptions{Addr: "127.0.0.1:0", BridgeAddr: "127.0.0.1:0",
+		Delivery: "poll", PollWait: 10 * time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("stop the demo: %v", err)
+		}
+	})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(shotW, shotH),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("start Chromium %s: %v", chrome, err)
+	}
+	agentCtx, cancelAgent := chromedp.NewContext(browserCtx)
+	t.Cleanup(cancelAgent)
+	emp := &tab{t: t, name: "employee", ctx: browserCtx, dir: dir}
+	agent := &tab{t: t, name: "agent", ctx: agentCtx, dir: dir}
+	viewport := chromedp.EmulateViewport(shotW, shotH)
+
+	tx := bridge.DefaultTexts()
+	const user = "Megan Bowen"
+
+	// 1. The bot answers, with buttons; a click goes back as a card submit.
+	emp.do("open the employee page", viewport, chromedp.Navigate(d.URL+"/employee?user="+url.QueryEscape(user)))
+	emp.waitText(".msg-notice", tx.Welcome)
+	emp.say("#text", "#send", "how do I reset my password?")
+	emp.waitText(".msg-bot .bubble", "What happened?")
+	emp.waitText(".msg-bot .card-btn", "I forgot my password")
+	emp.clickText(".card-btn", "I forgot my password")
+	emp.waitText(".msg-user .bubble", "I forgot my password")
+	emp.waitText(".msg-bot .bubble", "passwordreset.example.com")
+	emp.screenshot("bot-answer")
+
+	// 2. The handoff.
+	emp.say("#text", "#send", "talk to live agent")
+	emp.waitText(".msg-notice .bubble", tx.Connecting)
+	emp.waitText("#status", "Waiting for a live agent")
+	emp.screenshot("queued")
+
+	// 3. The agent sees the chat waiting with its context and accepts it.
+	agent.do("open the agent console", viewport, chromedp.Navigate(d.URL+"/agent"))
+	agent.waitText("#queue .queued .requester", user)
+	agent.waitText("#queue .queued .reason", "user_asked")
+	agent.waitText("#queue .queued .context", "how do I reset my password?")
+	agent.waitText("#queue .queued .context", "megan.bowen@contoso.example")
+	agent.screenshot("queue")
+	agent.do("accept", chromedp.Click(chromedp.CSS("#queue .queued .accept")))
+	agent.waitText("#chats article.open .badge.state", "Work in Progress")
+	agent.waitText("#chats article.open .dmsg-agent", snowtest.DefaultGreeting)
+	if n := agent.count("#queue .queued", user); n != 0 {
+		t.Errorf("the accepted chat is still in the queue (%d)", n)
+	}
+	emp.waitText(".msg-agent .bubble", snowtest.DefaultGreeting)
+	emp.waitText(".msg-agent .who", "Beth Anglin")
+	emp.waitText("#status", "Chatting with Beth Anglin")
+
+	// 4. Two messages each way.
+	const (
+		u1 = "My VPN says my certificate has expired."
+		a1 = "Thanks Megan, I'm renewing your VPN certificate now."
+		u2 = "Great, do I need to restart my laptop?"
+		a2 = "No restart needed: quit the VPN client and sign in again."
+	)
+	for _, step := range []struct{ user, agent string }{{u1, a1}, {u2, a2}} {
+		emp.say("#text", "#send", step.user)
+		agent.waitText("#chats article.open .dmsg-requester .bubble", step.user)
+		agent.say("#chats article.open .reply-text", "#chats article.open form.reply button", step.agent)
+		emp.waitText(".msg-agent .bubble", step.agent)
+	}
+	agent.waitText("#chats article.open .dmsg-agent .bubble", a2)
+	empPNG := emp.screenshot("live")
+	agentPNG := agent.screenshot("live")
+	sideBySide(t, dir, empPNG, agentPNG)
+	for _, m := range []string{u1, u2} {
+		if n := agent.count(".dmsg-requester .bubble", m); n != 1 {
+			t.Errorf("the agent saw %q %d times, want once", m, n)
+		}
+	}
+	for _, m := range []string{a1, a2} {
+		if n := emp.count(".msg-agent .bubble", m); n != 1 {
+			t.Errorf("the employee saw %q %d times, want once", m, n)
+		}
+	}
+
+	// 5. The agent closes; the employee is told and is back with the bot.
+	agent.do("close", chromedp.Click(chromedp.CSS("#chats article.open .close-chat")))
+	agent.waitText("#chats article.closed .dmsg-system", "Beth Anglin has closed the support session")
+	agent.waitText("#chats article.closed .badge.state", "Closed Complete")
+	agent.screenshot("closed")
+	emp.waitText(".msg-notice .bubble", tx.AgentClosed)
+	emp.waitText(".msg-notice .bubble", tx.BotBack)
+	emp.waitText("#status", "Virtual assistant")
+
+	// 6. The bot answers again.
+	emp.say("#text", "#send", "what are your opening hours?")
+	emp.waitText(".msg-bot .bubble", "staffed Monday to Friday")
+	emp.screenshot("bot-again")
+
+	// 7. A second employee: two fallbacks hand off; End chat leaves the queue.
+	const other = "Alex Wilber"
+	emp.do("open the second employee", chromedp.Navigate(d.URL+"/employee?user="+url.QueryEscape(other)))
+	emp.waitText(".msg-notice", tx.Welcome)
+	emp.say("#text", "#send", "my flux capacitor is humming")
+	emp.waitText(".msg-bot .bubble", "Sorry, I didn't understand that")
+	emp.say("#text", "#send", "the blinkenlights are all purple")
+	emp.waitText(".msg-notice .bubble", tx.Connecting)
+	agent.waitText("#queue .queued .requester", other)
+	agent.waitText("#queue .queued .reason", "fallback")
+	emp.do("end chat", chromedp.Click(chromedp.CSS("#end-chat")))
+	emp.waitText(".msg-user .bubble", "/end_chat")
+	emp.waitText(".msg-notice .bubble", tx.UserEnded)
+	emp.waitText("#status", "Virtual assistant")
+	emp.screenshot("ended-by-user")
+	if _, err := chromedp.Run(agent.ctx, chromedp.Poll[bool](`document.querySelectorAll("#queue .queued").length === 0`,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		agent.screenshot("failed")
+		t.Fatalf("the chat Alex Wilber ended is still waiting in the queue: %v", err)
+	}
+
+	// 8. The review page lists both handoffs and links the HTML report.
+	agent.do("open the review page", chromedp.Navigate(d.URL+"/review"))
+	agent.waitText("#handoffs tbody", "user_asked")
+	agent.waitText("#handoffs tbody", "agent_closed")
+	agent.waitText("#handoffs tbody", "fallback")
+	agent.waitText("#handoffs tbody", "user_ended")
+	agent.screenshot("review")
+	agent.do("open the report", chromedp.Navigate(d.URL+"/review/report"))
+	agent.waitText("body", "user_asked")
+	agent.screenshot("report")
+
+	t.Logf("browser flow took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), dir)
+}
+
+// sideBySide saves the two pages next to each other, as the README shows
+// them; HANDOFF_UPDATE_DOCS=1 also writes docs/demo.png.
+func sideBySide(t *testing.T, dir string, left, right []byte) {
+	t.Helper()
+	if left == nil || right == nil {
+		t.Error("no screenshots to put side by side")
+		return
+	}
+	l, err := png.Decode(bytes.NewReader(left))
+	if err != nil {
+		t.Fatalf("decode screenshot: %v", err)
+	}
+	r, err := png.Decode(bytes.NewReader(right))
+	if err != nil {
+		t.Fatalf("decode screenshot: %v", err)
+	}
+	const gap = 8
+	lb, rb := l.Bounds(), r.Bounds()
+	out := image.NewRGBA(image.Rect(0, 0, lb.Dx()+gap+rb.Dx(), max(lb.Dy(), rb.Dy())))
+	draw.Draw(out, out.Bounds(), &image.Uniform{color.RGBA{0x60, 0x60, 0x60, 0xff}}, image.Point{}, draw.Src)
+	draw.Draw(out, image.Rect(0, 0, lb.Dx(), lb.Dy()), l, lb.Min, draw.Src)
+	draw.Draw(out, image.Rect(lb.Dx()+gap, 0, lb.Dx()+gap+rb.Dx(), rb.Dy()), r, rb.Min, draw.Src)
+	var b bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&b, out); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "demo-side-by-side.png")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+	if os.Getenv("HANDOFF_UPDATE_DOCS") == "1" {
+		doc := filepath.Join("..", "..", "docs", "demo.png")
+		if err := os.MkdirAll(filepath.Dir(doc), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(doc, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", doc)
+	}
+}
+
+// demoTestLog writes the demo's log lines to the test log.
+type demoTestLog struct{ t *testing.T }
+
+func (w demoTestLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
