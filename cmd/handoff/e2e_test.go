@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -555,9 +554,3 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	}
 }
 
-// checkReviewExport reads the JSONL export over HTTP and checks that every
-// handoff is there with its reason, intent and outcome.
-func checkReviewExport(t *testing.T, w *world) {
-	t.Helper()
-	_ = io.Discard
-}
