@@ -425,7 +425,7 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) error {
 	}
 	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: s.UserEmail,
 		UserID: s.UserID, UserAADID: s.UserAADID, TenantID: s.TenantID, Reason: s.Reason, Queue: s.Queue,
-		Nonce: s.Nonce, Transcript: transcript(ms, r.cfg.TranscriptTurns)}
+		Nonce: s.Nonce, Transcript: transcript(ms, r.cfg.TranscriptTurns), Retry: it.Attempts > 1}
 	chat, err := r.desk.Open(ctx, h)
 	if err != nil {
 		return fmt.Errorf("desk open: %w", err)

@@ -161,6 +161,9 @@ type Handoff struct {
 	Queue        string // "" = the configured default queue
 	Nonce        string // per-session secret the VA desk echoes in callbacks
 	Transcript   []Turn // the recent turns, oldest first (the desk bounds the size)
+	// Retry is true when an earlier attempt to open this chat may have reached
+	// the desk; the desk should adopt a chat that attempt opened.
+	Retry bool
 }
 
 // DeskMessage is a user message posted to the agent.

@@ -577,3 +577,32 @@ func TestPollManyWithoutQueueEntryAccess(t *testing.T) {
 		t.Errorf("events %+v: want echo, joined, greeting, closing line, ended", evs)
 	}
 }
+
+// TestOpenRetryAdoptsEarlierChat: an outbox retry of Open (the first attempt
+// reached the instance, then the bridge crashed before recording it) adopts the
+// chat instead of opening a second one; a first attempt never searches.
+func TestOpenRetryAdoptsEarlierChat(t *testing.T) {
+	in := newFake(t, snowtest.Options{})
+	c := newClient(t, in, nil)
+	ctx := context.Background()
+	h := bridge.Handoff{Session: "s-crash", UserName: "Abel Tuter", Reason: "user_asked"}
+	first, err := c.Open(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Retry = true
+	again, err := c.Open(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first || len(in.Chats()) != 1 {
+		t.Fatalf("retry opened %s (first %s), %d chats on the instance; want the first chat adopted", again, first, len(in.Chats()))
+	}
+	other, err := c.Open(ctx, bridge.Handoff{Session: "s-other", UserName: "Beth", Reason: "fallback", Retry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other == first || len(in.Chats()) != 2 {
+		t.Fatalf("a retry for another session must open its own chat; got %s, %d chats", other, len(in.Chats()))
+	}
+}

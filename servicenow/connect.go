@@ -93,6 +93,18 @@ func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID
 		queue = c.cfg.Queue
 	}
 	marker := openMarker(h.Session)
+	if h.Retry && marker != "" {
+		// An earlier attempt (before a crash or a lost answer) may have opened
+		// the chat already: adopt it rather than open a second one.
+		e, err := c.findOpen(ctx, marker)
+		if err != nil {
+			return "", fmt.Errorf("servicenow: open chat: duplicate check: %w", err)
+		}
+		if e != nil {
+			c.log.Info("servicenow chat opened by an earlier attempt", "session_id", h.Session, "chat_id", e.Group)
+			return bridge.AgentChatID(e.Group), nil
+		}
+	}
 	var found *QueueEntry
 	cl := call{
 		op:     "open chat",
