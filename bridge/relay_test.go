@@ -373,3 +373,53 @@ func TestRelayUserBlockedEndsSession(t *testing.T) {
 		t.Fatal("the bridge did not leave the chat")
 	}
 }
+
+func TestRelaySweepTimeouts(t *testing.T) {
+	tests := []struct {
+		name       string
+		agentJoins bool
+		advance    time.Duration
+		want       bridge.CloseReason // "" = still open
+	}{
+		{"queued past the queue timeout", false, 11 * time.Minute, bridge.ReasonQueueTimeout},
+		{"queued within the queue timeout", false, 9 * time.Minute, ""},
+		{"live past the idle timeout", true, 31 * time.Minute, bridge.ReasonIdleTimeout},
+		{"live within the idle timeout", true, 29 * time.Minute, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			var mu sync.Mutex
+			now := time.Now()
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			h.relay = bridge.NewRelay(h.st, h.bot, h.desk, h.user, nil, bridge.RelayConfig{
+				QueueTimeout: 10 * time.Minute, IdleTimeout: 30 * time.Minute, Now: clock})
+			h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{MaxAttempts: 2, BaseBackoff: time.Millisecond})
+			h.say("conv", "agent please")
+			if tt.agentJoins {
+				h.agent("chat-1", "a1", "Hi", "")
+			}
+			mu.Lock()
+			now = now.Add(tt.advance)
+			mu.Unlock()
+			n, err := h.relay.Sweep(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.drain()
+			s := h.session("conv")
+			if tt.want == "" {
+				if n != 0 || !s.HumanOwned() {
+					t.Fatalf("swept %d, state %s; want the session left open", n, s.State)
+				}
+				return
+			}
+			if n != 1 || s.State != bridge.StateClosed || s.CloseReason != tt.want {
+				t.Fatalf("swept %d, %s/%s; want 1, closed/%s", n, s.State, s.CloseReason, tt.want)
+			}
+			if h.desk.left["chat-1"] != 1 || len(h.bot.handbacks["conv"]) != 1 {
+				t.Fatalf("left %d times, %d handbacks; want one each", h.desk.left["chat-1"], len(h.bot.handbacks["conv"]))
+			}
+		})
+	}
+}
