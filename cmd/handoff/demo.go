@@ -50,7 +50,8 @@ func runDemo(ctx context.Context, e env, args []string) int {
 	fs.StringVar(&o.Delivery, "delivery", "poll", "how agent messages reach the bridge: poll, webhook or hybrid")
 	fs.StringVar(&o.RasaURL, "rasa-url", "", "use this Rasa server (e.g. http://localhost:5005) instead of the scripted bot")
 	fs.StringVar(&o.RasaToken, "rasa-token", "", "the Rasa server's --auth-token, for its tracker API (with --rasa-url)")
-	fs.StringVar(&o.DB, "db", "", "SQLite file to keep the demo's data in (default: a new file in a temporary directory)")
+	fs.StringVar(&o.DB, "db", "", "SQLite file to keep the demo's data (and review records) across runs; chats left open by an earlier run end,\n"+
+		"because the simulated ServiceNow starts empty (default: a new file in a temporary directory)")
 	verbose := fs.Bool("v", false, "log at info level (default: warnings only)")
 	if code, done := parseFlags(fs, e, args); done {
 		return code
@@ -178,6 +179,7 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		"HANDOFF_ADDR":                        o.BridgeAddr,
 		"HANDOFF_DATABASE_URL":                "sqlite:" + d.dbPath,
 		"HANDOFF_SHUTDOWN_TIMEOUT":            "5s",
+		"HANDOFF_DISPATCH_LEASE":              "9s", // calls in flight at Ctrl-C get at most 6s
 		"HANDOFF_TEAMS_APP_ID":                demoAppID,
 		"HANDOFF_TEAMS_APP_PASSWORD":          demoAppSecret,
 		"HANDOFF_TEAMS_TENANT_ID":             demoTenant,
@@ -322,41 +324,30 @@ func (d *demo) checkDelivery(ctx context.Context, log *slog.Logger) error {
 	if d.opts.Delivery == "poll" {
 		return nil
 	}
+	// The route answers GET with 405 when it exists (it takes POST only).
 	hook := d.BridgeURL + "/webhooks/servicenow"
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, hook, strings.NewReader("{}"))
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, hook, nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("--delivery %s: probe %s: %w", d.opts.Delivery, hook, err)
 	}
 	resp.Body.Close()
-	var problem error
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-		problem = fmt.Errorf("the bridge does not serve POST /webhooks/servicenow (it answered %d): webhook delivery is not wired in this build", resp.StatusCode)
-	default:
-		problem = connectWebhook(d.sn, hook, demoWebhookSecret)
-	}
-	if problem == nil {
+	if resp.StatusCode != http.StatusNotFound {
+		// The fake instance plays the Business Rule: every new live_message
+		// not written by the bridge is POSTed to the webhook, signed.
+		d.sn.EnableWebhooks(snowtest.WebhookOptions{URL: hook, Secret: demoWebhookSecret, SkipCreatedBy: snowtest.DefaultUser})
 		return nil
 	}
+	problem := errors.New("the bridge does not serve POST /webhooks/servicenow: webhook delivery is not wired in this build")
 	if d.opts.Delivery == "webhook" {
 		return fmt.Errorf("--delivery webhook cannot work: %w; use --delivery poll (or hybrid)", problem)
 	}
 	log.Warn("hybrid delivery: webhooks will not arrive, so agent messages come only from the reconciling poll (every 5s)", "problem", problem)
-	return nil
-}
-
-// connectWebhook turns on the fake instance's Business Rule: every new
-// live_message not written by the bridge is POSTed to the bridge's webhook,
-// signed with secret.
-func connectWebhook(sn *snowtest.Instance, hook, secret string) error {
-	sn.EnableWebhooks(snowtest.WebhookOptions{URL: hook, Secret: secret, SkipCreatedBy: snowtest.DefaultUser})
 	return nil
 }
 

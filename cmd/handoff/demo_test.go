@@ -5,18 +5,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/rasa/rasatest"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
 )
 
@@ -70,6 +76,15 @@ type pollAnswer struct {
 // text arrives, and returns every line seen.
 func (c demoClient) waitLine(user, kind, text string) []pollLine {
 	c.t.Helper()
+	return c.waitFor(user, fmt.Sprintf("a %s line with %q", kind, text), func(l pollLine) bool {
+		return l.Kind == kind && strings.Contains(l.Text, text)
+	})
+}
+
+// waitFor long-polls the employee's chat until a line satisfies ok, and
+// returns every line seen.
+func (c demoClient) waitFor(user, what string, ok func(pollLine) bool) []pollLine {
+	c.t.Helper()
 	var all []pollLine
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -81,13 +96,13 @@ func (c demoClient) waitLine(user, kind, text string) []pollLine {
 		}
 		all = a.Lines
 		for _, l := range a.Lines {
-			if l.Kind == kind && strings.Contains(l.Text, text) {
+			if ok(l) {
 				return all
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	c.t.Fatalf("%s never saw a %s line with %q; saw %+v", user, kind, text, all)
+	c.t.Fatalf("%s never saw %s; saw %+v", user, what, all)
 	return nil
 }
 
@@ -129,11 +144,18 @@ func (c demoClient) waitConsole(what string, ok func(console2) bool) console2 {
 }
 
 // TestDemoFlow runs the browser flow over the pages' endpoints, without a
-// browser: it checks what each page is given at every step.
+// browser, in every delivery mode: it checks what each page is given at every
+// step.
 func TestDemoFlow(t *testing.T) {
+	for _, delivery := range []string{"poll", "webhook", "hybrid"} {
+		t.Run(delivery, func(t *testing.T) { demoFlow(t, delivery) })
+	}
+}
+
+func demoFlow(t *testing.T, delivery string) {
 	log := slog.New(slog.NewTextHandler(demoTestLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := startDemo(context.Background(), demoOptions{Addr: "127.0.0.1:0", BridgeAddr: "127.0.0.1:0",
-		Delivery: "poll", PollWait: time.Second}, log)
+		Delivery: delivery, PollWait: time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,30 +171,23 @@ func TestDemoFlow(t *testing.T) {
 	for _, p := range []string{"/", "/employee?user=Megan+Bowen", "/agent", "/review", "/review/report",
 		"/review/export?format=csv", "/review/export?format=jsonl", "/review/export?format=nlu", "/static/demo.css",
 		"/static/employee.js", "/static/agent.js"} {
-		if code, body := c.get(p); code != 200 || body == "" {
+		if code, _ := c.get(p); code != 200 {
 			t.Errorf("GET %s: %d", p, code)
 		}
 	}
 	c.waitLine(user, "notice", tx.Welcome)
 
 	c.post("/employee/api/send", map[string]string{"user": user, "text": "how do I reset my password?"})
-	lines := c.waitLine(user, "bot", "What happened?")
+	c.waitLine(user, "bot", "What happened?")
+	lines := c.waitFor(user, "a card", func(l pollLine) bool { return len(l.Buttons) > 0 })
 	var card pollLine
 	for _, l := range lines {
 		if len(l.Buttons) > 0 {
 			card = l
 		}
 	}
-	if card.Seq == 0 {
-		lines = c.waitLine(user, "bot", "")
-		for _, l := range lines {
-			if len(l.Buttons) > 0 {
-				card = l
-			}
-		}
-	}
-	if len(card.Buttons) != 2 {
-		t.Fatalf("no card with two buttons: %+v", lines)
+	if len(card.Buttons) != 2 || card.Kind != "bot" {
+		t.Fatalf("no bot card with two buttons: %+v", lines)
 	}
 	c.post("/employee/api/send", map[string]string{"user": user, "seq": strconv.Itoa(card.Seq), "button": "0"})
 	c.waitLine(user, "user", "I forgot my password")
@@ -267,10 +282,13 @@ func TestDemoFlow(t *testing.T) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	req.Header.Set("Origin", "https://evil.example")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
-		t.Errorf("cross-site post: %v %v, want 403", resp.StatusCode, err)
-	} else {
-		resp.Body.Close()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site post: %d, want 403", resp.StatusCode)
 	}
 }
 
@@ -371,5 +389,74 @@ func TestDemoFlags(t *testing.T) {
 	if code := run(context.Background(), []string{"demo", "-h"}, func(string) string { return "" }, &stdout, &stderr); code != exitOK ||
 		!strings.Contains(stdout.String(), "--delivery") && !strings.Contains(stdout.String(), "-delivery") {
 		t.Errorf("demo -h: exit %d, output %s", code, stdout.String())
+	}
+}
+
+// TestDemoProcessInterrupt runs `handoff demo` as a real process and stops it
+// with SIGINT, as Ctrl-C in a terminal does: it must exit 0, promptly, and
+// leave no temporary directory behind.
+func TestDemoProcessInterrupt(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command(os.Args[0], "demo", "--addr", "127.0.0.1:0")
+	cmd.Env = []string{"HANDOFF_TEST_AS_MAIN=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + tmp}
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "Press Ctrl-C to stop.") {
+		select {
+		case err := <-done:
+			t.Fatalf("demo exited early (%v):\n%s\n%s", err, stdout.String(), stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("demo did not start:\n%s\n%s", stdout.String(), stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo exited with %v after SIGINT; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("demo did not stop within 15s of SIGINT:\n%s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "handoff demo: stopped") {
+		t.Errorf("no stop message:\n%s", stdout.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "handoff-demo-*")); len(left) > 0 {
+		t.Errorf("temporary directory left behind: %v", left)
+	}
+}
+
+// TestDemoRasaURL checks that --rasa-url sends the employee's messages to that
+// Rasa server instead of the scripted bot.
+func TestDemoRasaURL(t *testing.T) {
+	rs := rasatest.New(rasatest.Options{Token: "real-token"})
+	defer rs.Close()
+	log := slog.New(slog.NewTextHandler(demoTestLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := startDemo(context.Background(), demoOptions{Addr: "127.0.0.1:0", BridgeAddr: "127.0.0.1:0",
+		Delivery: "poll", RasaURL: rs.URL(), RasaToken: "real-token", PollWait: time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.rasa != nil {
+		t.Error("the demo started its scripted bot although --rasa-url was given")
+	}
+	c := demoClient{t: t, base: d.URL}
+	c.post("/employee/api/send", map[string]string{"user": "Megan Bowen", "text": "hello"})
+	c.waitLine("Megan Bowen", "bot", "IT helpdesk bot")
+	if n := rs.Stats().Messages; n == 0 {
+		t.Errorf("the given Rasa server got no message (stats %+v)", rs.Stats())
 	}
 }

@@ -286,11 +286,12 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "agent.html", p)
 }
 
-// handleAgentState is the console's long-poll: it answers once the instance
-// changed after version ?v= (or after PollWait).
+// handleAgentState is the console's long-poll: given ?v=, it answers once the
+// instance changed after that version (or after PollWait); without it, at
+// once.
 func (s *Server) handleAgentState(w http.ResponseWriter, r *http.Request) {
 	a := s.agentFor(r.FormValue("agent"))
-	if v, err := strconv.ParseUint(r.FormValue("v"), 10, 64); err == nil && v > 0 {
+	if v, err := strconv.ParseUint(r.FormValue("v"), 10, 64); err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PollWait)
 		_, err := s.cfg.Desk.WaitChange(ctx, v)
 		cancel()

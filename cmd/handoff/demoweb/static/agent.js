@@ -108,11 +108,16 @@
     }
   });
 
+  // The long-poll ends when the page goes away, so that it holds no
+  // connection of the next page.
+  const leaving = new AbortController();
+  window.addEventListener("pagehide", () => leaving.abort());
+
   async function poll() {
-    for (;;) {
+    while (!leaving.signal.aborted) {
       try {
         const q = new URLSearchParams({ agent: agent, v: String(version) });
-        const r = await fetch("/agent/api/state?" + q.toString(), { cache: "no-store" });
+        const r = await fetch("/agent/api/state?" + q.toString(), { cache: "no-store", signal: leaving.signal });
         if (!r.ok) {
           const a = await r.json().catch(() => ({}));
           throw new Error(a.error || "state answered " + r.status);

@@ -58,11 +58,16 @@
     send(form);
   });
 
+  // The long-poll ends when the page goes away, so that it holds no
+  // connection of the next page.
+  const leaving = new AbortController();
+  window.addEventListener("pagehide", () => leaving.abort());
+
   async function poll() {
-    for (;;) {
+    while (!leaving.signal.aborted) {
       try {
         const q = new URLSearchParams({ user: user, after: String(after), state: state });
-        const r = await fetch("/employee/api/poll?" + q.toString(), { cache: "no-store" });
+        const r = await fetch("/employee/api/poll?" + q.toString(), { cache: "no-store", signal: leaving.signal });
         if (!r.ok) throw new Error("poll answered " + r.status);
         const a = await r.json();
         if (a.lines.length > 0) {
