@@ -5,6 +5,16 @@
 // cursor) and bridge.BatchAgentFeed (PollMany: many chats through the Table
 // API with a handful of requests).
 //
+// Agent messages can also arrive by webhook: WebhookHandler receives what the
+// Business Rule in businessrule/live_message_webhook.js POSTs for every new
+// live_message row (HMAC-SHA256 or Basic auth, replay protection, per-chat
+// reordering), producing the same events as polling.
+//
+// VAClient is the second desk, on the Virtual Agent Bot Integration API for
+// Agent Workspace; it implements bridge.AgentDesk, bridge.DeskTyping and
+// bridge.DeskReceipts, and its callbacks arrive at VAWebhookHandler (secret
+// header plus a per-session nonce echoed in clientVariables).
+//
 // Connect Support is deprecated since Utah; CheckQueue fails fast at startup
 // when an instance does not offer it. Wire facts (fields, states, texts) are in
 // reference/servicenow.md; servicenow/snowtest is a fake instance that

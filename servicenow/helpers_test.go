@@ -102,6 +102,19 @@ type memSession struct {
 	joined    int
 	ended     []bridge.CloseReason
 	lastBatch int // events in the last accepted call
+	nonce     string
+}
+
+// NonceFor makes memRelay a servicenow.SessionLookup.
+func (m *memRelay) NonceFor(_ context.Context, chat bridge.AgentChatID) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sessions {
+		if s.chat == chat {
+			return s.nonce, nil
+		}
+	}
+	return "", fmt.Errorf("chat %s: %w", chat, bridge.ErrNotFound)
 }
 
 func (m *memRelay) add(session string, chat bridge.AgentChatID) *memSession {

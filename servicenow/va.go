@@ -198,8 +198,12 @@ func randomHex(n int) string {
 // Open hands the conversation to a live agent with action AGENT: the recent
 // transcript in history, the routing context (queue, device type, reason) in
 // contextVariables, the employee's e-mail as emailId, and the session's nonce
-// in clientVariables. It returns the clientSessionId. The call is retried
-// (a repeated AGENT for the same clientSessionId does not open a second chat).
+// in clientVariables. It returns the clientSessionId, which depends only on
+// the session, so an outbox retry of Open addresses the same conversation.
+// The call is retried inside too: a repeated AGENT for a clientSessionId that
+// is already with the agents opens no second chat (so the fake behaves; on a
+// real instance this is inferred from pypestream's integration, which sends
+// AGENT twice on purpose, not documented).
 func (v *VAClient) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
 	chat := vaChatID(h.Session)
 	v.remember(chat, vaMeta{nonce: h.Nonce, email: h.UserEmail})

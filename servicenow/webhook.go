@@ -67,8 +67,9 @@ type WebhookConfig struct {
 	// deliveries that overtook each other are put back in desk-time order
 	// before they are stored. Default 400 ms; negative disables holding.
 	OrderWindow time.Duration
-	// Sessions, when set, lets a delivery wait up to OpenWait (default 2 s)
-	// for a chat the bridge has just opened but not yet recorded.
+	// Sessions, when set, lets a delivery wait up to OpenWait (default 500 ms,
+	// on top of OrderWindow) for a chat the bridge has just opened but not yet
+	// recorded; only deliveries for unknown chats wait.
 	Sessions SessionLookup
 	OpenWait time.Duration
 	// MaxBody bounds a request body; larger ones get 413. Default 256 KiB.
@@ -140,7 +141,7 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 		cfg.OrderWindow = 0
 	}
 	if cfg.OpenWait <= 0 {
-		cfg.OpenWait = 2 * time.Second
+		cfg.OpenWait = 500 * time.Millisecond
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 256 << 10

@@ -553,4 +553,3 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		})
 	}
 }
-

@@ -14,4 +14,10 @@
 // connections, before or after the request took effect) are injected with
 // InjectFault. All methods are safe for concurrent use, so a browser console
 // can drive agents while tests or the bridge talk to the instance.
+//
+// Outgoing calls: EnableWebhooks runs the live_message Business Rule (every
+// new message POSTed, signed like the shipped script), EnableVA the Virtual
+// Agent Bot Integration API with its callbacks; SetDeliveryFaults injects
+// latency, duplicates, reordering and drops into both, and Deliveries and
+// WaitDeliveries inspect them.
 package snowtest
