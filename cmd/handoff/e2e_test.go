@@ -550,6 +550,7 @@ func TestLifecycleEndToEnd(t *testing.T) {
 			}
 			wg.Wait()
 			checkReviewExport(t, w)
+			checkMetrics(t, w)
 		})
 	}
 }

@@ -117,3 +117,35 @@ func checkReviewExport(t *testing.T, w *world) {
 		t.Fatalf("CSV export: %d, %v, %d rows for %d handoffs", resp.StatusCode, err, len(rows), len(closed))
 	}
 }
+
+// checkMetrics asserts that /metrics carries the relay's series the README
+// documents, with values that reflect the conversations just run.
+func checkMetrics(t *testing.T, w *world) {
+	t.Helper()
+	w.mu.Lock()
+	base := w.base
+	w.mu.Unlock()
+	code, body := get(t, base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	want := []string{
+		`handoff_outbox_delivered_total{kind="user.send"}`,
+		`handoff_outbox_delivered_total{kind="desk.open"}`,
+		`handoff_outbox_delivered_total{kind="bot.handback"}`,
+		`handoff_outbox_items{status="done"}`,
+		`handoff_sessions{state="bot"}`,
+		`handoff_http_requests_total{route="POST /api/messages",status="200"}`,
+	}
+	if w.env["HANDOFF_DELIVERY"] != "webhook" {
+		want = append(want, "handoff_poll_runs_total", "handoff_poll_events_total")
+	}
+	for _, s := range want {
+		if !strings.Contains(body, s) {
+			t.Errorf("/metrics lacks %s", s)
+		}
+	}
+	if strings.Contains(body, `handoff_outbox_delivered_total{kind="user.send"} 0`) {
+		t.Error("no user sends counted")
+	}
+}

@@ -303,10 +303,16 @@ var (
 	descRetried   = prometheus.NewDesc("handoff_outbox_retried_total", "Outward call attempts that failed and were retried, by kind.", []string{"kind"}, nil)
 	descFailed    = prometheus.NewDesc("handoff_outbox_failed_total", "Outward calls that failed for good, by kind.", []string{"kind"}, nil)
 	descSessions  = prometheus.NewDesc("handoff_sessions", "Open sessions by state.", []string{"state"}, nil)
+	descPollRuns  = prometheus.NewDesc("handoff_poll_runs_total", "Poller runs finished.", nil, nil)
+	descPollSkip  = prometheus.NewDesc("handoff_poll_skipped_total", "Poller runs skipped because the previous run was still going.", nil, nil)
+	descPollEvent = prometheus.NewDesc("handoff_poll_events_total", "Desk events the poller stored.", nil, nil)
+	descPollErr   = prometheus.NewDesc("handoff_poll_errors_total", "Poll requests, listings or stores that failed.", nil, nil)
+	descPollLast  = prometheus.NewDesc("handoff_poll_last_duration_seconds", "Duration of the last poller run.", nil, nil)
 )
 
 func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descOutbox, descDelivered, descRetried, descFailed, descSessions} {
+	for _, d := range []*prometheus.Desc{descOutbox, descDelivered, descRetried, descFailed, descSessions,
+		descPollRuns, descPollSkip, descPollEvent, descPollErr, descPollLast} {
 		ch <- d
 	}
 }
@@ -335,6 +341,14 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return nil
 	})
+	if c.poller != nil {
+		ps := c.poller.Stats()
+		ch <- prometheus.MustNewConstMetric(descPollRuns, prometheus.CounterValue, float64(ps.Runs))
+		ch <- prometheus.MustNewConstMetric(descPollSkip, prometheus.CounterValue, float64(ps.Skipped))
+		ch <- prometheus.MustNewConstMetric(descPollEvent, prometheus.CounterValue, float64(ps.Events))
+		ch <- prometheus.MustNewConstMetric(descPollErr, prometheus.CounterValue, float64(ps.Errors))
+		ch <- prometheus.MustNewConstMetric(descPollLast, prometheus.GaugeValue, ps.LastDuration.Seconds())
+	}
 	delivered, retried, failed := c.disp.Stats.Snapshot()
 	for _, pair := range []struct {
 		d *prometheus.Desc
