@@ -296,6 +296,25 @@ func (r *Relay) message(ctx context.Context, id int64) (m Message, err error) {
 	return m, err
 }
 
+// load reads what an outbox item acts on in one transaction: its session,
+// the message of its payload and, when withRef, the conversation reference.
+func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRef bool) (s Session, m Message, ref ConversationRef, err error) {
+	err = r.store.Update(ctx, func(tx Tx) error {
+		var err error
+		if s, err = tx.Session(ctx, it.SessionID); err != nil {
+			return err
+		}
+		if m, err = tx.Message(ctx, p.MessageID); err != nil {
+			return err
+		}
+		if withRef {
+			ref, err = tx.ConversationRef(ctx, it.Conversation)
+		}
+		return err
+	})
+	return s, m, ref, err
+}
+
 func (r *Relay) ref(ctx context.Context, conv ConversationID) (ref ConversationRef, err error) {
 	err = r.store.Update(ctx, func(tx Tx) error { ref, err = tx.ConversationRef(ctx, conv); return err })
 	return ref, err
@@ -304,22 +323,7 @@ func (r *Relay) ref(ctx context.Context, conv ConversationID) (ref ConversationR
 // botSend relays a user message to the bot, or on to the desk if a handoff
 // started since it was queued.
 func (r *Relay) botSend(ctx context.Context, it OutboxItem, p OutboxPayload) error {
-	var (
-		s   Session
-		m   Message
-		ref ConversationRef
-	)
-	err := r.store.Update(ctx, func(tx Tx) error {
-		var err error
-		if s, err = tx.Session(ctx, it.SessionID); err != nil {
-			return err
-		}
-		if m, err = tx.Message(ctx, p.MessageID); err != nil {
-			return err
-		}
-		ref, err = tx.ConversationRef(ctx, it.Conversation)
-		return err
-	})
+	s, m, ref, err := r.load(ctx, it, p, true)
 	if err != nil {
 		return err
 	}
@@ -474,18 +478,7 @@ func transcript(ms []Message, turns int) []Turn {
 }
 
 func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) error {
-	var (
-		s Session
-		m Message
-	)
-	err := r.store.Update(ctx, func(tx Tx) error {
-		var err error
-		if s, err = tx.Session(ctx, it.SessionID); err != nil {
-			return err
-		}
-		m, err = tx.Message(ctx, p.MessageID)
-		return err
-	})
+	s, m, _, err := r.load(ctx, it, p, false)
 	if err != nil {
 		return err
 	}
@@ -617,18 +610,7 @@ func humanSegment(ms []Message, from time.Time) []Message {
 }
 
 func (r *Relay) userSend(ctx context.Context, it OutboxItem, p OutboxPayload) error {
-	var (
-		m   Message
-		ref ConversationRef
-	)
-	err := r.store.Update(ctx, func(tx Tx) error {
-		var err error
-		if m, err = tx.Message(ctx, p.MessageID); err != nil {
-			return err
-		}
-		ref, err = tx.ConversationRef(ctx, it.Conversation)
-		return err
-	})
+	_, m, ref, err := r.load(ctx, it, p, true)
 	if err != nil {
 		return err
 	}
