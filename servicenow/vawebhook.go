@@ -152,15 +152,8 @@ func NewVAWebhookHandler(cfg VAWebhookConfig, sink EventSink, sessions SessionLo
 // ServeHTTP implements http.Handler.
 func (h *VAWebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			h.log.WarnContext(ctx, "servicenow va callback rejected: body too large", "limit", h.cfg.MaxBody)
-			webhookError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-			return
-		}
-		webhookError(w, http.StatusBadRequest, "Could not read the request body")
+	body, ok := readWebhookBody(w, r, h.cfg.MaxBody, h.log, "va callback")
+	if !ok {
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get(h.cfg.Header)), []byte(h.cfg.Secret)) != 1 {

@@ -172,18 +172,28 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 	return h, nil
 }
 
+// readWebhookBody reads a request body of at most limit bytes. On failure it
+// has answered 413 (too large) or 400 and returns ok=false.
+func readWebhookBody(w http.ResponseWriter, r *http.Request, limit int64, log *slog.Logger, what string) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err == nil {
+		return body, true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		log.WarnContext(r.Context(), "servicenow "+what+" rejected: body too large", "limit", limit)
+		webhookError(w, http.StatusRequestEntityTooLarge, "Request body too large")
+		return nil, false
+	}
+	webhookError(w, http.StatusBadRequest, "Could not read the request body")
+	return nil, false
+}
+
 // ServeHTTP implements http.Handler.
 func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			h.log.WarnContext(ctx, "servicenow webhook rejected: body too large", "limit", h.cfg.MaxBody)
-			webhookError(w, http.StatusRequestEntityTooLarge, "Request body too large")
-			return
-		}
-		webhookError(w, http.StatusBadRequest, "Could not read the request body")
+	body, ok := readWebhookBody(w, r, h.cfg.MaxBody, h.log, "webhook")
+	if !ok {
 		return
 	}
 	sig, ok := h.authenticate(r, body)
