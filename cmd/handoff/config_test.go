@@ -125,11 +125,13 @@ func TestHelpListsEveryVariable(t *testing.T) {
 			}
 		}
 	}
-	var out bytes.Buffer
-	run(context.Background(), []string{"help"}, mapEnv(nil), &out, &out)
-	for _, c := range commands() {
-		if !strings.Contains(out.String(), "  "+c.name) {
-			t.Errorf("help does not describe subcommand %s", c.name)
+	for _, args := range [][]string{{"help"}, {"serve", "-h"}} {
+		var out bytes.Buffer
+		run(context.Background(), args, mapEnv(nil), &out, &out)
+		for _, c := range commands() {
+			if !strings.Contains(out.String(), "  "+c.name+" ") {
+				t.Errorf("%v does not describe subcommand %s", args, c.name)
+			}
 		}
 	}
 }

@@ -154,6 +154,11 @@ func newFlagSet(e env, name, summary string, withConfig bool) *flag.FlagSet {
 			fmt.Fprintln(w)
 		}
 		if withConfig {
+			fmt.Fprintln(w, "Commands:")
+			for _, c := range commands() {
+				fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+			}
+			fmt.Fprintln(w)
 			configHelp(w)
 		}
 	}

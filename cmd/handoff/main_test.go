@@ -294,3 +294,34 @@ func testPostgresURL(t *testing.T) string {
 	}
 	return u
 }
+
+// TestReadyzReportsStaleSchema: /readyz answers 503 with the reason when the
+// schema is behind the binary, while /healthz still says the process is up.
+func TestReadyzReportsStaleSchema(t *testing.T) {
+	cfg, err := LoadConfig(mapEnv(map[string]string{"HANDOFF_ADDR": "127.0.0.1:0",
+		"HANDOFF_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "r.db")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := newApp(ctx, cfg, newLogger(io.Discard, "text", 0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, started) }()
+	base := "http://" + <-started
+	defer func() { cancel(); <-done }()
+
+	if _, err := a.store.DB().Exec("DELETE FROM goose_db_version WHERE version_id > 0"); err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "schema not current") {
+		t.Fatalf("/readyz with a stale schema = %d %s; want 503 naming the schema", code, body)
+	}
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d; the process is still up", code)
+	}
+}
