@@ -142,8 +142,9 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	cmd, addr, stderr := startProcess(t, map[string]string{
 		"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_TEAMS_APP_ID": "app",
 		"HANDOFF_RASA_URL": "http://127.0.0.1:9", "HANDOFF_SERVICENOW_URL": "http://127.0.0.1:9",
-		"HANDOFF_SERVICENOW_USER": "bridge", "HANDOFF_SERVICENOW_PASSWORD": "pw", "HANDOFF_SERVICENOW_QUEUE": "q",
-		"HANDOFF_SERVICENOW_MAX_RETRIES": "0", "HANDOFF_REVIEW_SALT": "salt",
+		"HANDOFF_SERVICENOW_USER": "bridge", "HANDOFF_SERVICENOW_PASSWORD": "sn-password-must-not-be-logged", "HANDOFF_SERVICENOW_QUEUE": "q",
+		"HANDOFF_SERVICENOW_MAX_RETRIES": "0", "HANDOFF_REVIEW_SALT": "salt-must-not-be-logged",
+		"HANDOFF_RASA_TOKEN": "rasa-token-must-not-be-logged", "HANDOFF_LOG_LEVEL": "debug",
 	}, "serve")
 	base := "http://" + addr
 
@@ -242,6 +243,9 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("requests: %d answered, %d not accepted after shutdown began, %d broken", ok, notAccepted, bad)
+	if logs := stderr.String(); strings.Contains(logs, "must-not-be-logged") {
+		t.Errorf("a secret reached the log (even at debug level):\n%s", logs)
+	}
 	if ok == 0 {
 		t.Fatal("no request was answered")
 	}
