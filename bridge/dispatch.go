@@ -549,7 +549,7 @@ func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, no
 	case ReasonIdleTimeout:
 		line = t.IdleTimeout
 	case ReasonQueueTimeout:
-		line = t.QueueTimout
+		line = t.QueueTimeout
 	case ReasonRelayError:
 		if s.AgentChatID == "" {
 			line = t.DeskDown

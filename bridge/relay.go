@@ -14,17 +14,17 @@ import (
 // Texts are the lines the bridge itself says to the employee. Every field has
 // a default (see DefaultTexts); deployments may translate them.
 type Texts struct {
-	Welcome     string // on install
-	GroupChat   string // answer in group chats and channels
-	Connecting  string // the handoff started
-	BotDown     string // the bot could not be reached
-	DeskDown    string // the desk chat could not be opened
-	UserEnded   string
-	UserRestart string
-	AgentClosed string
-	AgentLeft   string
-	IdleTimeout string
-	QueueTimout string
+	Welcome      string // on install
+	GroupChat    string // answer in group chats and channels
+	Connecting   string // the handoff started
+	BotDown      string // the bot could not be reached
+	DeskDown     string // the desk chat could not be opened
+	UserEnded    string
+	UserRestart  string
+	AgentClosed  string
+	AgentLeft    string
+	IdleTimeout  string
+	QueueTimeout string
 	// RelayError is formatted with the desk chat id and the last update time.
 	RelayError string
 	// LeaveFailed replaces the ending line when leaving the desk chat failed.
@@ -36,21 +36,21 @@ type Texts struct {
 // DefaultTexts returns the English defaults.
 func DefaultTexts() Texts {
 	return Texts{
-		Welcome:     "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
-		GroupChat:   "I can only help in a 1:1 chat. Please message me directly.",
-		Connecting:  "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
-		BotDown:     "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
-		DeskDown:    "Sorry, I could not reach a live agent right now. Please try again later.",
-		UserEnded:   "You have ended the chat with the agent.",
-		UserRestart: "You have ended the chat with the agent. Starting over.",
-		AgentClosed: "The agent has closed the chat.",
-		AgentLeft:   "The agent has left the chat.",
-		IdleTimeout: "The chat with the agent was closed after a period of inactivity.",
-		QueueTimout: "No agent was available in time, so the request was closed.",
-		RelayError:  "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
-		LeaveFailed: "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
-		BotBack:     "You're back with the virtual assistant. How can I help?",
-		LateMessage: "Your last message could not reach the agent because the chat was ending.",
+		Welcome:      "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
+		GroupChat:    "I can only help in a 1:1 chat. Please message me directly.",
+		Connecting:   "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
+		BotDown:      "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
+		DeskDown:     "Sorry, I could not reach a live agent right now. Please try again later.",
+		UserEnded:    "You have ended the chat with the agent.",
+		UserRestart:  "You have ended the chat with the agent. Starting over.",
+		AgentClosed:  "The agent has closed the chat.",
+		AgentLeft:    "The agent has left the chat.",
+		IdleTimeout:  "The chat with the agent was closed after a period of inactivity.",
+		QueueTimeout: "No agent was available in time, so the request was closed.",
+		RelayError:   "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
+		LeaveFailed:  "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
+		BotBack:      "You're back with the virtual assistant. How can I help?",
+		LateMessage:  "Your last message could not reach the agent because the chat was ending.",
 	}
 }
 
@@ -112,7 +112,7 @@ func fillTexts(t *Texts, def Texts) {
 	set(&t.AgentClosed, def.AgentClosed)
 	set(&t.AgentLeft, def.AgentLeft)
 	set(&t.IdleTimeout, def.IdleTimeout)
-	set(&t.QueueTimout, def.QueueTimout)
+	set(&t.QueueTimeout, def.QueueTimeout)
 	set(&t.RelayError, def.RelayError)
 	set(&t.LeaveFailed, def.LeaveFailed)
 	set(&t.BotBack, def.BotBack)

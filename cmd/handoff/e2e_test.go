@@ -314,12 +314,11 @@ func (w *world) waitClosed(u teamstest.User, timeout time.Duration) bridge.Sessi
 
 // ending is one way a handoff ends in the lifecycle test.
 type ending struct {
-	name       string
-	reason     bridge.CloseReason
-	line       string // the ending notice the user must see
-	restart    bool
-	act        func(w *world, u teamstest.User, group string)
-	afterReply bool // a bot reply is expected after the ending
+	name    string
+	reason  bridge.CloseReason
+	line    string // the ending notice the user must see
+	restart bool
+	act     func(w *world, u teamstest.User, group string)
 }
 
 func lifecycleEndings(desk string) []ending {
@@ -442,7 +441,6 @@ func runConversation(w *world, u teamstest.User, e ending) {
 		t.Errorf("%s: agent got %q, want %q", u.Name, relayed, userSaid)
 	}
 	conv := w.ch().ConversationID(u)
-	tr, _ := w.rasa.Tracker(conv)
 	var names []string
 	for _, ev := range w.rasa.Events(conv) {
 		names = append(names, ev.Name())
@@ -452,7 +450,6 @@ func runConversation(w *world, u teamstest.User, e ending) {
 			}
 		}
 	}
-	_ = tr
 	if !slices.Contains(names, "resume") {
 		t.Errorf("%s: Rasa got no resume event; events %v", u.Name, names)
 	}

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -197,18 +196,6 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// secretNames lists the secret variables (never logged).
-func secretNames() []string {
-	var out []string
-	for _, s := range settings {
-		if s.Secret {
-			out = append(out, s.Name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // configSummary returns the non-secret, non-empty settings for the start log.

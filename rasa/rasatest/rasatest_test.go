@@ -361,7 +361,7 @@ func TestAppendEvents(t *testing.T) {
 	say(t, srv, "c2", "hi")
 	code, b = get(t, srv.URL()+"/conversations/c2/tracker?token=tok")
 	st = decode(t, b)
-	if evs := st["events"].([]any); evs[0].(map[string]any)["name"] != "action_session_start" {
+	if evs := st["events"].([]any); code != http.StatusOK || evs[0].(map[string]any)["name"] != "action_session_start" {
 		t.Fatalf("after restart + message: %v", evs)
 	}
 }

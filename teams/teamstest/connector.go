@@ -397,7 +397,7 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 		Activity:     json.RawMessage(slices.Clone(body)),
 		At:           now,
 	}
-	status, resp := http.StatusCreated, any(map[string]string{"id": ""})
+	status, resp := http.StatusCreated, any(nil)
 	if c.noContent || act.Type == "typing" {
 		status, resp = http.StatusAccepted, nil
 	} else {

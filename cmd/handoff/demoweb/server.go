@@ -237,15 +237,3 @@ func readForm(r *http.Request, v any) (isJSON bool, err error) {
 	}
 	return false, nil
 }
-
-// waitCtx waits d or until ctx ends; it reports whether ctx is still alive.
-func waitCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
