@@ -67,6 +67,9 @@ type Tx interface {
 	// Cursor returns the session's delivery cursor: the newest desk timestamp
 	// seen by polling. Zero time and nil error when none is set yet.
 	Cursor(ctx context.Context, session SessionID) (time.Time, error)
+	// Cursors returns the cursors of many sessions in one read; sessions with
+	// no cursor yet are absent from the map.
+	Cursors(ctx context.Context, sessions []SessionID) (map[SessionID]time.Time, error)
 	// SetCursor moves the session's cursor to at (the caller never moves it back).
 	SetCursor(ctx context.Context, session SessionID, at time.Time) error
 

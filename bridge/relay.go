@@ -425,15 +425,20 @@ func (r *Relay) PollTargets(ctx context.Context) ([]PollTarget, error) {
 		if err != nil {
 			return err
 		}
+		var ids []SessionID
 		for _, s := range ss {
-			if s.AgentChatID == "" {
-				continue
+			if s.AgentChatID != "" {
+				ids = append(ids, s.ID)
 			}
-			cur, err := tx.Cursor(ctx, s.ID)
-			if err != nil {
-				return err
+		}
+		cursors, err := tx.Cursors(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			if s.AgentChatID != "" {
+				out = append(out, PollTarget{Session: s.ID, Chat: s.AgentChatID, Cursor: cursors[s.ID]})
 			}
-			out = append(out, PollTarget{Session: s.ID, Chat: s.AgentChatID, Cursor: cur})
 		}
 		return nil
 	})

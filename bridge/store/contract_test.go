@@ -30,6 +30,7 @@ func runContract(t *testing.T, open opener) {
 		{"Sessions", testSessions},
 		{"Messages", testMessages},
 		{"Cursor", testCursor},
+		{"Cursors", testCursors},
 		{"ConversationRef", testConversationRef},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
 		{"OutboxLeaseAndRetry", testOutboxLeaseAndRetry},
@@ -474,6 +475,47 @@ func testCursor(t *testing.T, s *Store) {
 		got, err = tx.Cursor(ctx, "s1")
 		mustEqual(t, "Cursor after a second SetCursor", got, time.Date(2025, 3, 3, 10, 30, 3, 487_000_000, time.UTC))
 		return err
+	})
+}
+
+// testCursors reads many cursors at once, across more ids than one IN list.
+func testCursors(t *testing.T, s *Store) {
+	const n = cursorChunk + 37
+	var ss []bridge.Session
+	var ids []bridge.SessionID
+	for i := range n {
+		id := fmt.Sprintf("s%04d", i)
+		ss = append(ss, session(bridge.SessionID(id), bridge.ConversationID("c"+id), base))
+		ids = append(ids, bridge.SessionID(id))
+	}
+	createSessions(t, s, ss...)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		for i, id := range ids {
+			if i%3 == 0 {
+				continue // no cursor yet
+			}
+			if err := tx.SetCursor(ctx, id, base.Add(time.Duration(i)*time.Millisecond)); err != nil {
+				return err
+			}
+		}
+		got, err := tx.Cursors(ctx, append(ids, "s-none"))
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			at, ok := got[id]
+			if i%3 == 0 {
+				if ok {
+					t.Errorf("session %s has no cursor but Cursors returned %v", id, at)
+				}
+				continue
+			}
+			mustEqual(t, "Cursors["+string(id)+"]", at, base.Add(time.Duration(i)*time.Millisecond))
+		}
+		if _, ok := got["s-none"]; ok || len(got) != n-(n+2)/3 {
+			t.Errorf("Cursors returned %d entries, want %d", len(got), n-(n+2)/3)
+		}
+		return nil
 	})
 }
 

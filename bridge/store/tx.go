@@ -246,6 +246,31 @@ func (t *tx) Cursor(ctx context.Context, session bridge.SessionID) (time.Time, e
 	return fromMS(r.CursorMS), nil
 }
 
+// cursorChunk bounds the ids of one IN list (well under SQLite's and
+// PostgreSQL's bind-parameter limits).
+const cursorChunk = 500
+
+// Cursors reads the cursors of sessions with one query per cursorChunk ids.
+func (t *tx) Cursors(ctx context.Context, sessions []bridge.SessionID) (map[bridge.SessionID]time.Time, error) {
+	out := make(map[bridge.SessionID]time.Time, len(sessions))
+	for len(sessions) > 0 {
+		n := min(len(sessions), cursorChunk)
+		ids := make([]string, n)
+		for i, s := range sessions[:n] {
+			ids[i] = string(s)
+		}
+		sessions = sessions[n:]
+		var rows []cursorRow
+		if err := t.q(ctx).Where("session_id IN ?", ids).Find(&rows).Error; err != nil {
+			return nil, wrap(fmt.Sprintf("cursors of %d sessions", len(ids)), err)
+		}
+		for _, r := range rows {
+			out[bridge.SessionID(r.SessionID)] = fromMS(r.CursorMS)
+		}
+	}
+	return out, nil
+}
+
 // SetCursor sets the session's cursor to at (ms precision). The session must
 // exist.
 func (t *tx) SetCursor(ctx context.Context, session bridge.SessionID, at time.Time) error {
