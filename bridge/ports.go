@@ -47,6 +47,8 @@ type Tx interface {
 	// UpdateSession writes every field of s if the stored state still equals
 	// expect, and returns ErrConflict otherwise (nothing written).
 	UpdateSession(ctx context.Context, s Session, expect State) error
+	// CountSessions counts sessions by state (every state is a key, 0 if none).
+	CountSessions(ctx context.Context) (map[State]int, error)
 	// SessionsInStates returns all sessions in any of the states, oldest first.
 	SessionsInStates(ctx context.Context, states ...State) ([]Session, error)
 

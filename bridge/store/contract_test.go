@@ -28,6 +28,7 @@ func runContract(t *testing.T, open opener) {
 		{"Migrations", testMigrations},
 		{"UpdateSemantics", testUpdateSemantics},
 		{"Sessions", testSessions},
+		{"CountSessions", testCountSessions},
 		{"Messages", testMessages},
 		{"Cursor", testCursor},
 		{"Cursors", testCursors},
@@ -178,6 +179,23 @@ func testUpdateSemantics(t *testing.T, s *Store) {
 	if err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Update with a cancelled context = %v, want a wrapped context.Canceled", err)
 	}
+}
+
+func testCountSessions(t *testing.T, s *Store) {
+	states := []bridge.State{bridge.StateBot, bridge.StateBot, bridge.StateQueued, bridge.StateLive, bridge.StateClosed, bridge.StateClosed, bridge.StateClosed}
+	var ss []bridge.Session
+	for i, st := range states {
+		x := session(bridge.SessionID(fmt.Sprint("n", i)), bridge.ConversationID(fmt.Sprint("cn", i)), base)
+		x.State = st
+		ss = append(ss, x)
+	}
+	createSessions(t, s, ss...)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		got, err := tx.CountSessions(ctx)
+		mustEqual(t, "CountSessions", got, map[bridge.State]int{bridge.StateBot: 2, bridge.StateQueued: 1,
+			bridge.StateLive: 1, bridge.StateClosing: 0, bridge.StateClosed: 3})
+		return err
+	})
 }
 
 func testSessions(t *testing.T, s *Store) {

@@ -114,6 +114,26 @@ func (t *tx) setOutbox(ctx context.Context, id int64, op string, cols map[string
 }
 
 // OutboxStats counts items by status; every status is present, 0 if none.
+// CountSessions counts sessions by state with one GROUP BY.
+func (t *tx) CountSessions(ctx context.Context) (map[bridge.State]int, error) {
+	var rows []struct {
+		State string
+		N     int
+	}
+	err := t.q(ctx).Model(&sessionRow{}).Select("state, COUNT(*) AS n").Group("state").Find(&rows).Error
+	if err != nil {
+		return nil, wrap("session counts", err)
+	}
+	out := make(map[bridge.State]int, len(bridge.States))
+	for _, s := range bridge.States {
+		out[s] = 0
+	}
+	for _, r := range rows {
+		out[bridge.State(r.State)] = r.N
+	}
+	return out, nil
+}
+
 func (t *tx) OutboxStats(ctx context.Context) (map[string]int, error) {
 	var rows []struct {
 		Status string

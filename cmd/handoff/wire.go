@@ -328,13 +328,9 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range []string{"pending", "done", "dead"} {
 			ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(stats[s]), s)
 		}
-		ss, err := tx.SessionsInStates(ctx, bridge.StateBot, bridge.StateQueued, bridge.StateLive, bridge.StateClosing)
+		counts, err := tx.CountSessions(ctx)
 		if err != nil {
 			return err
-		}
-		counts := map[bridge.State]int{}
-		for _, s := range ss {
-			counts[s.State]++
 		}
 		for _, st := range []bridge.State{bridge.StateBot, bridge.StateQueued, bridge.StateLive, bridge.StateClosing} {
 			ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(counts[st]), string(st))
