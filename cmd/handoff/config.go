@@ -332,7 +332,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 // Integrated reports whether any outside system is configured; serve then
 // requires all of them.
 func (c *Config) Integrated() bool {
-	return c.TeamsAppID != "" || c.RasaURL != "" || c.SNURL != ""
+	return c.TeamsAppID != "" || c.TeamsAnonymousDev || c.RasaURL != "" || c.SNURL != ""
 }
 
 // ValidateServe checks what serve needs beyond the individual values.
@@ -350,13 +350,13 @@ func (c *Config) ValidateServe() error {
 		return nil
 	}
 	checks := []error{
-		need("HANDOFF_TEAMS_APP_ID", c.TeamsAppID, "to serve (the bot's Microsoft App ID)"),
 		need("HANDOFF_RASA_URL", c.RasaURL, "to serve (e.g. http://rasa:5005)"),
 		need("HANDOFF_SERVICENOW_URL", c.SNURL, "to serve (e.g. https://acme.service-now.com)"),
 		need("HANDOFF_REVIEW_SALT", c.ReviewSalt, "to serve (a long random secret; keep it stable)"),
 	}
 	if !c.TeamsAnonymousDev {
-		checks = append(checks, need("HANDOFF_TEAMS_APP_PASSWORD", c.TeamsAppPassword, "to send to Teams (the bot's client secret)"))
+		checks = append(checks, need("HANDOFF_TEAMS_APP_ID", c.TeamsAppID, "to serve (the bot's Microsoft App ID)"),
+			need("HANDOFF_TEAMS_APP_PASSWORD", c.TeamsAppPassword, "to send to Teams (the bot's client secret)"))
 		if !c.TeamsMultiTenant && c.TeamsTokenURL == "" {
 			checks = append(checks, need("HANDOFF_TEAMS_TENANT_ID", c.TeamsTenantID, "for a single-tenant bot (or set HANDOFF_TEAMS_MULTI_TENANT=true)"))
 		}

@@ -92,7 +92,9 @@ func TestValidateServe(t *testing.T) {
 		{"webhook with secret", with("HANDOFF_DELIVERY", "webhook", "HANDOFF_WEBHOOK_SECRET", "s"), ""},
 		{"va needs webhook delivery", with("HANDOFF_DESK", "va", "HANDOFF_VA_TOKEN", "t", "HANDOFF_VA_CALLBACK_SECRET", "c"), "HANDOFF_DELIVERY"},
 		{"anonymous on public addr", map[string]string{"HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_ADDR": ":8080"}, "HANDOFF_TEAMS_ANONYMOUS_DEV"},
-		{"anonymous on loopback", map[string]string{"HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_ADDR": "127.0.0.1:3978"}, ""},
+		{"anonymous alone needs the rest", map[string]string{"HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_ADDR": "127.0.0.1:3978"}, "HANDOFF_RASA_URL"},
+		{"anonymous needs no app credentials", with("HANDOFF_TEAMS_ANONYMOUS_DEV", "true", "HANDOFF_ADDR", "127.0.0.1:3978",
+			"HANDOFF_TEAMS_APP_ID", "", "HANDOFF_TEAMS_APP_PASSWORD", "", "HANDOFF_TEAMS_TENANT_ID", ""), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

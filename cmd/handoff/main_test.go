@@ -140,7 +140,7 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	// be posted without a token; Rasa and ServiceNow are unreachable, which
 	// does not matter: the endpoint only stores the activity.
 	cmd, addr, stderr := startProcess(t, map[string]string{
-		"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_TEAMS_APP_ID": "app",
+		"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_TEAMS_ANONYMOUS_DEV": "true",
 		"HANDOFF_RASA_URL": "http://127.0.0.1:9", "HANDOFF_SERVICENOW_URL": "http://127.0.0.1:9",
 		"HANDOFF_SERVICENOW_USER": "bridge", "HANDOFF_SERVICENOW_PASSWORD": "sn-password-must-not-be-logged", "HANDOFF_SERVICENOW_QUEUE": "q",
 		"HANDOFF_SERVICENOW_MAX_RETRIES": "0", "HANDOFF_REVIEW_SALT": "salt-must-not-be-logged",
