@@ -361,11 +361,11 @@ func (r *Relay) botSend(ctx context.Context, it OutboxItem, p OutboxPayload) err
 			return err
 		}
 		for i, rp := range replies {
-			if rp.Text == "" && len(rp.Buttons) == 0 && rp.ImageURL == "" {
-				continue
-			}
 			bm := Message{SessionID: s.ID, Source: SourceBot, ExternalID: fmt.Sprintf("%d/%d", m.ID, i),
 				Text: rp.Text, Buttons: rp.Buttons, ImageURL: rp.ImageURL, SentAt: now, CreatedAt: now}
+			if !bm.Deliverable() {
+				continue
+			}
 			inserted, err := tx.InsertMessage(ctx, &bm)
 			if err != nil {
 				return err

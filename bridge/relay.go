@@ -396,6 +396,9 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 				return s, err
 			}
 		}
+		if !m.Deliverable() {
+			return s, nil // e.g. an attachment-only desk row: kept, nothing to show
+		}
 		return s, tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now))
 	}
 	return s, nil

@@ -423,3 +423,23 @@ func TestRelaySweepTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayEmptyAgentMessageIsNotSent: a desk row with no text (an
+// attachment-only message) is stored but not sent, since Teams refuses empty
+// activities; it still counts as the agent joining.
+func TestRelayEmptyAgentMessageIsNotSent(t *testing.T) {
+	h := newHarness(t)
+	h.say("conv", "agent please")
+	before := len(h.user.lines("conv"))
+	h.agent("chat-1", "a-empty", "  \n", "")
+	if got := h.user.lines("conv"); len(got) != before {
+		t.Fatalf("an empty agent message was sent: %q", got[before:])
+	}
+	if s := h.session("conv"); s.State != bridge.StateLive {
+		t.Fatalf("state %s, want live", s.State)
+	}
+	h.agent("chat-1", "a2", "Hi", "")
+	if got := h.user.lines("conv"); got[len(got)-1] != "Hi" {
+		t.Fatalf("the next agent message did not arrive: %q", got)
+	}
+}

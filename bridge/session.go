@@ -80,6 +80,12 @@ type Message struct {
 	CreatedAt time.Time
 }
 
+// Deliverable reports whether m has anything to show the employee: Teams
+// refuses a message activity with no text and no attachments.
+func (m Message) Deliverable() bool {
+	return strings.TrimSpace(m.Text) != "" || len(m.Buttons) > 0 || m.ImageURL != ""
+}
+
 // Button is a quick reply: Title is shown, Payload is sent back as the user's
 // message when clicked.
 type Button struct {

@@ -354,6 +354,9 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 	if err := json.Unmarshal(body, &act); err != nil || act.Type == "" {
 		return http.StatusBadRequest, nil, errorBody("BadArgument", "Invalid activity.")
 	}
+	if act.Type == "message" && strings.TrimSpace(act.Text) == "" && len(act.Attachments) == 0 {
+		return http.StatusBadRequest, nil, errorBody("BadArgument", "Activity must have text or attachments.")
+	}
 	for _, key := range []string{conv, ""} {
 		if f := c.nextFault(key); f != nil {
 			hdr := map[string]string{}

@@ -147,6 +147,9 @@ func TestConnectorBehaviour(t *testing.T) {
 	if st, _, _ := post(t, ep, tok, `{"text":`); st != 400 {
 		t.Fatalf("bad JSON: %d", st)
 	}
+	if st, _, body := post(t, ep, tok, `{"type":"message","text":"  "}`); st != 400 || !strings.Contains(body, "BadArgument") {
+		t.Errorf("empty message activity: %d %s, want 400 BadArgument as the real connector answers", st, body)
+	}
 	if st, _, body := post(t, ep, tok, `{"type":"message","text":"`+strings.Repeat("x", 200)+`"}`); st != 413 || !strings.Contains(body, "MessageSizeTooBig") {
 		t.Fatalf("too big: %d %s", st, body)
 	}
