@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinel errors shared by the domain and its adapters. Adapters wrap them with
@@ -64,4 +65,35 @@ func (e *StatusError) Error() string {
 		msg += " (" + e.Detail + ")"
 	}
 	return msg
+}
+
+// ThrottledError is returned by an adapter when the outside system asked the
+// bridge to wait (HTTP 429, or 503 with Retry-After, or the desk's own
+// rate-limit headers). Being throttled is not a failure: the dispatcher and
+// the poller reschedule for Until without spending an attempt, and every call
+// to the same Destination backs off until then.
+type ThrottledError struct {
+	Destination string    // what throttled us, e.g. "servicenow", "teams", "rasa"
+	Until       time.Time // when the outside system said to try again
+	Err         error     // the underlying error (usually a *StatusError)
+}
+
+func (e *ThrottledError) Error() string {
+	msg := fmt.Sprintf("%s: throttled until %s", e.Destination, e.Until.UTC().Format(time.RFC3339))
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *ThrottledError) Unwrap() error { return e.Err }
+
+// Throttled reports whether err (or anything it wraps) is a ThrottledError
+// and returns it.
+func Throttled(err error) (*ThrottledError, bool) {
+	var t *ThrottledError
+	if errors.As(err, &t) {
+		return t, true
+	}
+	return nil, false
 }
