@@ -215,7 +215,7 @@ func (c *Client) Send(ctx context.Context, ref bridge.ConversationRef, m bridge.
 	if err != nil {
 		return "", err
 	}
-	cp, release, err := c.pacer.acquire(ctx, ref.Conversation)
+	cp, release, err := c.pacer.acquire(ctx, ref)
 	if err != nil {
 		return "", fmt.Errorf("teams: send: %w", err)
 	}
@@ -251,7 +251,7 @@ func (c *Client) Typing(ctx context.Context, ref bridge.ConversationRef) error {
 	if err != nil {
 		return err
 	}
-	cp, release, ok := c.pacer.tryAcquire(ref.Conversation)
+	cp, release, ok := c.pacer.tryAcquire(ref)
 	if !ok {
 		return nil
 	}
@@ -267,6 +267,7 @@ func (c *Client) Typing(ctx context.Context, ref bridge.ConversationRef) error {
 		return err
 	}
 	res, err := c.do(ctx, ep, body)
+	c.pacer.observe(cp, err == nil && res.status == http.StatusTooManyRequests)
 	if err != nil {
 		return err
 	}
@@ -483,10 +484,19 @@ func (c *Client) sendPiece(ctx context.Context, cp *convPace, ep string, p piece
 func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte) (string, error) {
 	reauthed := false
 	for attempt := 0; ; attempt++ {
+		// Fetch the token before the pacer admits the request, so a token
+		// renewal cannot hold admitted requests back and release them in a
+		// clump that the connector would count in one window.
+		if c.tokens != nil {
+			if _, err := c.tokens.get(ctx); err != nil {
+				return "", err
+			}
+		}
 		if err := c.pacer.wait(ctx, cp); err != nil {
 			return "", fmt.Errorf("teams: send activity: %w", err)
 		}
 		res, err := c.do(ctx, ep, body)
+		c.pacer.observe(cp, err == nil && res.status == http.StatusTooManyRequests)
 		var wait time.Duration
 		var lastErr error
 		switch {

@@ -27,9 +27,11 @@ const (
 	timeScale = 10
 )
 
-func scaledWindows() []teamstest.Window {
+func scaledWindows() []teamstest.Window { return scale(teamstest.TeamsLimits) }
+
+func scale(ws []teamstest.Window) []teamstest.Window {
 	var out []teamstest.Window
-	for _, w := range teamstest.TeamsLimits {
+	for _, w := range ws {
 		out = append(out, teamstest.Window{N: w.N, Per: w.Per / timeScale})
 	}
 	return out
@@ -52,12 +54,12 @@ type clientFixture struct {
 	client *Client
 }
 
-func newClientFixture(t *testing.T, mutate func(*ClientConfig)) *clientFixture {
+func newClientFixture(t testing.TB, mutate func(*ClientConfig)) *clientFixture {
 	t.Helper()
 	f := &clientFixture{issuer: teamstest.NewIssuer()}
 	t.Cleanup(f.issuer.Close)
 	f.issuer.AddClient(testAppID, testPassword)
-	f.conn = teamstest.NewConnector(teamstest.ConnectorConfig{Issuer: f.issuer, Limits: scaledWindows()})
+	f.conn = teamstest.NewConnector(teamstest.ConnectorConfig{Issuer: f.issuer, Limits: scaledWindows(), AppLimits: scale(teamstest.TeamsAppLimits)})
 	t.Cleanup(f.conn.Close)
 	cfg := ClientConfig{
 		AppID:                testAppID,
@@ -776,14 +778,3 @@ func TestClientAnonymousDev(t *testing.T) {
 	}
 }
 
-func TestPacingLimitBuckets(t *testing.T) {
-	// Each bucket admits at most burst + rate×Per requests in a window,
-	// which must stay within N with room for jitter.
-	for _, l := range append(append([]Limit{}, TeamsConversationLimits...), TeamsAppLimits...) {
-		b := l.bucket()
-		bound := float64(b.Burst()) + float64(b.Limit())*l.Per.Seconds()
-		if bound > float64(l.N)*0.9+0.5 {
-			t.Errorf("%+v: bucket allows %.1f per window", l, bound)
-		}
-	}
-}

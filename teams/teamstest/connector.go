@@ -25,6 +25,10 @@ type Window struct {
 // (per bot and thread).
 var TeamsLimits = []Window{{7, time.Second}, {8, 2 * time.Second}, {60, 30 * time.Second}}
 
+// TeamsAppLimits is Teams' documented limit for one app in one tenant, over
+// all of its conversations.
+var TeamsAppLimits = []Window{{50, time.Second}}
+
 // DefaultMaxMessageBytes is the message size Teams accepts: about 100 KB of
 // payload encoded in UTF-16.
 const DefaultMaxMessageBytes = 100 << 10
@@ -37,6 +41,10 @@ type ConnectorConfig struct {
 	// Limits are enforced per conversation with 429 and a Retry-After.
 	// Nil means TeamsLimits; an empty, non-nil slice means none.
 	Limits []Window
+	// AppLimits are enforced per tenant (the activity's conversation.tenantId)
+	// over all conversations, with 429 and a Retry-After. Nil means
+	// TeamsAppLimits; an empty, non-nil slice means none.
+	AppLimits []Window
 	// MaxMessageBytes: a larger payload (UTF-16 bytes) gets 413
 	// MessageSizeTooBig. Default DefaultMaxMessageBytes.
 	MaxMessageBytes int
@@ -97,6 +105,7 @@ type Connector struct {
 	sent      []Sent
 	requests  []Request
 	accepted  map[string][]time.Time // per conversation, for the limits
+	tenants   map[string][]time.Time // per tenant, for the app limits
 	faults    map[string][]*Fault    // per conversation; "" = any
 	throttle  map[string]time.Time   // conversation → 429 until
 	blocked   map[string]bool
@@ -110,6 +119,9 @@ func NewConnector(cfg ConnectorConfig) *Connector {
 	if cfg.Limits == nil {
 		cfg.Limits = TeamsLimits
 	}
+	if cfg.AppLimits == nil {
+		cfg.AppLimits = TeamsAppLimits
+	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -117,6 +129,7 @@ func NewConnector(cfg ConnectorConfig) *Connector {
 		cfg:      cfg,
 		changed:  make(chan struct{}),
 		accepted: map[string][]time.Time{},
+		tenants:  map[string][]time.Time{},
 		faults:   map[string][]*Fault{},
 		throttle: map[string]time.Time{},
 		blocked:  map[string]bool{},
@@ -350,6 +363,9 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 		Type        string           `json:"type"`
 		Text        string           `json:"text"`
 		Attachments []SentAttachment `json:"attachments"`
+		Conv        struct {
+			TenantID string `json:"tenantId"`
+		} `json:"conversation"`
 	}
 	if err := json.Unmarshal(body, &act); err != nil || act.Type == "" {
 		return http.StatusBadRequest, nil, errorBody("BadArgument", "Invalid activity.")
@@ -386,11 +402,21 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 	if size > c.cfg.MaxMessageBytes {
 		return http.StatusRequestEntityTooLarge, nil, errorBody("MessageSizeTooBig", fmt.Sprintf("Message size %d exceeds the limit of %d.", size, c.cfg.MaxMessageBytes))
 	}
-	if wait, limited := c.overLimit(conv, now); limited {
+	var limited bool
+	var wait time.Duration
+	c.accepted[conv], wait, limited = overLimit(c.accepted[conv], c.cfg.Limits, now)
+	if limited {
 		secs := max(1, int(math.Ceil(wait.Seconds())))
 		return http.StatusTooManyRequests, map[string]string{"Retry-After": strconv.Itoa(secs)}, errorBody("TooManyRequests", "Too many requests to this conversation.")
 	}
+	tenant := act.Conv.TenantID
+	c.tenants[tenant], wait, limited = overLimit(c.tenants[tenant], c.cfg.AppLimits, now)
+	if limited {
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		return http.StatusTooManyRequests, map[string]string{"Retry-After": strconv.Itoa(secs)}, errorBody("TooManyRequests", "Too many requests for this app in this tenant.")
+	}
 	c.accepted[conv] = append(c.accepted[conv], now)
+	c.tenants[tenant] = append(c.tenants[tenant], now)
 	c.nextID++
 	s := Sent{
 		Conversation: conv,
@@ -432,24 +458,22 @@ func (c *Connector) nextFault(key string) *Fault {
 	return f
 }
 
-// overLimit reports whether accepting one more request to conv at now would
-// break a limit, and how long until it would not.
-func (c *Connector) overLimit(conv string, now time.Time) (time.Duration, bool) {
-	times := c.accepted[conv]
+// overLimit reports whether accepting one more request at now, after the
+// accepted times, would break one of limits, and how long until it would
+// not. It returns times without those no window can see any more.
+func overLimit(times []time.Time, limits []Window, now time.Time) ([]time.Time, time.Duration, bool) {
 	var longest time.Duration
-	for _, w := range c.cfg.Limits {
+	for _, w := range limits {
 		longest = max(longest, w.Per)
 	}
-	// Forget what no window can see any more.
 	cut := 0
 	for cut < len(times) && now.Sub(times[cut]) >= longest {
 		cut++
 	}
 	times = times[cut:]
-	c.accepted[conv] = times
 	var wait time.Duration
 	limited := false
-	for _, w := range c.cfg.Limits {
+	for _, w := range limits {
 		in := 0
 		for _, t := range times {
 			if now.Sub(t) < w.Per {
@@ -463,7 +487,7 @@ func (c *Connector) overLimit(conv string, now time.Time) (time.Duration, bool) 
 			wait = max(wait, oldest.Add(w.Per).Sub(now))
 		}
 	}
-	return wait, limited
+	return times, wait, limited
 }
 
 func utf16Bytes(b []byte) int {
