@@ -777,4 +777,3 @@ func TestClientAnonymousDev(t *testing.T) {
 		t.Fatalf("anonymous client to a public host: %v", err)
 	}
 }
-
