@@ -13,87 +13,185 @@ import (
 	"time"
 )
 
-// authorizer produces the Authorization header: Basic, or an OAuth bearer token
-// fetched from oauth_token.do, cached, renewed RefreshBefore its expiry, and
-// renewed once more when the instance answers 401.
+// authorizer produces the Authorization header: Basic, or an OAuth bearer
+// token fetched from oauth_token.do, cached, renewed RefreshBefore its expiry,
+// and renewed once more when the instance answers 401.
+//
+// No lock is held across the token request: one fetch runs at a time
+// (singleflight) in its own goroutine, callers that have no usable token wait
+// for it (each bounded by its own context), and while a token that is merely
+// due for renewal is still valid it is served at once and renewed in the
+// background.
 type authorizer struct {
-	c *Client
+	t        *transport
+	user     string
+	password string
+	oauth    *OAuth // nil: Basic (or no auth without credentials)
 
-	mu      sync.Mutex
-	access  string
-	refresh string
-	expiry  time.Time // zero: no expiry given
+	mu       sync.Mutex
+	access   string
+	refresh  string
+	expiry   time.Time   // zero: no expiry given
+	inflight *tokenFetch // the running fetch, nil if none
+	gen      uint64      // bumped when the instance rejects the cached token
+}
+
+// tokenFetch is one token request that any number of callers may wait for.
+type tokenFetch struct {
+	done chan struct{}
+	err  error
+}
+
+// tokenFetchTimeout bounds one background token request (with its retries).
+const tokenFetchTimeout = 2 * time.Minute
+
+func newAuthorizer(t *transport, user, password string, o *OAuth) *authorizer {
+	return &authorizer{t: t, user: user, password: password, oauth: o}
 }
 
 func (a *authorizer) header(ctx context.Context) (string, error) {
-	cfg := a.c.cfg
-	if cfg.OAuth == nil {
-		if cfg.Username == "" && cfg.Password == "" {
+	if a.oauth == nil {
+		if a.user == "" && a.password == "" {
 			return "", nil // no transport auth (allowed for the Virtual Agent API only)
 		}
-		return "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password)), nil
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(a.user+":"+a.password)), nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.c.now()
-	if a.access != "" && (a.expiry.IsZero() || now.Before(a.expiry.Add(-cfg.OAuth.RefreshBefore))) {
-		return "Bearer " + a.access, nil
+	for {
+		a.mu.Lock()
+		now := a.t.now()
+		valid := a.access != "" && (a.expiry.IsZero() || now.Before(a.expiry))
+		fresh := valid && (a.expiry.IsZero() || now.Before(a.expiry.Add(-a.oauth.RefreshBefore)))
+		if fresh {
+			tok := a.access
+			a.mu.Unlock()
+			return "Bearer " + tok, nil
+		}
+		f := a.startLocked()
+		if valid {
+			// Due for renewal but still valid: serve it; the fetch runs on.
+			tok := a.access
+			a.mu.Unlock()
+			return "Bearer " + tok, nil
+		}
+		a.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return "", fmt.Errorf("servicenow: oauth token: %w", ctx.Err())
+		}
+		if f.err != nil {
+			return "", f.err
+		}
+		// Loop: the fetched token is read under the lock (it may already
+		// have been invalidated by a 401).
+		a.mu.Lock()
+		tok := a.access
+		a.mu.Unlock()
+		if tok != "" {
+			return "Bearer " + tok, nil
+		}
 	}
-	if err := a.fetch(ctx, now); err != nil {
-		return "", err
+}
+
+// startLocked returns the running fetch or starts one. Callers hold a.mu.
+func (a *authorizer) startLocked() *tokenFetch {
+	if a.inflight != nil {
+		return a.inflight
 	}
-	return "Bearer " + a.access, nil
+	f := &tokenFetch{done: make(chan struct{})}
+	a.inflight = f
+	refresh, gen := a.refresh, a.gen
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tokenFetchTimeout)
+		defer cancel()
+		tr, err := a.fetch(ctx, refresh)
+		a.mu.Lock()
+		if gen != a.gen {
+			// The instance rejected a token while this fetch ran: its answer
+			// may predate the revocation, so a newer fetch decides.
+			a.mu.Unlock()
+			f.err = err
+			close(f.done)
+			return
+		}
+		if err == nil {
+			a.access, a.expiry = tr.access, tr.expiry
+			if tr.refresh != "" {
+				a.refresh = tr.refresh
+			}
+		} else if refresh != "" && a.refresh == refresh {
+			a.refresh = "" // fetch already fell back to the grant; forget it
+		}
+		f.err = err
+		a.inflight = nil
+		a.mu.Unlock()
+		close(f.done)
+	}()
+	return f
 }
 
 // invalidate drops the cached token if it is the one in authz, so the next
 // header call fetches a new one. It reports whether a retry can help.
 func (a *authorizer) invalidate(authz string) bool {
-	if a.c.cfg.OAuth == nil {
+	if a.oauth == nil {
 		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if "Bearer "+a.access == authz {
 		a.access = ""
+		a.gen++
+		a.inflight = nil // a fetch already running may return a revoked token
 	}
 	return true
 }
 
-// fetch gets a token: with the refresh token when there is one, else (or when
-// that fails) with the configured grant. Callers hold a.mu.
-func (a *authorizer) fetch(ctx context.Context, now time.Time) error {
-	o := a.c.cfg.OAuth
-	if a.refresh != "" {
-		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.refresh}}
-		err := a.token(ctx, now, form)
-		if err == nil {
-			return nil
-		}
-		a.c.log.Info("servicenow token refresh failed; requesting a new token", "error", err)
-		a.refresh = ""
-	}
-	form := url.Values{"grant_type": {o.GrantType}}
-	if o.GrantType == GrantPassword {
-		form.Set("username", a.c.cfg.Username)
-		form.Set("password", a.c.cfg.Password)
-	}
-	return a.token(ctx, now, form)
+// token is one token answer.
+type token struct {
+	access, refresh string
+	expiry          time.Time
 }
 
-func (a *authorizer) token(ctx context.Context, now time.Time, form url.Values) error {
-	o := a.c.cfg.OAuth
+// fetch gets a token: with the refresh token when there is one, else (or
+// when that fails) with the configured grant. It holds no lock.
+func (a *authorizer) fetch(ctx context.Context, refresh string) (token, error) {
+	if refresh != "" {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+		tr, err := a.request(ctx, form)
+		if err == nil {
+			return tr, nil
+		}
+		a.t.log.Info("servicenow token refresh failed; requesting a new token", "err", err)
+	}
+	form := url.Values{"grant_type": {a.oauth.GrantType}}
+	if a.oauth.GrantType == GrantPassword {
+		form.Set("username", a.user)
+		form.Set("password", a.password)
+	}
+	return a.request(ctx, form)
+}
+
+func (a *authorizer) request(ctx context.Context, form url.Values) (token, error) {
+	o := a.oauth
 	form.Set("client_id", o.ClientID)
 	form.Set("client_secret", o.ClientSecret)
 	const op = "oauth token"
 	hdr := http.Header{"Accept": {"application/json"}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	now := a.t.now()
 	// Creating a token twice is harmless, so the request is retried.
-	status, body, err := a.c.roundTrip(ctx, call{op: op, method: http.MethodPost, retry: true}, o.TokenURL, hdr, []byte(form.Encode()))
+	ans, err := a.t.roundTrip(ctx, call{op: op, method: http.MethodPost, retry: true}, o.TokenURL, hdr, []byte(form.Encode()))
 	if err != nil {
-		return fmt.Errorf("servicenow: %s: %w", op, err)
+		return token{}, fmt.Errorf("servicenow: %s: %w", op, err)
 	}
-	if status < 200 || status > 299 {
-		return statusError(op, status, body)
+	if err := a.t.answerError(op, ans); err != nil {
+		return token{}, err
 	}
+	return parseToken(ans.body, now, form.Get("grant_type"), a.t)
+}
+
+// parseToken reads an oauth_token.do answer.
+func parseToken(body []byte, now time.Time, grant string, t *transport) (token, error) {
+	const op = "oauth token"
 	var tr struct {
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
@@ -101,21 +199,18 @@ func (a *authorizer) token(ctx context.Context, now time.Time, form url.Values) 
 		ExpiresIn    field  `json:"expires_in"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil {
-		return fmt.Errorf("servicenow: %s: decode: %w", op, err)
+		return token{}, fmt.Errorf("servicenow: %s: decode: %w", op, err)
 	}
 	if tr.AccessToken == "" {
-		return fmt.Errorf("servicenow: %s: no access_token in the answer", op)
+		return token{}, fmt.Errorf("servicenow: %s: no access_token in the answer", op)
 	}
 	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return fmt.Errorf("servicenow: %s: unsupported token_type %q", op, tr.TokenType)
+		return token{}, fmt.Errorf("servicenow: %s: unsupported token_type %q", op, tr.TokenType)
 	}
-	a.access, a.expiry = tr.AccessToken, time.Time{}
-	if tr.RefreshToken != "" {
-		a.refresh = tr.RefreshToken
-	}
+	out := token{access: tr.AccessToken, refresh: tr.RefreshToken}
 	if n, err := strconv.ParseFloat(tr.ExpiresIn.Value, 64); err == nil && n > 0 && n < 1e9 {
-		a.expiry = now.Add(time.Duration(n * float64(time.Second)))
+		out.expiry = now.Add(time.Duration(n * float64(time.Second)))
 	}
-	a.c.log.Debug("servicenow token obtained", "grant_type", form.Get("grant_type"), "expires", a.expiry)
-	return nil
+	t.log.Debug("servicenow token obtained", "grant_type", grant, "expires", out.expiry)
+	return out, nil
 }

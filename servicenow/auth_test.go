@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,9 +99,10 @@ func TestOAuthRefresh(t *testing.T) {
 		t.Run(grant, func(t *testing.T) {
 			in := oauthFake(t)
 			var st statusCounter
+			rec := &authRecorder{next: &st}
 			c := newClient(t, in, func(c *servicenow.Config) {
 				c.Now = in.Now
-				c.HTTPClient = &http.Client{Transport: &st}
+				c.HTTPClient = &http.Client{Transport: rec}
 				c.OAuth = &servicenow.OAuth{GrantType: grant, ClientID: "bridge-client", ClientSecret: "client-secret"}
 				if grant == servicenow.GrantClientCredentials {
 					c.Username, c.Password, c.BridgeUser = "", "", "handoff.oauth"
@@ -117,9 +121,12 @@ func TestOAuthRefresh(t *testing.T) {
 				t.Fatalf("%d token requests, want 1", n)
 			}
 
-			// 1799 s tokens are renewed 60 s early: no 401 is ever seen.
+			// 1799 s tokens are renewed 60 s early (in the background, while
+			// the valid token is still served): no 401 is ever seen.
 			in.Advance(snowtest.DefaultTokenTTL - 30*time.Second)
+			first := rec.last()
 			queues()
+			eventually(t, func() bool { queues(); return rec.last() != first }, "the renewed token in use")
 			if n := in.Requests()[tokenRoute]; n != 2 {
 				t.Errorf("%d token requests after nearing expiry, want 2", n)
 			}
@@ -172,4 +179,125 @@ func TestOAuthExpiryEnforced(t *testing.T) {
 	if n := in.Requests()[tokenRoute]; n != 2 {
 		t.Errorf("%d token requests, want 2", n)
 	}
+}
+
+// authRecorder remembers the Authorization header of the latest API request
+// (token requests aside).
+type authRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	auth string
+}
+
+func (a *authRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path != "/oauth_token.do" {
+		a.mu.Lock()
+		a.auth = r.Header.Get("Authorization")
+		a.mu.Unlock()
+	}
+	return a.next.RoundTrip(r)
+}
+
+func (a *authRecorder) last() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.auth
+}
+
+// eventually polls cond every 10 ms for up to 20 s.
+func eventually(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gate blocks the token endpoint until released.
+type gate struct {
+	in      *snowtest.Instance
+	release chan struct{}
+	waiting atomic.Int32
+}
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/oauth_token.do" {
+		g.waiting.Add(1)
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	g.in.Handler().ServeHTTP(w, r)
+}
+
+// TestOAuthRefreshDoesNotBlock: no lock is held across the token request.
+// While a token due for renewal is renewed against a token endpoint that
+// hangs, requests go on with the still-valid token; without any token,
+// concurrent callers share one token request, and a caller whose context
+// ends returns at once while the request runs on.
+func TestOAuthRefreshDoesNotBlock(t *testing.T) {
+	in := oauthFake(t)
+	g := &gate{in: in, release: make(chan struct{})}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	c := newClient(t, in, func(c *servicenow.Config) {
+		c.InstanceURL = srv.URL
+		c.Now = in.Now
+		c.OAuth = &servicenow.OAuth{GrantType: servicenow.GrantPassword, ClientID: "bridge-client", ClientSecret: "client-secret"}
+	})
+	ctx := context.Background()
+
+	// No token yet: three callers, one token request; a cancelled caller
+	// leaves at once.
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { _, err := c.Queues(ctx); errs <- err }()
+	}
+	eventually(t, func() bool { return g.waiting.Load() == 1 }, "the token request")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Queues(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller: %v, want context.Canceled", err)
+	}
+	close(g.release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("Queues: %v", err)
+		}
+	}
+	if n := in.Requests()[tokenRoute]; n != 1 {
+		t.Errorf("%d token requests for three waiting callers, want 1", n)
+	}
+
+	// Due for renewal: the token endpoint hangs, requests do not.
+	g.release = make(chan struct{})
+	g.waiting.Store(0)
+	in.Advance(snowtest.DefaultTokenTTL - 30*time.Second)
+	done := make(chan error, 1)
+	go func() {
+		for range 5 {
+			if _, err := c.Queues(ctx); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Queues while the token is renewed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("requests blocked while the token endpoint hangs: a lock is held across the token request")
+	}
+	if g.waiting.Load() != 1 {
+		t.Errorf("%d token requests started during renewal, want 1", g.waiting.Load())
+	}
+	close(g.release)
 }

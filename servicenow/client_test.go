@@ -178,7 +178,6 @@ func TestSendNoDuplicate(t *testing.T) {
 		{name: "answer dropped after post", fault: &snowtest.Fault{AfterHandler: true, Drop: true}, posts: 1},
 		{name: "502 after post", fault: &snowtest.Fault{AfterHandler: true, Status: 502}, posts: 1},
 		{name: "503 before post", fault: &snowtest.Fault{Status: 503, Times: 2}, posts: 3},
-		{name: "429 before post", fault: &snowtest.Fault{Status: 429, RetryAfter: 1}, posts: 2},
 		{name: "retry of a posted message", pre: true, msg: bridge.DeskMessage{Retry: true}, posts: 0},
 		{name: "retry of a lost message", msg: bridge.DeskMessage{Retry: true}, posts: 1},
 	}
@@ -452,15 +451,16 @@ func TestErrorStatus(t *testing.T) {
 		status       int
 		permanent    bool
 		unauthorized bool
+		throttled    bool
 		attempts     int
 	}{
 		{status: 400, permanent: true, attempts: 1},
 		{status: 401, unauthorized: true, permanent: true, attempts: 1},
 		{status: 403, permanent: true, attempts: 1},
 		{status: 404, permanent: true, attempts: 1},
-		{status: 429, attempts: 3},
+		{status: 429, attempts: 1, throttled: true},
 		{status: 500, attempts: 3},
-		{status: 503, attempts: 3},
+		{status: 503, attempts: 3}, // without Retry-After: an ordinary failure
 	}
 	for _, tc := range tests {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
@@ -476,7 +476,7 @@ func TestErrorStatus(t *testing.T) {
 			if se.Status != tc.status || se.Message != "Operation Failed" || se.Detail != "detail for "+http.StatusText(tc.status) || se.System != "servicenow" || se.Op != "list queues" {
 				t.Errorf("StatusError = %+v", se)
 			}
-			if !strings.HasPrefix(err.Error(), "servicenow: list queues: HTTP ") {
+			if !strings.Contains(err.Error(), "servicenow: list queues: HTTP ") {
 				t.Errorf("error text %q lacks the servicenow: <op>: prefix", err)
 			}
 			if got := bridge.IsPermanent(err); got != tc.permanent {
@@ -487,6 +487,9 @@ func TestErrorStatus(t *testing.T) {
 			}
 			if got := in.TotalRequests(); got != tc.attempts {
 				t.Errorf("%d requests, want %d", got, tc.attempts)
+			}
+			if _, got := bridge.Throttled(err); got != tc.throttled {
+				t.Errorf("Throttled = %v, want %v", got, tc.throttled)
 			}
 		})
 	}

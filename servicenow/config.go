@@ -45,10 +45,6 @@ type Config struct {
 	// jitter between retries. Defaults 500 ms and 30 s.
 	RetryWaitMin time.Duration
 	RetryWaitMax time.Duration
-	// MaxRetryAfter is the longest Retry-After (on 429 and 503) the client waits
-	// inside one call; a longer one ends the call with the 429 error so the
-	// caller's own schedule retries later. Default 60 s.
-	MaxRetryAfter time.Duration
 	// EchoWindow widens the search for the bridge's own earlier attempt when a
 	// message post is retried: echoes created up to EchoWindow before the first
 	// attempt (by our clock) count, to absorb clock skew. Default 10 s.
@@ -90,10 +86,6 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock used for token expiry and echo windows. Default time.Now.
 	Now func() time.Time
-
-	// va marks the transport of a VAClient: no queue, and Basic credentials
-	// are optional (the Virtual Agent API may accept message auth alone).
-	va bool
 }
 
 // OAuth configures OAuth 2.0 tokens from the instance's token endpoint.
@@ -137,45 +129,12 @@ const maxBatchChats = 100
 
 func (cfg Config) withDefaults() (Config, error) {
 	var errs []error
-	if cfg.InstanceURL == "" {
-		errs = append(errs, errors.New("an InstanceURL is required"))
-	} else if u, err := url.Parse(cfg.InstanceURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("InstanceURL %q is not an http(s) URL", cfg.InstanceURL))
-	}
-	cfg.InstanceURL = strings.TrimRight(cfg.InstanceURL, "/")
-	if cfg.Queue == "" && !cfg.va {
+	cfg.InstanceURL, cfg.OAuth, errs = checkTransport(cfg.InstanceURL, cfg.Username, cfg.Password, cfg.OAuth, false)
+	if cfg.Queue == "" {
 		errs = append(errs, errors.New("a Queue (the default queue's sys_id) is required"))
 	}
-	if cfg.OAuth == nil {
-		if cfg.va && cfg.Username == "" && cfg.Password == "" {
-			// no transport auth: message auth only
-		} else if cfg.Username == "" || cfg.Password == "" {
-			errs = append(errs, errors.New("a Username and Password are required for Basic auth"))
-		}
-	} else {
-		o := *cfg.OAuth
-		switch o.GrantType {
-		case GrantPassword:
-			if cfg.Username == "" || cfg.Password == "" {
-				errs = append(errs, errors.New("a Username and Password are required for the OAuth password grant"))
-			}
-		case GrantClientCredentials:
-			if cfg.BridgeUser == "" {
-				errs = append(errs, errors.New("BridgeUser is required with the OAuth client_credentials grant"))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("OAuth.GrantType %q: want %q or %q", o.GrantType, GrantPassword, GrantClientCredentials))
-		}
-		if o.ClientID == "" || o.ClientSecret == "" {
-			errs = append(errs, errors.New("OAuth.ClientID and OAuth.ClientSecret are required"))
-		}
-		if o.TokenURL == "" {
-			o.TokenURL = cfg.InstanceURL + "/oauth_token.do"
-		}
-		if o.RefreshBefore <= 0 {
-			o.RefreshBefore = 60 * time.Second
-		}
-		cfg.OAuth = &o
+	if cfg.OAuth != nil && cfg.OAuth.GrantType == GrantClientCredentials && cfg.BridgeUser == "" {
+		errs = append(errs, errors.New("BridgeUser is required with the OAuth client_credentials grant"))
 	}
 	if cfg.BridgeUser == "" {
 		cfg.BridgeUser = cfg.Username
@@ -196,17 +155,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.Timeout, 30*time.Second)
 	def(&cfg.RetryWaitMin, 500*time.Millisecond)
 	def(&cfg.RetryWaitMax, 30*time.Second)
-	def(&cfg.MaxRetryAfter, 60*time.Second)
 	def(&cfg.EchoWindow, 10*time.Second)
-	if cfg.RetryWaitMax < cfg.RetryWaitMin {
-		cfg.RetryWaitMax = cfg.RetryWaitMin
-	}
-	switch {
-	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = 4
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
-	}
+	cfg.RetryWaitMax = max(cfg.RetryWaitMax, cfg.RetryWaitMin)
+	cfg.MaxRetries = retriesDefault(cfg.MaxRetries)
 	defInt := func(n *int, v int) {
 		if *n <= 0 {
 			*n = v
@@ -234,4 +185,61 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("servicenow: config: %w", err)
 	}
 	return cfg, nil
+}
+
+// transport returns the transport settings of cfg.
+func (cfg Config) transport() transportConfig {
+	return transportConfig{InstanceURL: cfg.InstanceURL, Username: cfg.Username, Password: cfg.Password, OAuth: cfg.OAuth,
+		Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries, RetryWaitMin: cfg.RetryWaitMin, RetryWaitMax: cfg.RetryWaitMax,
+		Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, Now: cfg.Now}
+}
+
+// retriesDefault maps MaxRetries: 0 selects 4, a negative value none.
+func retriesDefault(n int) int {
+	switch {
+	case n == 0:
+		return 4
+	case n < 0:
+		return 0
+	}
+	return n
+}
+
+// checkTransport validates the instance URL and credentials shared by both
+// desks and fills the OAuth defaults. allowNone accepts no credentials at all
+// (the Virtual Agent API may rely on message auth alone).
+func checkTransport(instance, user, password string, o *OAuth, allowNone bool) (string, *OAuth, []error) {
+	var errs []error
+	if instance == "" {
+		errs = append(errs, errors.New("an InstanceURL is required"))
+	} else if u, err := url.Parse(instance); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("InstanceURL %q is not an http(s) URL", instance))
+	}
+	instance = strings.TrimRight(instance, "/")
+	if o == nil {
+		if !(allowNone && user == "" && password == "") && (user == "" || password == "") {
+			errs = append(errs, errors.New("a Username and Password are required for Basic auth"))
+		}
+		return instance, nil, errs
+	}
+	oc := *o
+	switch oc.GrantType {
+	case GrantPassword:
+		if user == "" || password == "" {
+			errs = append(errs, errors.New("a Username and Password are required for the OAuth password grant"))
+		}
+	case GrantClientCredentials:
+	default:
+		errs = append(errs, fmt.Errorf("OAuth.GrantType %q: want %q or %q", oc.GrantType, GrantPassword, GrantClientCredentials))
+	}
+	if oc.ClientID == "" || oc.ClientSecret == "" {
+		errs = append(errs, errors.New("OAuth.ClientID and OAuth.ClientSecret are required"))
+	}
+	if oc.TokenURL == "" {
+		oc.TokenURL = instance + "/oauth_token.do"
+	}
+	if oc.RefreshBefore <= 0 {
+		oc.RefreshBefore = 60 * time.Second
+	}
+	return instance, &oc, errs
 }

@@ -112,10 +112,7 @@ func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID
 		path:   queueSessionsPath(queue),
 		body:   map[string]string{"message": firstMessage(c.cfg, h)},
 		retry:  marker != "",
-		beforeRetry: func(ctx context.Context, last int) error {
-			if last == http.StatusTooManyRequests {
-				return nil // refused before it was processed
-			}
+		beforeRetry: func(ctx context.Context, _ int) error {
 			e, err := c.findOpen(ctx, marker)
 			if err != nil {
 				return fmt.Errorf("duplicate check: %w", err)
@@ -192,10 +189,7 @@ func (c *Client) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.Des
 		path:   messagesPath(chat),
 		body:   map[string]string{"message": m.Text},
 		retry:  true,
-		beforeRetry: func(ctx context.Context, last int) error {
-			if last == http.StatusTooManyRequests {
-				return nil
-			}
+		beforeRetry: func(ctx context.Context, _ int) error {
 			ok, err := c.echoed(ctx, chat, m.Text, since)
 			if err != nil {
 				return fmt.Errorf("echo check: %w", err)

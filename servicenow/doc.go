@@ -20,9 +20,14 @@
 // reference/servicenow.md; servicenow/snowtest is a fake instance that
 // reproduces them for tests and the demo.
 //
-// Requests are retried with capped exponential backoff and jitter on
-// connection errors, 429 (honouring Retry-After) and 5xx, but only where a
-// retry cannot create a duplicate: reads and leave always, a message post
-// after checking for the bridge's own echo, and opening a chat after checking
-// for an open chat carrying the session's marker.
+// Both desks share one HTTP transport (transport.go): Basic or OAuth auth
+// (the token is renewed in the background, never under a lock held across the
+// request), retries with capped exponential backoff and jitter on connection
+// errors and 5xx, but only where a retry cannot create a duplicate: reads and
+// leave always, a message post after checking for the bridge's own echo, and
+// opening a chat after checking for an open chat carrying the session's
+// marker. A throttle answer (429, 503 with Retry-After, or a failure carrying
+// ServiceNow's X-RateLimit headers with Retry-After) is never retried inside
+// the call: it ends the call with a *bridge.ThrottledError naming when to try
+// again, so the dispatcher and the poller wait without spending an attempt.
 package servicenow

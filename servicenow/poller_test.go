@@ -324,8 +324,10 @@ func TestCursorEnds(t *testing.T) {
 }
 
 // TestRateLimitedPoll: with a per-user limit of 3 requests a second, a poll
-// needing more requests is answered 429; the client waits as Retry-After
-// says and nothing is lost.
+// needing more requests is answered 429; the poll stops at once with a
+// bridge.ThrottledError (no in-call waiting, no retries spent), stores
+// nothing it has not fully read, and once the limit is lifted the next poll
+// delivers every message exactly once.
 func TestRateLimitedPoll(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
@@ -347,44 +349,27 @@ func TestRateLimitedPoll(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			in.SetRateLimit(snowtest.RateLimit{Limit: 3, Window: time.Second})
+			in.SetRateLimit(snowtest.RateLimit{Limit: 3, Window: time.Hour})
 			p := newPoller(t, mode, c, relay)
-			start := time.Now()
+			err := p.PollOnce(context.Background())
+			te, ok := bridge.Throttled(err)
+			if !ok {
+				t.Fatalf("PollOnce: %v, want a ThrottledError", err)
+			}
+			if got := st.count(http.StatusTooManyRequests); got != 1 {
+				t.Errorf("%d answers 429, want exactly 1 (a throttle is not retried inside the call)", got)
+			}
+			if d := time.Until(te.Until); d < 59*time.Minute || d > time.Hour+time.Minute {
+				t.Errorf("throttled until %v (in %v), want the end of the hour window", te.Until, d)
+			}
+			in.SetRateLimit(snowtest.RateLimit{})
 			if err := p.PollOnce(context.Background()); err != nil {
-				t.Fatalf("PollOnce: %v", err)
-			}
-			if st.count(http.StatusTooManyRequests) == 0 {
-				t.Fatal("no 429 answer: the test does not exercise the limit")
-			}
-			if d := time.Since(start); d < 900*time.Millisecond {
-				t.Errorf("poll took %v: the client did not wait for Retry-After (1 s)", d)
+				t.Fatalf("PollOnce after the limit lifted: %v", err)
 			}
 			if got, want := relay.session(chat).texts(), wantTexts(in, chat); !slices.Equal(got, want) {
-				t.Errorf("delivered %d messages, want %d", len(got), len(want))
+				t.Errorf("delivered %d messages, want %d exactly once each", len(got), len(want))
 			}
 		})
-	}
-}
-
-// TestRateLimitBeyondMaxRetryAfter: a Retry-After longer than MaxRetryAfter
-// ends the call with the 429 (carrying the documented message) instead of
-// blocking it.
-func TestRateLimitBeyondMaxRetryAfter(t *testing.T) {
-	in := newFake(t, snowtest.Options{RateLimit: snowtest.RateLimit{Limit: 1}})
-	c := newClient(t, in, func(cfg *servicenow.Config) { cfg.MaxRetryAfter = time.Second })
-	ctx := context.Background()
-	if _, err := c.Queues(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	_, err := c.Queues(ctx)
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Errorf("call blocked %v", d)
-	}
-	se := statusOf(t, err)
-	if se.Status != http.StatusTooManyRequests || se.Message != "Rate limit exceeded" ||
-		se.Detail != "Rate limit of 1 requests per hour for REST API exceeded" || bridge.IsPermanent(err) {
-		t.Errorf("got %v, want a retryable 429 with the documented body", err)
 	}
 }
 

@@ -63,13 +63,11 @@ type VAConfig struct {
 	TranscriptTurns int
 	TurnChars       int
 
-	// Timeout, MaxRetries, RetryWaitMin, RetryWaitMax and MaxRetryAfter work as
-	// in Config.
-	Timeout       time.Duration
-	MaxRetries    int
-	RetryWaitMin  time.Duration
-	RetryWaitMax  time.Duration
-	MaxRetryAfter time.Duration
+	// Timeout, MaxRetries, RetryWaitMin and RetryWaitMax work as in Config.
+	Timeout      time.Duration
+	MaxRetries   int
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
 
 	// Sessions, when set, finds a chat's nonce after a restart (the client
 	// remembers the nonces of the chats it opened). Set it later with
@@ -102,7 +100,7 @@ type VAConfig struct {
 // permanent).
 type VAClient struct {
 	cfg  VAConfig
-	c    *Client // transport: auth, retries, error mapping
+	t    *transport // auth, retries, throttling, error mapping
 	log  *slog.Logger
 	now  func() time.Time
 	mu   sync.Mutex
@@ -132,15 +130,37 @@ func NewVA(cfg VAConfig) (*VAClient, error) {
 	if cfg.DeviceType == "" {
 		cfg.DeviceType = "msteams"
 	}
-	c, err := New(Config{InstanceURL: cfg.InstanceURL, Username: cfg.Username, Password: cfg.Password, OAuth: cfg.OAuth,
-		TranscriptTurns: cfg.TranscriptTurns, TurnChars: cfg.TurnChars, Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries,
-		RetryWaitMin: cfg.RetryWaitMin, RetryWaitMax: cfg.RetryWaitMax, MaxRetryAfter: cfg.MaxRetryAfter,
-		Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, Now: cfg.Now, va: true})
-	if err != nil {
-		return nil, fmt.Errorf("servicenow: va config: %w", errors.Unwrap(err))
+	var errs []error
+	cfg.InstanceURL, cfg.OAuth, errs = checkTransport(cfg.InstanceURL, cfg.Username, cfg.Password, cfg.OAuth, true)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("servicenow: va config: %w", err)
 	}
-	cfg.TranscriptTurns, cfg.TurnChars = c.cfg.TranscriptTurns, c.cfg.TurnChars
-	return &VAClient{cfg: cfg, c: c, log: c.log, now: c.now, meta: map[bridge.AgentChatID]vaMeta{}, look: cfg.Sessions}, nil
+	defDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defDur(&cfg.Timeout, 30*time.Second)
+	defDur(&cfg.RetryWaitMin, 500*time.Millisecond)
+	defDur(&cfg.RetryWaitMax, 30*time.Second)
+	cfg.RetryWaitMax = max(cfg.RetryWaitMax, cfg.RetryWaitMin)
+	cfg.MaxRetries = retriesDefault(cfg.MaxRetries)
+	if cfg.TranscriptTurns <= 0 {
+		cfg.TranscriptTurns = 12
+	}
+	if cfg.TurnChars <= 0 {
+		cfg.TurnChars = 400
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	t := newTransport(transportConfig{InstanceURL: cfg.InstanceURL, Username: cfg.Username, Password: cfg.Password,
+		OAuth: cfg.OAuth, Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries, RetryWaitMin: cfg.RetryWaitMin,
+		RetryWaitMax: cfg.RetryWaitMax, Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, Now: cfg.Now})
+	return &VAClient{cfg: cfg, t: t, log: cfg.Logger, now: cfg.Now, meta: map[bridge.AgentChatID]vaMeta{}, look: cfg.Sessions}, nil
 }
 
 // UseSessions sets the lookup that finds a chat's nonce after a restart. Call
@@ -361,7 +381,7 @@ func (v *VAClient) fill(ctx context.Context, chat bridge.AgentChatID, req *vaReq
 
 // post sends req with message auth and checks the immediate answer.
 func (v *VAClient) post(ctx context.Context, op string, req vaRequest, retry bool) error {
-	raw, err := json.Marshal(req)
+	raw, err := encodeJSON(req)
 	if err != nil {
 		return fmt.Errorf("servicenow: %s: encode body: %w", op, err)
 	}
@@ -372,13 +392,15 @@ func (v *VAClient) post(ctx context.Context, op string, req vaRequest, retry boo
 	if v.cfg.Secret != "" {
 		hdr.Set(HeaderVASignature, VASignature(v.cfg.Secret, raw))
 	}
-	status, rb, err := v.c.exchange(ctx, call{op: op, method: http.MethodPost, path: PathVA, raw: raw, header: hdr, retry: retry})
+	a, err := v.t.exchange(ctx, call{op: op, method: http.MethodPost, path: PathVA, raw: raw, header: hdr, retry: retry})
 	if err != nil {
 		return err
 	}
-	if status < 200 || status > 299 {
-		return statusError(op, status, rb)
+	if err := v.t.answerError(op, a); err != nil {
+		return err
 	}
+	rb := a.body
+	status := a.status
 	var ans struct {
 		Status string `json:"status"`
 	}
