@@ -222,6 +222,8 @@ func (d *Dispatcher) perform(ctx context.Context, it OutboxItem) error {
 		return r.deskSend(ctx, it, p)
 	case KindDeskLeave:
 		return r.deskLeave(ctx, it, p, nil)
+	case KindDeskNote:
+		return r.deskNote(ctx, it, p)
 	case KindBotHandback:
 		if err := r.bot.Handback(ctx, it.Conversation, Handback{Reason: p.Reason, Restart: p.Restart}); err != nil {
 			return fmt.Errorf("bot handback: %w", err)

@@ -27,6 +27,7 @@ const (
 	KindDeskLeave   OutboxKind = "desk.leave"   // leave the chat, then finish closing
 	KindDeskTyping  OutboxKind = "desk.typing"  // show the user typing to the agent (desks that can)
 	KindDeskReceipt OutboxKind = "desk.receipt" // tell the desk an agent message reached the user
+	KindDeskNote    OutboxKind = "desk.note"    // post a stored bridge note to the agent only (dropped once the chat is gone)
 	KindUserSend    OutboxKind = "user.send"    // send a stored message to Teams
 	KindUserTyping  OutboxKind = "user.typing"  // show the agent typing in Teams
 )
@@ -36,7 +37,7 @@ func LaneOf(k OutboxKind) Lane {
 	switch k {
 	case KindBotSend, KindBotHandback:
 		return LaneBot
-	case KindDeskOpen, KindDeskSend, KindDeskLeave, KindDeskTyping, KindDeskReceipt:
+	case KindDeskOpen, KindDeskSend, KindDeskLeave, KindDeskTyping, KindDeskReceipt, KindDeskNote:
 		return LaneDesk
 	default:
 		return LaneUser

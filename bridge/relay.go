@@ -378,6 +378,9 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 		if err != nil || !inserted {
 			return s, err
 		}
+		if labelled, err := r.agentLabel(ctx, tx, s, m, now); labelled || err != nil {
+			return s, err // the agent's private label: stored on the review record, never relayed
+		}
 		if ev.EndReason != "" {
 			// The desk's closing line ("… has closed the support session") ends
 			// the session; the ending notice tells the user.

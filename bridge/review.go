@@ -32,4 +32,27 @@ type ReviewRecord struct {
 	AgentMessages int         `json:"agent_messages"`
 	AgentChatID   AgentChatID `json:"agent_chat_id,omitempty"`
 	HumanTurns    []Turn      `json:"human_turns"`
+
+	// What the people involved said about it afterwards.
+	Verdict *Verdict `json:"verdict,omitempty"` // the agent's private labels
+	CSAT    *CSAT    `json:"csat,omitempty"`    // the employee's rating
+}
+
+// Verdict is what the agent who handled a handoff says it was, written in the
+// desk chat as private labels ("#topic reset MFA on new phone",
+// "#bot-could-have password_reset", "#needed-human"). The employee never sees
+// them.
+type Verdict struct {
+	Topic        string    `json:"topic,omitempty"`          // what the case was, in the agent's words
+	BotCouldHave string    `json:"bot_could_have,omitempty"` // the intent that could have solved it
+	NeededHuman  bool      `json:"needed_human,omitempty"`   // only a person could have solved it
+	Agent        string    `json:"agent,omitempty"`          // who labelled it last
+	At           time.Time `json:"at"`
+}
+
+// CSAT is the employee's rating of an agent-handled chat.
+type CSAT struct {
+	Rating  int       `json:"rating"` // 1 to 5
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
 }

@@ -34,6 +34,10 @@ type RecorderConfig struct {
 	// ExtraPatterns are regular expressions redacted as [redacted] on top of
 	// the built-in rules (e-mail, phone, card).
 	ExtraPatterns []string
+	// LabelPrefix starts the agent's private labels in the desk chat
+	// ("#topic …", "#bot-could-have …", "#needed-human"). "" means
+	// DefaultLabelPrefix.
+	LabelPrefix string
 }
 
 // Recorder builds why-handoff records. It implements bridge.Reviewer and does
@@ -47,6 +51,7 @@ type Recorder struct {
 	salt      []byte
 	lastTurns int
 	redactor  *Redactor // nil: redaction disabled
+	labels    labelParser
 }
 
 var _ bridge.Reviewer = (*Recorder)(nil)
@@ -63,7 +68,11 @@ func NewRecorder(cfg RecorderConfig, logger *slog.Logger) (*Recorder, error) {
 	if cfg.LastTurns < 0 {
 		return nil, fmt.Errorf("review: recorder: last turns must be >= 0, got %d", cfg.LastTurns)
 	}
-	r := &Recorder{salt: []byte(cfg.Salt), lastTurns: cfg.LastTurns}
+	labels, err := newLabelParser(cfg.LabelPrefix)
+	if err != nil {
+		return nil, err
+	}
+	r := &Recorder{salt: []byte(cfg.Salt), lastTurns: cfg.LastTurns, labels: labels}
 	if r.lastTurns == 0 {
 		r.lastTurns = DefaultLastTurns
 	}
@@ -182,6 +191,9 @@ func (r *Recorder) Finish(rec bridge.ReviewRecord, s bridge.Session, human []bri
 				rec.UserMessages++
 			}
 		case bridge.SourceAgent:
+			if !m.System && r.labels.is(m.Text) {
+				continue // the agent's private label is on rec.Verdict, not in the conversation
+			}
 			t.Author = m.Author
 			if m.System {
 				t.Role = "system"

@@ -78,6 +78,7 @@ type Config struct {
 	ReviewLastTurns     int
 	ReviewLowConfidence float64
 	ReviewTimezone      string
+	ReviewLabelPrefix   string
 }
 
 // setting describes one environment variable: its name, default, what it
@@ -299,6 +300,13 @@ var settings = []setting{
 		return nil
 	}},
 	{Name: "HANDOFF_REVIEW_LAST_TURNS", Default: "10", Group: "Review", Help: "user turns kept per why-handoff record", set: integer(func(c *Config) *int { return &c.ReviewLastTurns }, 1, 100)},
+	{Name: "HANDOFF_REVIEW_LABEL_PREFIX", Default: "#", Group: "Review", Help: "prefix of the agent's private labels in the desk chat (#topic <name>, #bot-could-have <intent>, #needed-human): stored on the review record, never shown to the employee", set: func(c *Config, v string) error {
+		if strings.TrimSpace(v) != v || v == "" || len([]rune(v)) > 8 {
+			return errors.New("expects 1 to 8 characters without spaces, such as #")
+		}
+		c.ReviewLabelPrefix = v
+		return nil
+	}},
 	{Name: "HANDOFF_REVIEW_LOW_CONFIDENCE", Default: "0.5", Group: "Review", Help: "intent confidence below which a trigger counts as low-confidence in the report", set: float(func(c *Config) *float64 { return &c.ReviewLowConfidence }, 0, 1)},
 }
 

@@ -117,7 +117,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	}
 
 	rec, err := review.NewRecorder(review.RecorderConfig{Salt: cfg.ReviewSalt, LastTurns: cfg.ReviewLastTurns,
-		DisableRedaction: !cfg.ReviewRedact, ExtraPatterns: cfg.ReviewPatterns}, log.With("system", "review"))
+		DisableRedaction: !cfg.ReviewRedact, ExtraPatterns: cfg.ReviewPatterns, LabelPrefix: cfg.ReviewLabelPrefix}, log.With("system", "review"))
 	if err != nil {
 		return fmt.Errorf("configure review (HANDOFF_REVIEW_*): %w", err)
 	}

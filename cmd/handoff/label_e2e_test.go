@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/teams/teamstest"
+)
+
+// TestAgentLabelNeverReachesTeams runs a live chat in which the agent writes
+// private labels between ordinary messages: the labels land on the review
+// record, the agent gets an acknowledgment in the desk chat, the employee sees
+// the ordinary messages and never a label, and the labels stay out of the
+// human turns of the record. A custom prefix works the same way.
+func TestAgentLabelNeverReachesTeams(t *testing.T) {
+	for _, tc := range []struct{ name, prefix string }{{"default prefix", ""}, {"custom prefix", "!!"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra := map[string]string{}
+			prefix := "#"
+			if tc.prefix != "" {
+				extra["HANDOFF_REVIEW_LABEL_PREFIX"] = tc.prefix
+				prefix = tc.prefix
+			}
+			w := newWorld(t, worldOpts{extra: extra})
+			u := teamstest.NewUser("Lena Label")
+			group := handOff(w, u)
+			const wait = 30 * time.Second
+
+			for _, text := range []string{
+				prefix + "topic reset MFA on new phone",
+				"Please open the Authenticator app on the new phone.",
+				prefix + "bot-could-have mfa_reset " + prefix + "needed-human",
+				prefix + "topic",
+				"#hashtag is just text for the employee",
+			} {
+				if _, err := w.sn.Say(group, agentName, text); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.waitUser(u, "#hashtag is just text", wait)
+			w.waitAgent(group, `[handoff, not shown to the employee] Recorded for the bot team: topic "reset MFA on new phone".`, wait)
+			w.waitAgent(group, "[handoff, not shown to the employee] Recorded for the bot team: the bot could have handled it as mfa_reset, it needed a human.", wait)
+			w.waitAgent(group, "[handoff, not shown to the employee] Label not recorded: write "+prefix+"topic <what the case was>.", wait)
+			w.say(u, "/end_chat")
+			s := w.waitClosed(u, wait)
+
+			for _, l := range w.userLines(u) {
+				if strings.Contains(l, prefix+"topic") || strings.Contains(l, "needed-human") || strings.Contains(l, "not shown to the employee") {
+					t.Errorf("the employee saw a label or its acknowledgment: %q", l)
+				}
+			}
+			if !strings.Contains(strings.Join(w.userLines(u), "\n"), "Authenticator app") {
+				t.Errorf("the ordinary agent message did not reach the employee: %q", w.userLines(u))
+			}
+
+			var rec bridge.ReviewRecord
+			err := w.current().store.Update(context.Background(), func(tx bridge.Tx) (err error) {
+				rec, err = tx.Review(context.Background(), s.ID)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := rec.Verdict
+			if v == nil || v.Topic != "reset MFA on new phone" || v.BotCouldHave != "mfa_reset" || !v.NeededHuman || v.Agent == "" || v.At.IsZero() {
+				t.Fatalf("verdict on the record = %+v", v)
+			}
+			for _, tu := range rec.HumanTurns {
+				if strings.HasPrefix(tu.Text, prefix+"topic") || strings.Contains(tu.Text, "needed-human") || strings.Contains(tu.Text, "not shown") {
+					t.Errorf("a label is in the human turns: %q", tu.Text)
+				}
+			}
+			// Two ordinary agent messages (the greeting and the instruction)
+			// and the "#hashtag" line count; the labels do not.
+			if rec.AgentMessages != 3 {
+				t.Errorf("agent messages = %d, want 3 (labels not counted)", rec.AgentMessages)
+			}
+		})
+	}
+}
