@@ -135,8 +135,11 @@ func (t *transport) do(ctx context.Context, cl call) (json.RawMessage, error) {
 	return env.Result, nil
 }
 
-// encodeJSON encodes v compactly without HTML escaping, so "<", ">" and "&"
-// travel as themselves (as ServiceNow's own JSON.stringify writes them).
+// encodeJSON encodes v compactly the way JavaScript's JSON.stringify writes
+// it: without HTML escaping, so "<", ">" and "&" travel as themselves, and
+// with U+2028 and U+2029 raw (Go escapes both even then). Signed bodies are
+// hashed by ServiceNow over JSON.stringify(JSON.parse(body)), so these bytes
+// must already be in that form.
 func encodeJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -144,7 +147,35 @@ func encodeJSON(v any) ([]byte, error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return rawLineSeparators(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+}
+
+// rawLineSeparators replaces the escapes \u2028 and \u2029 in JSON text by the
+// characters themselves, leaving an escaped backslash followed by "u2028"
+// alone.
+func rawLineSeparators(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u202`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if b[i+1] == 'u' && i+5 < len(b) && string(b[i+2:i+5]) == "202" && (b[i+5] == '8' || b[i+5] == '9') {
+			if b[i+5] == '8' {
+				out = append(out, "\u2028"...)
+			} else {
+				out = append(out, "\u2029"...)
+			}
+			i += 5
+			continue
+		}
+		out = append(out, b[i], b[i+1]) // any other escape, kept whole
+		i++
+	}
+	return out
 }
 
 // exchange performs cl with auth and retries and returns the final answer,

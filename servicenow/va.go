@@ -301,19 +301,32 @@ func (v *VAClient) history(h bridge.Handoff) []vaHistory {
 	return out
 }
 
-// Send posts the user's message (a request without action). It is not
-// retried inside the call: the API has no way to find an earlier attempt, so
-// a retry could post twice; clientMessageId is the message's stable key.
+// Send posts the user's message (a request without action), then a VIEWING
+// so the agent's "user is typing" indicator clears (best effort: its failure
+// is logged, the message is sent). The post is not retried inside the call:
+// the API has no way to find an earlier attempt, so a retry could post
+// twice; clientMessageId is the message's stable key.
 func (v *VAClient) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
 	req := v.request(chat, "")
 	req.Message = vaText{Text: m.Text, Typed: true, ClientMessageID: m.Key}
 	v.fill(ctx, chat, &req)
-	return v.post(ctx, "send message", req, false)
+	if err := v.post(ctx, "send message", req, false); err != nil {
+		return err
+	}
+	view := v.request(chat, "VIEWING")
+	view.Message = vaText{Text: "", Typed: true}
+	v.fill(ctx, chat, &view)
+	if err := v.post(ctx, "viewing", view, false); err != nil {
+		v.log.Info("servicenow va viewing not sent; the agent may see the user typing a while longer", "chat_id", chat, "err", err)
+	}
+	return nil
 }
 
-// Typing shows the agent that the user is typing (action TYPING).
+// Typing shows the agent that the user is typing (action TYPING with an
+// empty message.text, which the API requires).
 func (v *VAClient) Typing(ctx context.Context, chat bridge.AgentChatID) error {
 	req := v.request(chat, "TYPING")
+	req.Message = vaText{Text: "", Typed: true}
 	v.fill(ctx, chat, &req)
 	return v.post(ctx, "typing", req, false)
 }

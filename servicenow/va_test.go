@@ -145,7 +145,10 @@ func TestVAClientRequests(t *testing.T) {
 			if conv.Typing != 1 || !conv.Ended || len(conv.Updates) != 1 || conv.Updates[0] != (snowtest.VAUpdate{ID: msg.SysID, Status: "sent_to_user"}) {
 				t.Errorf("typing %d ended %v updates %+v", conv.Typing, conv.Ended, conv.Updates)
 			}
-			if want := []string{"AGENT", "AGENT", "", "TYPING", "UPDATE_MESSAGES", "END_CONVERSATION", "END_CONVERSATION"}; !slices.Equal(conv.Actions, want) {
+			if conv.Viewing != 1 {
+				t.Errorf("%d VIEWING after the user's message, want 1 (clears the agent's typing indicator)", conv.Viewing)
+			}
+			if want := []string{"AGENT", "AGENT", "", "VIEWING", "TYPING", "UPDATE_MESSAGES", "END_CONVERSATION", "END_CONVERSATION"}; !slices.Equal(conv.Actions, want) {
 				t.Errorf("actions %q, want %q", conv.Actions, want)
 			}
 			if st, _ := in.Chat(c.Group); st.State != snowtest.ClosedByClient {
@@ -311,10 +314,15 @@ func TestVAEvents(t *testing.T) {
 			[]ev{{bridge.AgentMessage, "Beth Anglin has closed the support session.", bridge.ReasonAgentClosed}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
 		{"left", "[" + system("Beth Anglin has left the support session.") + "]", "",
 			[]ev{{bridge.AgentMessage, "Beth Anglin has left the support session.", bridge.ReasonAgentLeft}, {bridge.AgentEnded, "", bridge.ReasonAgentLeft}}},
-		{"other system text ends", "[" + system("The support session was closed.") + "]", "",
+		{"support session was closed", "[" + system("The support session was closed.") + "]", "",
 			[]ev{{bridge.AgentMessage, "The support session was closed.", bridge.ReasonAgentClosed}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
 		{"idle", "[" + system("It seems you have left the conversation.") + "]", "",
 			[]ev{{bridge.AgentEnded, "", bridge.ReasonIdleTimeout}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+		{"idle reminder is a notice", "[" + system("The conversation is timing out, are you still there?") + "]", "",
+			[]ev{{bridge.AgentMessage, "The conversation is timing out, are you still there?", ""}}},
+		{"unknown system text is a notice", "[" + system("Your request INC0010023 was updated.") + "]", "",
+			[]ev{{bridge.AgentMessage, "Your request INC0010023 was updated.", ""}}},
+		{"typing, other doc name", `[{"uiType":"ActionMsg","actionType":"StartTypingIndicatorActionMsg"}]`, "", []ev{{bridge.AgentTyping, "", ""}}},
 		{"switch to virtual agent", `[{"uiType":"ActionMsg","actionType":"SwitchToVirtualAgent"}]`, "", []ev{{bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
 		{"completed", `[{"uiType":"OutputText","value":"The conversation has ended."}]`, `,"completed":true`,
 			[]ev{{bridge.AgentWaiting, "The conversation has ended.", ""}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},

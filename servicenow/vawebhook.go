@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,9 @@ import (
 )
 
 // DefaultVAIdlePhrases are System texts of the Virtual Agent that close a chat
-// for inactivity (ci-idle-chats.md).
+// for inactivity: the idle-cancel text of ci-idle-chats.md. The idle
+// reminder ("The conversation is timing out, are you still there?",
+// com.glide.cs.idle_chat_reminder_message) is deliberately not among them.
 var DefaultVAIdlePhrases = []string{
 	"it seems you have left the conversation",
 	"closed due to inactivity",
@@ -33,9 +36,11 @@ var DefaultVAIdlePhrases = []string{
 // the chat.
 var DefaultVAJoinPhrases = []string{"has entered the chat", "has joined the chat", "entered the conversation"}
 
-// DefaultVANoticePhrases are System texts that are shown to the user and do
-// not end the chat (transfers).
-var DefaultVANoticePhrases = []string{"transferred", "transfer"}
+// DefaultVAEndPhrases are the System texts that end a Virtual Agent chat:
+// Connect's closing lines (DefaultEndPhrases) and "The support session was
+// closed." Every other System text is a notice shown to the user.
+var DefaultVAEndPhrases = append(slices.Clone(DefaultEndPhrases),
+	EndPhrase{Text: "the support session was closed", Reason: bridge.ReasonAgentClosed})
 
 // VAWebhookConfig configures a VAWebhookHandler.
 type VAWebhookConfig struct {
@@ -45,14 +50,13 @@ type VAWebhookConfig struct {
 	Header string
 	Secret string
 	// EndPhrases map System texts to close reasons (default
-	// DefaultEndPhrases: "has left the support session" is agent_left). Any
-	// other System text ends the chat as agent_closed, except the join and
-	// notice phrases; idle phrases end it as idle_timeout while the session is
-	// live (agent_closed while it is still queued).
-	EndPhrases    []EndPhrase
-	IdlePhrases   []string
-	JoinPhrases   []string
-	NoticePhrases []string
+	// DefaultVAEndPhrases). Only these, the idle phrases (idle_timeout while
+	// the session is live, agent_closed while it is still queued),
+	// SwitchToVirtualAgent, completed and takeControl end a chat; join
+	// phrases mean an agent joined; every other System text is a notice.
+	EndPhrases  []EndPhrase
+	IdlePhrases []string
+	JoinPhrases []string
 	// OpenWait is how long a callback for a chat the bridge has not recorded
 	// yet waits for it (a callback can overtake the commit of a chat that was
 	// just opened). Default 3 s: the instance gives up after 5 s.
@@ -76,11 +80,12 @@ type VAWebhookConfig struct {
 //	OutputText (and other outputs) with agentInfo.sentFromAgent → AgentMessage
 //	  (ExternalID = messageId, author = agentInfo.agentName)
 //	OutputText from the virtual agent itself → AgentWaiting (shown while queued)
-//	ActionMsg StartTypingIndicator → AgentTyping
+//	ActionMsg StartTypingIndicator (or StartTypingIndicatorActionMsg) → AgentTyping
 //	ActionMsg StartSpinner (wait_time) → AgentWaiting "You are in the queue, …"
 //	ActionMsg SwitchToLiveAgent → AgentJoined
-//	ActionMsg System → join phrase: AgentJoined and the text; notice phrase:
-//	  the text; anything else: the text and AgentEnded (see EndPhrases)
+//	ActionMsg System → join phrase: AgentJoined and the text; end or idle
+//	  phrase: the text and AgentEnded (see EndPhrases); anything else (the
+//	  idle reminder, transfers): the text as a notice
 //	ActionMsg SwitchToVirtualAgent, completed:true, takeControl:true → AgentEnded
 //
 // Callbacks carry no times, so events are ordered by arrival; a duplicated
@@ -107,7 +112,7 @@ func NewVAWebhookHandler(cfg VAWebhookConfig, sink EventSink, sessions SessionLo
 		cfg.Header = "X-Handoff-Secret"
 	}
 	if cfg.EndPhrases == nil {
-		cfg.EndPhrases = DefaultEndPhrases
+		cfg.EndPhrases = DefaultVAEndPhrases
 	}
 	for _, p := range cfg.EndPhrases {
 		if strings.TrimSpace(p.Text) == "" || !p.Reason.Valid() {
@@ -122,9 +127,6 @@ func NewVAWebhookHandler(cfg VAWebhookConfig, sink EventSink, sessions SessionLo
 	}
 	if cfg.JoinPhrases == nil {
 		cfg.JoinPhrases = DefaultVAJoinPhrases
-	}
-	if cfg.NoticePhrases == nil {
-		cfg.NoticePhrases = DefaultVANoticePhrases
 	}
 	if cfg.OpenWait <= 0 {
 		cfg.OpenWait = 3 * time.Second
@@ -380,10 +382,9 @@ func truthy(s string) bool { return strings.EqualFold(strings.TrimSpace(s), "tru
 
 // vaClassifier turns callbacks into events.
 type vaClassifier struct {
-	ends    []EndPhrase // lower-cased
-	idle    []string
-	join    []string
-	notices []string
+	ends []EndPhrase // lower-cased
+	idle []string
+	join []string
 }
 
 func newVAClassifier(cfg VAWebhookConfig) vaClassifier {
@@ -396,7 +397,7 @@ func newVAClassifier(cfg VAWebhookConfig) vaClassifier {
 		}
 		return out
 	}
-	k := vaClassifier{idle: low(cfg.IdlePhrases), join: low(cfg.JoinPhrases), notices: low(cfg.NoticePhrases)}
+	k := vaClassifier{idle: low(cfg.IdlePhrases), join: low(cfg.JoinPhrases)}
 	for _, p := range cfg.EndPhrases {
 		k.ends = append(k.ends, EndPhrase{Text: strings.ToLower(p.Text), Reason: p.Reason})
 	}
@@ -451,7 +452,7 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 			continue
 		}
 		switch it.ActionType {
-		case "StartTypingIndicator":
+		case "StartTypingIndicator", "StartTypingIndicatorActionMsg":
 			add(bridge.AgentEvent{Kind: bridge.AgentTyping, ExternalID: id})
 		case "StartSpinner":
 			if msg := waitNotice(it.WaitTime, text); msg != "" {
@@ -468,27 +469,18 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 			case containsAny(lower, k.join):
 				add(bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined:" + string(chat)})
 				add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true})
-			case containsAny(lower, k.notices):
-				add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true})
 			default:
-				reason := bridge.ReasonAgentClosed
-				for _, p := range k.ends {
-					if strings.Contains(lower, p.Text) {
-						reason = p.Reason
-						break
-					}
+				reason, ok := k.endReason(lower)
+				if !ok {
+					// The idle reminder, transfers and anything unknown: shown,
+					// never an end.
+					add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true})
+					break
 				}
-				if containsAny(lower, k.idle) {
-					reason = bridge.ReasonIdleTimeout
-				}
-				msgReason := reason
-				if msgReason == bridge.ReasonIdleTimeout {
-					msgReason = "" // the AgentEnded pair below decides
-				}
-				if msgReason != "" && !ended {
+				if reason != bridge.ReasonIdleTimeout && !ended {
 					// Stored like Connect's closing line: the ending notice
 					// tells the user, not this text.
-					add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true, EndReason: msgReason})
+					add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true, EndReason: reason})
 				}
 				end(id+":ended", reason, "")
 			}
@@ -498,6 +490,20 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 		end("ended:"+string(chat), bridge.ReasonAgentClosed, "")
 	}
 	return out
+}
+
+// endReason returns the close reason of an ending System text (lower-cased)
+// and false for every other text.
+func (k vaClassifier) endReason(lower string) (bridge.CloseReason, bool) {
+	if containsAny(lower, k.idle) {
+		return bridge.ReasonIdleTimeout, true
+	}
+	for _, p := range k.ends {
+		if strings.Contains(lower, p.Text) {
+			return p.Reason, true
+		}
+	}
+	return "", false
 }
 
 // waitNotice renders a wait-time spinner for the user: "You are in the

@@ -27,7 +27,8 @@ import (
 //   - Transport auth: Basic or Bearer like every API (401 otherwise), unless
 //     VAOptions.AllowAnonymous.
 //   - Message auth: the static token (the "token" header, else a "token" body
-//     field) or x-b2b-signature (hex HMAC-SHA1 of the body). As on a real
+//     field) or x-b2b-signature (hex HMAC-SHA1 of JSON.stringify(JSON.parse(body)),
+//     the documented recipe, not of the raw bytes). As on a real
 //     instance, a request failing it is answered 200 and silently dropped; it
 //     is listed in VALog.
 //   - Malformed JSON, a missing requestId or userId, an END_CONVERSATION with
@@ -365,14 +366,20 @@ func (in *Instance) handleVA(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "success"})
 }
 
-// vaValidate checks what the endpoint rejects at once.
+// vaValidate checks what the endpoint rejects at once. message.text is
+// mandatory (virtual-agent-common-errors) on every action but
+// UPDATE_MESSAGES, whose message is a list; END_CONVERSATION's is empty.
 func vaValidate(action string, req vaRequest) (int, string) {
 	switch action {
 	case "", "AGENT", "TYPING", "VIEWING", "START_CONVERSATION", "CREATE_CONVERSATION", "START_CREATED_CONVERSATION",
-		"FAULT_CONVERSATION", "SEND_HISTORY", "SWITCH", "SET_USER_TIMEZONE":
-	case "END_CONVERSATION":
-		var m vaText
-		if len(req.Message) > 0 && json.Unmarshal(req.Message, &m) == nil && m.Text != "" {
+		"FAULT_CONVERSATION", "SEND_HISTORY", "SWITCH", "SET_USER_TIMEZONE", "END_CONVERSATION":
+		var m struct {
+			Text *string `json:"text"`
+		}
+		if err := json.Unmarshal(req.Message, &m); err != nil || m.Text == nil {
+			return http.StatusBadRequest, "message.text is mandatory"
+		}
+		if action == "END_CONVERSATION" && *m.Text != "" {
 			return http.StatusBadRequest, "message.text must be empty for END_CONVERSATION"
 		}
 	case "UPDATE_MESSAGES":
@@ -387,12 +394,6 @@ func vaValidate(action string, req vaRequest) (int, string) {
 		}
 	default:
 		return http.StatusBadRequest, "Invalid action " + action
-	}
-	if action == "" || action == "AGENT" {
-		var m vaText
-		if err := json.Unmarshal(req.Message, &m); err != nil {
-			return http.StatusBadRequest, "message is required"
-		}
 	}
 	return 0, ""
 }
@@ -409,8 +410,13 @@ func vaMessageAuth(o VAOptions, r *http.Request, req vaRequest, body []byte) boo
 		}
 	}
 	if o.Secret != "" {
+		// The documented recipe: HmacSHA1(JSON.stringify(JSON.parse(body))).
+		canon, err := jsRestringify(body)
+		if err != nil {
+			return false
+		}
 		m := hmac.New(sha1.New, []byte(o.Secret))
-		m.Write(body)
+		m.Write(canon)
 		want := hex.EncodeToString(m.Sum(nil))
 		if subtle.ConstantTimeCompare([]byte(strings.ToLower(r.Header.Get("x-b2b-signature"))), []byte(want)) == 1 {
 			return true
