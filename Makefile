@@ -3,7 +3,7 @@
 # PostgreSQL suites (CI does; with CI=true they fail instead of skipping).
 GO ?= go
 
-.PHONY: test fmt-check vet race build fuzz bench
+.PHONY: test fmt-check vet race build fuzz bench bench-relay
 
 test: fmt-check vet race
 
@@ -22,3 +22,10 @@ build:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+# The bridge against a bare forwarding proxy on the same hops, same run:
+# latency percentiles and CPU per message for each direction, on SQLite and
+# (with HANDOFF_TEST_DATABASE_URL) PostgreSQL. HANDOFF_BENCH_SECONDS sets the
+# load time per direction (default 10).
+bench-relay:
+	$(GO) test -run '^$$' -bench 'BenchmarkRelay' -benchtime 1x -timeout 30m ./cmd/handoff

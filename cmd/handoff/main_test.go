@@ -20,10 +20,15 @@ import (
 )
 
 // TestMain lets a test re-execute this test binary as the handoff command
-// (HANDOFF_TEST_AS_MAIN=1), so signal handling is tested on a real process.
+// (HANDOFF_TEST_AS_MAIN=1), so signal handling is tested on a real process,
+// or as BenchmarkRelay's bare proxy (HANDOFF_TEST_AS_PROXY=1).
 func TestMain(m *testing.M) {
 	if os.Getenv("HANDOFF_TEST_AS_MAIN") == "1" {
 		main()
+		return
+	}
+	if os.Getenv("HANDOFF_TEST_AS_PROXY") == "1" {
+		runBareProxy()
 		return
 	}
 	os.Exit(m.Run())
