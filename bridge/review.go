@@ -56,3 +56,47 @@ type CSAT struct {
 	Comment string    `json:"comment,omitempty"`
 	At      time.Time `json:"at"`
 }
+
+// Annotation is the bot team's review of one handoff, made in the review
+// inbox. It only ever concerns the bot part of the conversation.
+type Annotation struct {
+	SessionID SessionID `json:"session_id"`
+	Reviewed  bool      `json:"reviewed"`
+	// Intents maps the index of a user turn in ReviewRecord.BotTurns to the
+	// intent the reviewer says it was.
+	Intents map[int]string `json:"intents,omitempty"`
+	// ExpectedAction is the action the bot should have taken instead of
+	// handing off (the end of the exported test story).
+	ExpectedAction string    `json:"expected_action,omitempty"`
+	Note           string    `json:"note,omitempty"`
+	UpdatedBy      string    `json:"updated_by,omitempty"`
+	UpdatedAt      time.Time `json:"updated_at,omitzero"`
+}
+
+// AuditEntry is one change to an annotation: who, when, what.
+type AuditEntry struct {
+	SessionID SessionID `json:"session_id"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"` // e.g. "intent", "reviewed", "note"
+	Detail    string    `json:"detail,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// ReviewCase is a review record with its annotation (zero if none).
+type ReviewCase struct {
+	Record     ReviewRecord
+	Annotation Annotation
+}
+
+// ReviewQuery selects review cases. Zero fields do not filter.
+type ReviewQuery struct {
+	From, To        time.Time // handoff started in [From, To)
+	Reason          string
+	Intent          string  // the bot's top intent at the handoff
+	ConfidenceBelow float64 // 0: any confidence
+	Topic           string  // the agent's topic label, matched without regard to case
+	CSATMax         int     // rated at most this (1 to 5); 0: any, rated or not
+	Reviewed        *bool
+	Offset, Limit   int // Limit 0: no limit
+	Newest          bool
+}

@@ -39,6 +39,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxConcurrentWorkers", testOutboxConcurrentWorkers},
 		{"OutboxEnqueueSerializesLane", testOutboxEnqueueSerializesLane},
 		{"Reviews", testReviews},
+		{"ReviewInbox", testReviewInbox},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -77,12 +78,25 @@ func (s *Store) Reviews(ctx context.Context, from, to time.Time, fn func(bridge.
 	return nil
 }
 
-// DeleteReviewsBefore deletes the records whose handoff started before t and
-// returns how many were deleted.
+// DeleteReviewsBefore deletes the records whose handoff started before t, with
+// their annotations and audit log, and returns how many records were deleted.
 func (s *Store) DeleteReviewsBefore(ctx context.Context, t time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("started_at < ?", ceilMS(t)).Delete(&reviewRow{})
-	if res.Error != nil {
-		return 0, wrap("delete reviews", res.Error)
+	var n int64
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		res := db.Where("started_at < ?", ceilMS(t)).Delete(&reviewRow{})
+		if res.Error != nil {
+			return res.Error
+		}
+		n = res.RowsAffected
+		// Annotations and their audit log go with their record.
+		const orphan = "session_id NOT IN (SELECT session_id FROM review_records)"
+		if err := db.Where(orphan).Delete(&annotationRow{}).Error; err != nil {
+			return err
+		}
+		return db.Where(orphan).Delete(&auditRow{}).Error
+	})
+	if err != nil {
+		return 0, wrap("delete reviews", err)
 	}
-	return res.RowsAffected, nil
+	return n, nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -310,14 +311,17 @@ func (r outboxRow) domain() bridge.OutboxItem {
 }
 
 type reviewRow struct {
-	SessionID   string `gorm:"column:session_id;primaryKey"`
-	StartedMS   int64  `gorm:"column:started_at"`
-	EndedMS     int64  `gorm:"column:ended_at"`
-	TenantID    string `gorm:"column:tenant_id"`
-	Reason      string `gorm:"column:reason"`
-	Intent      string `gorm:"column:intent"`
-	CloseReason string `gorm:"column:close_reason"`
-	Record      string `gorm:"column:record"`
+	SessionID   string  `gorm:"column:session_id;primaryKey"`
+	StartedMS   int64   `gorm:"column:started_at"`
+	EndedMS     int64   `gorm:"column:ended_at"`
+	TenantID    string  `gorm:"column:tenant_id"`
+	Reason      string  `gorm:"column:reason"`
+	Intent      string  `gorm:"column:intent"`
+	CloseReason string  `gorm:"column:close_reason"`
+	Confidence  float64 `gorm:"column:confidence"`
+	Topic       string  `gorm:"column:topic"`
+	CSAT        int     `gorm:"column:csat"`
+	Record      string  `gorm:"column:record"`
 }
 
 func (reviewRow) TableName() string { return "review_records" }
@@ -339,8 +343,32 @@ func reviewToRow(r bridge.ReviewRecord) (reviewRow, error) {
 		Reason:      r.Reason,
 		Intent:      r.Intent,
 		CloseReason: string(r.CloseReason),
+		Confidence:  finiteOr0(r.Confidence),
+		Topic:       topicOf(r),
+		CSAT:        csatOf(r),
 		Record:      string(raw),
 	}, nil
+}
+
+func finiteOr0(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+func topicOf(r bridge.ReviewRecord) string {
+	if r.Verdict == nil {
+		return ""
+	}
+	return r.Verdict.Topic
+}
+
+func csatOf(r bridge.ReviewRecord) int {
+	if r.CSAT == nil {
+		return 0
+	}
+	return r.CSAT.Rating
 }
 
 func decodeReview(raw []byte) (bridge.ReviewRecord, error) {
