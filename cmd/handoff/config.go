@@ -276,7 +276,7 @@ var settings = []setting{
 	{Name: "HANDOFF_DISPATCH_BACKOFF", Default: "1s", Group: "Relay", Help: "first retry delay of a failed outward call (doubles per attempt, capped at 30s)", set: dur(func(c *Config) *time.Duration { return &c.DispatchBackoff }, time.Millisecond)},
 
 	{Name: "HANDOFF_REVIEW_SALT", Group: "Review", Help: "secret salt of the pseudonymous user key (required to serve; keep it stable)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewSalt })},
-	{Name: "HANDOFF_REVIEW_TOKEN", Group: "Review", Help: "bearer token for GET /review/export (endpoint disabled when empty)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewToken })},
+	{Name: "HANDOFF_REVIEW_TOKEN", Group: "Review", Help: "token of the review inbox (/review, sign-in form) and bearer token of GET /review/export and the training downloads (all disabled when empty)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewToken })},
 	{Name: "HANDOFF_REVIEW_DIR", Default: "review-exports", Group: "Review", Help: "directory the weekly job writes its files to", set: str(func(c *Config) *string { return &c.ReviewDir })},
 	{Name: "HANDOFF_REVIEW_SCHEDULE", Default: "0 6 * * 1", Group: "Review", Help: "cron schedule of the weekly export (default Monday 06:00)", set: str(func(c *Config) *string { return &c.ReviewSchedule })},
 	{Name: "HANDOFF_REVIEW_TIMEZONE", Default: "UTC", Group: "Review", Help: "time zone of the schedule and of ISO weeks", set: func(c *Config, v string) error {

@@ -250,6 +250,13 @@ func (a *app) wireReview() error {
 	a.parts.exporter = exp
 	if cfg.ReviewToken != "" {
 		a.mux.Handle("GET /review/export", review.Handler(a.store, cfg.ReviewToken, exp, a.log.With("system", "review")))
+		inbox, err := review.NewInbox(a.store, review.InboxConfig{Token: cfg.ReviewToken, Exporter: exp, Logger: a.log.With("system", "review-inbox")})
+		if err != nil {
+			return fmt.Errorf("configure the review inbox (HANDOFF_REVIEW_TOKEN): %w", err)
+		}
+		for _, p := range inbox.Patterns() {
+			a.mux.Handle(p, inbox)
+		}
 	}
 	if err := os.MkdirAll(cfg.ReviewDir, 0o750); err != nil {
 		return fmt.Errorf("create HANDOFF_REVIEW_DIR %s: %w", cfg.ReviewDir, err)
