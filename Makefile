@@ -3,7 +3,7 @@
 # PostgreSQL suites (CI does; with CI=true they fail instead of skipping).
 GO ?= go
 
-.PHONY: test fmt-check vet race build fuzz bench bench-relay
+.PHONY: test fmt-check vet race build fuzz bench bench-relay bench-scale
 
 test: fmt-check vet race
 
@@ -29,3 +29,9 @@ bench:
 # load time per direction (default 10).
 bench-relay:
 	$(GO) test -run '^$$' -bench 'BenchmarkRelay' -benchtime 1x -timeout 30m ./cmd/handoff
+
+# One process holding HANDOFF_BENCH_SESSIONS (default 10,000) idle live
+# handoffs on PostgreSQL (HANDOFF_TEST_DATABASE_URL): CPU, RSS, goroutines,
+# poll-tick cost per delivery mode, then handoffs opened per second.
+bench-scale:
+	$(GO) test -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 60m ./cmd/handoff

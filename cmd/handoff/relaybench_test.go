@@ -136,7 +136,7 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 		defer bot.Close()
 		dburl := "sqlite:" + filepath.Join(b.TempDir(), "relay.db")
 		if db == "postgres" {
-			dburl = benchSchema(b)
+			dburl = benchSchemaIn(b, os.Getenv("HANDOFF_TEST_DATABASE_URL"))
 		}
 		proc, base = startBenchProcess(b, map[string]string{
 			"HANDOFF_TEST_AS_MAIN":                "1",
@@ -334,11 +334,10 @@ func openBenchChat(b *testing.B, sn *snowtest.Instance, first string) {
 	}
 }
 
-// benchSchema creates a fresh schema in the test database and returns a URL
-// that uses it; the schema is dropped when the benchmark ends.
-func benchSchema(b *testing.B) string {
+// benchSchemaIn creates a fresh schema in the database of u and returns a
+// URL that uses it; the schema is dropped when the benchmark ends.
+func benchSchemaIn(b *testing.B, u string) string {
 	b.Helper()
-	u := os.Getenv("HANDOFF_TEST_DATABASE_URL")
 	admin, err := sql.Open("pgx", u)
 	if err != nil {
 		b.Fatal(err)

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store"
+	"github.com/handoffhq/handoff/rasa/rasatest"
+	"github.com/handoffhq/handoff/servicenow/snowtest"
+	"github.com/handoffhq/handoff/teams/teamstest"
+)
+
+// BenchmarkScale measures one bridge process on PostgreSQL holding many live
+// handoffs (HANDOFF_BENCH_SESSIONS, default 10,000) with nothing happening,
+// for HANDOFF_BENCH_SECONDS (default 30) per delivery mode, then how fast it
+// opens new handoffs. It runs in its own database (handoff_bench, created if
+// missing) so that the commit count is the bridge's alone.
+//
+// Reported per mode (batch poll, webhook, per-session poll):
+//   - cpu-%: CPU of the bridge process while idle, in % of one core
+//   - rss-MB, goroutines: at the end of the idle window
+//   - tick-ms: duration of the last poll run (handoff_poll_last_duration_seconds)
+//   - sn-req/100chats/tick: ServiceNow requests per poll run per 100 chats
+//   - commits/tick: PostgreSQL transactions committed per poll run, and
+//     commits/s (the only figure for webhook mode, which does not poll)
+//
+// and, for batch mode, handoffs-opened/s: new employees asking for an agent
+// at once (HANDOFF_BENCH_HANDOFFS, default 300) until every desk chat is open.
+// Run with `make bench-scale`.
+func BenchmarkScale(b *testing.B) {
+	base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
+	if base == "" {
+		b.Skip("set HANDOFF_TEST_DATABASE_URL=postgres://… to run the scale benchmark")
+	}
+	sessions := envInt("HANDOFF_BENCH_SESSIONS", 10000)
+	secs := envInt("HANDOFF_BENCH_SECONDS", 30)
+	handoffs := envInt("HANDOFF_BENCH_HANDOFFS", 300)
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"batch", map[string]string{"HANDOFF_DELIVERY": "poll", "HANDOFF_POLL_BATCH": "true"}},
+		{"webhook", map[string]string{"HANDOFF_DELIVERY": "webhook"}},
+		{"poll", map[string]string{"HANDOFF_DELIVERY": "poll"}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				r := runScaleBench(b, base, mode.env, sessions, time.Duration(secs)*time.Second, handoffs*boolInt(mode.name == "batch"))
+				b.ReportMetric(r.cpuPct, "cpu-%")
+				b.ReportMetric(r.rssMB, "rss-MB")
+				b.ReportMetric(r.goroutines, "goroutines")
+				b.ReportMetric(r.tickMS, "tick-ms")
+				b.ReportMetric(r.snPer100, "sn-req/100chats/tick")
+				b.ReportMetric(r.commitsPerTick, "commits/tick")
+				b.ReportMetric(r.commitsPerSec, "commits/s")
+				if r.handoffsPerSec > 0 {
+					b.ReportMetric(r.handoffsPerSec, "handoffs-opened/s")
+				}
+				b.Logf("%-7s %d live chats idle %v: cpu %.1f%% of a core, rss %.0f MB, %0.f goroutines, last tick %.0f ms, "+
+					"%.2f ServiceNow requests per 100 chats per tick, %.0f commits per tick (%.1f/s); %.1f handoffs opened/s",
+					mode.name, sessions, time.Duration(secs)*time.Second, r.cpuPct, r.rssMB, r.goroutines, r.tickMS, r.snPer100,
+					r.commitsPerTick, r.commitsPerSec, r.handoffsPerSec)
+			}
+		})
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func boolInt(ok bool) int {
+	if ok {
+		return 1
+	}
+	return 0
+}
+
+type scaleResult struct {
+	cpuPct, rssMB, goroutines, tickMS, snPer100, commitsPerTick, commitsPerSec, handoffsPerSec float64
+}
+
+func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions int, d time.Duration, handoffs int) scaleResult {
+	b.Helper()
+	ctx := b.Context()
+	dbURL := benchDatabase(b, baseURL)
+	issuer := teamstest.NewIssuer()
+	defer issuer.Close()
+	issuer.AddClient(e2eAppID, e2eSecret)
+	conn := teamstest.NewConnector(teamstest.ConnectorConfig{Issuer: issuer})
+	defer conn.Close()
+	bot := rasatest.New(rasatest.Options{Token: "rasa-token"})
+	defer bot.Close()
+	sn := snowtest.New(snowtest.Options{})
+	defer sn.Close()
+
+	// The desk side: sessions chats, opened as the bridge would and accepted.
+	run := randHex(4)
+	groups := make([]string, sessions)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= sessions {
+					return
+				}
+				openBenchChat(b, sn, fmt.Sprintf("scale %s %d", run, i))
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range sn.Chats() {
+		if ms := sn.Messages(c.Group); len(ms) > 0 {
+			var i int
+			if _, err := fmt.Sscanf(ms[0].Text, "scale "+run+" %d", &i); err == nil {
+				groups[i] = c.Group
+			}
+		}
+	}
+	for i, g := range groups {
+		if g == "" {
+			b.Fatalf("chat %d was not opened", i)
+		}
+		if err := sn.Accept(g, relayBenchAgent); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// The bridge side: the same chats as live sessions, cursors at now.
+	st, err := store.Open(ctx, dbURL, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	for lo := 0; lo < sessions; lo += 500 {
+		err := st.Update(ctx, func(tx bridge.Tx) error {
+			for i := lo; i < min(lo+500, sessions); i++ {
+				conv := bridge.ConversationID(fmt.Sprintf("a:scale-%s-%d", run, i))
+				if err := tx.PutConversationRef(ctx, bridge.ConversationRef{Conversation: conv, ServiceURL: conn.ServiceURL(),
+					ChannelID: "msteams", ConversationType: "personal", TenantID: fmt.Sprint("tenant-", i%10),
+					BotID: "28:" + e2eAppID, UserID: fmt.Sprint("29:scale-", i), UserName: fmt.Sprint("Scale User ", i), Locale: "en-US",
+					UpdatedAt: now}); err != nil {
+					return err
+				}
+				id := bridge.SessionID(fmt.Sprintf("scale-%s-%d", run, i))
+				if err := tx.CreateSession(ctx, bridge.Session{ID: id, Conversation: conv, State: bridge.StateLive,
+					UserID: fmt.Sprint("29:scale-", i), UserName: fmt.Sprint("Scale User ", i), TenantID: fmt.Sprint("tenant-", i%10),
+					AgentChatID: bridge.AgentChatID(groups[i]), Reason: "scale", CreatedAt: now, QueuedAt: now, LiveAt: now,
+					UpdatedAt: now, LastAgentActivity: now}); err != nil {
+					return err
+				}
+				if err := tx.SetCursor(ctx, id, sn.Now()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = st.Close()
+
+	vars := map[string]string{
+		"HANDOFF_TEST_AS_MAIN":                "1",
+		"HANDOFF_ADDR":                        "127.0.0.1:0",
+		"HANDOFF_DATABASE_URL":                dbURL,
+		"HANDOFF_TEAMS_APP_ID":                e2eAppID,
+		"HANDOFF_TEAMS_APP_PASSWORD":          e2eSecret,
+		"HANDOFF_TEAMS_TENANT_ID":             e2eTenant,
+		"HANDOFF_TEAMS_TOKEN_URL":             issuer.TokenURL("{tenant}"),
+		"HANDOFF_TEAMS_OPENID_METADATA_URL":   issuer.MetadataURL(),
+		"HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS": "127.0.0.1",
+		"HANDOFF_RASA_URL":                    bot.URL(),
+		"HANDOFF_RASA_TOKEN":                  "rasa-token",
+		"HANDOFF_SERVICENOW_URL":              sn.URL(),
+		"HANDOFF_SERVICENOW_USER":             snowtest.DefaultUser,
+		"HANDOFF_SERVICENOW_PASSWORD":         snowtest.DefaultPassword,
+		"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
+		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
+		"HANDOFF_REVIEW_SALT":                 "bench-salt",
+		"HANDOFF_REVIEW_DIR":                  b.TempDir(),
+		"HANDOFF_LOG_LEVEL":                   "info",
+		// Idle means idle: the benchmark runs far shorter than these.
+		"HANDOFF_IDLE_TIMEOUT":  "24h",
+		"HANDOFF_QUEUE_TIMEOUT": "24h",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	proc, base := startBenchProcess(b, vars, "serve")
+
+	// Let the first runs settle, then measure the idle window.
+	time.Sleep(2 * time.Second)
+	sn.ResetRequests()
+	runs0 := scrapeMetric(b, base, "handoff_poll_runs_total")
+	commits0 := dbCommits(b, baseURL)
+	cpu0 := procCPU(b, proc.Process.Pid)
+	start := time.Now()
+	time.Sleep(d)
+	wall := time.Since(start)
+	cpu := procCPU(b, proc.Process.Pid) - cpu0
+	commits := dbCommits(b, baseURL) - commits0
+	runs := scrapeMetric(b, base, "handoff_poll_runs_total") - runs0
+	requests := sn.TotalRequests()
+	r := scaleResult{
+		cpuPct:        100 * cpu.Seconds() / wall.Seconds(),
+		rssMB:         procRSSMB(b, proc.Process.Pid),
+		goroutines:    scrapeMetric(b, base, "go_goroutines"),
+		tickMS:        1000 * scrapeMetric(b, base, "handoff_poll_last_duration_seconds"),
+		commitsPerSec: float64(commits) / wall.Seconds(),
+	}
+	if runs > 0 {
+		r.snPer100 = float64(requests) / runs / (float64(sessions) / 100)
+		r.commitsPerTick = float64(commits) / runs
+	}
+
+	if handoffs > 0 {
+		before := len(sn.Chats())
+		ch := make([]*teamstest.Channel, 10)
+		for i := range ch {
+			ch[i] = &teamstest.Channel{Issuer: issuer, AppID: e2eAppID, ServiceURL: conn.ServiceURL(),
+				BotURL: base + "/api/messages", TenantID: fmt.Sprint("tenant-", i)}
+		}
+		var next atomic.Int64
+		start := time.Now()
+		for range 20 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= handoffs {
+						return
+					}
+					u := teamstest.NewUser(fmt.Sprintf("Scale %s New %d", run, i))
+					c := ch[i%len(ch)]
+					if code, err := c.Post(ctx, c.Message(u, "talk to live agent")); err != nil || code != http.StatusOK {
+						b.Errorf("handoff request: %d %v", code, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		waitFor(b, 10*time.Minute, func() bool { return len(sn.Chats())-before >= handoffs })
+		r.handoffsPerSec = float64(handoffs) / time.Since(start).Seconds()
+	}
+	return r
+}
+
+// benchDatabase returns the URL of a fresh schema in the handoff_bench
+// database on the server of baseURL.
+func benchDatabase(b *testing.B, baseURL string) string {
+	b.Helper()
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", baseURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	var exists bool
+	if err := admin.QueryRow("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'handoff_bench')").Scan(&exists); err != nil {
+		b.Fatal(err)
+	}
+	if !exists {
+		if _, err := admin.Exec("CREATE DATABASE handoff_bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	u.Path = "/handoff_bench"
+	return benchSchemaIn(b, u.String())
+}
+
+// dbCommits returns the transactions committed in the handoff_bench database.
+func dbCommits(b *testing.B, baseURL string) int64 {
+	b.Helper()
+	admin, err := sql.Open("pgx", baseURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer admin.Close()
+	var n int64
+	if _, err := admin.Exec("SELECT pg_stat_clear_snapshot()"); err != nil {
+		b.Fatal(err)
+	}
+	if err := admin.QueryRow("SELECT xact_commit FROM pg_stat_database WHERE datname = 'handoff_bench'").Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// scrapeMetric reads one unlabelled series from /metrics.
+func scrapeMetric(b *testing.B, base, name string) float64 {
+	b.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return f
+		}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return 0
+}
+
+// procRSSMB returns the resident set size of the process in MB.
+func procRSSMB(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
