@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -318,12 +320,20 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return e.Name + ": " + e.Msg }
 
-// LoadConfig parses the environment through getenv. The first bad value stops
-// it with a *ConfigError.
+// LoadConfig parses the environment through getenv. Every bad value is
+// reported, not just the first: the error joins one *ConfigError per
+// variable. A secret variable NAME may instead be read from the file named by
+// NAME_FILE (a mounted Kubernetes or systemd secret); setting both is an
+// error.
 func LoadConfig(getenv func(string) string) (*Config, error) {
 	c := &Config{}
+	var errs []error
 	for _, s := range settings {
-		v := getenv(s.Name)
+		v, err := lookup(s, getenv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if v == "" {
 			v = s.Default
 		}
@@ -331,10 +341,99 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			continue
 		}
 		if err := s.set(c, v); err != nil {
-			return nil, &ConfigError{Name: s.Name, Msg: err.Error()}
+			errs = append(errs, &ConfigError{Name: s.Name, Msg: err.Error()})
 		}
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return c, nil
+}
+
+// lookup returns the value of s from the environment, or for a secret from
+// the file named by <NAME>_FILE.
+func lookup(s setting, getenv func(string) string) (string, error) {
+	v := getenv(s.Name)
+	if !s.Secret {
+		return v, nil
+	}
+	path := getenv(s.Name + "_FILE")
+	if path == "" {
+		return v, nil
+	}
+	if v != "" {
+		return "", &ConfigError{Name: s.Name, Msg: "and " + s.Name + "_FILE are both set; set only one"}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &ConfigError{Name: s.Name + "_FILE", Msg: fmt.Sprintf("cannot read the secret file: %v", err)}
+	}
+	// Files written by editors and `kubectl create secret --from-file` often
+	// end in a newline that is not part of the secret.
+	v = strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", &ConfigError{Name: s.Name + "_FILE", Msg: fmt.Sprintf("%s is empty", path)}
+	}
+	return v, nil
+}
+
+// notVariables are HANDOFF_* names that are not settings of the service (the
+// test suites' own switches), so no warning is due.
+var notVariables = map[string]bool{
+	"HANDOFF_TEST_DATABASE_URL": true, "HANDOFF_CHROMIUM": true, "HANDOFF_ARTIFACTS": true, "HANDOFF_PLAYGROUND": true,
+	"HANDOFF_TEST_AS_MAIN": true,
+}
+
+// UnknownVariables returns a warning for every HANDOFF_* variable of environ
+// (KEY=VALUE entries) that is no setting, naming the closest known one.
+func UnknownVariables(environ []string) []string {
+	known := map[string]bool{}
+	var names []string
+	for _, s := range settings {
+		known[s.Name] = true
+		names = append(names, s.Name)
+		if s.Secret {
+			known[s.Name+"_FILE"] = true
+			names = append(names, s.Name+"_FILE")
+		}
+	}
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "HANDOFF_") || known[k] || notVariables[k] {
+			continue
+		}
+		best, bestD := "", -1
+		for _, n := range names {
+			if d := editDistance(k, n); bestD < 0 || d < bestD {
+				best, bestD = n, d
+			}
+		}
+		out = append(out, fmt.Sprintf("%s is not a known variable and is ignored; did you mean %s?", k, best))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Integrated reports whether any outside system is configured; serve then
@@ -343,13 +442,16 @@ func (c *Config) Integrated() bool {
 	return c.TeamsAppID != "" || c.TeamsAnonymousDev || c.RasaURL != "" || c.SNURL != ""
 }
 
-// ValidateServe checks what serve needs beyond the individual values.
+// ValidateServe checks what serve needs beyond the individual values. Every
+// problem is reported: the error joins one *ConfigError per variable.
 func (c *Config) ValidateServe() error {
 	if c.TeamsAnonymousDev && !loopback(c.Addr) {
 		return &ConfigError{Name: "HANDOFF_TEAMS_ANONYMOUS_DEV", Msg: "is only allowed when HANDOFF_ADDR listens on loopback only (e.g. 127.0.0.1:8080)"}
 	}
-	if !c.Integrated() {
-		return nil
+	if c.TeamsAppID == "" && !c.TeamsAnonymousDev && c.RasaURL == "" && c.SNURL == "" {
+		// A bridge without Teams would answer 404 on /api/messages while
+		// /readyz says ready: refuse instead.
+		return &ConfigError{Name: "HANDOFF_TEAMS_APP_ID", Msg: "is required to serve: nothing is configured. Set HANDOFF_TEAMS_APP_ID, HANDOFF_RASA_URL and HANDOFF_SERVICENOW_URL (see 'handoff help'), or try 'handoff demo'"}
 	}
 	need := func(name, v, why string) error {
 		if v == "" {
@@ -396,12 +498,7 @@ func (c *Config) ValidateServe() error {
 	if c.Delivery != "poll" && c.Desk == "connect" && c.WebhookSecret == "" && (c.WebhookUser == "" || c.WebhookPassword == "") {
 		checks = append(checks, &ConfigError{Name: "HANDOFF_WEBHOOK_SECRET", Msg: "(or HANDOFF_WEBHOOK_USER and HANDOFF_WEBHOOK_PASSWORD) is required for webhook and hybrid delivery"})
 	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(checks...)
 }
 
 func loopback(addr string) bool {

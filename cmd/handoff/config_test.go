@@ -25,8 +25,11 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if cfg.Integrated() {
 		t.Fatal("no variables must not count as integrated")
 	}
-	if err := cfg.ValidateServe(); err != nil {
-		t.Fatalf("ValidateServe with defaults: %v", err)
+	// serve with nothing configured would answer 404 on /api/messages while
+	// /readyz says ready: it refuses, naming what to set.
+	var ce *ConfigError
+	if err := cfg.ValidateServe(); !errors.As(err, &ce) || ce.Name != "HANDOFF_TEAMS_APP_ID" {
+		t.Fatalf("ValidateServe with defaults = %v; want an error naming HANDOFF_TEAMS_APP_ID", err)
 	}
 }
 
@@ -83,6 +86,7 @@ func TestValidateServe(t *testing.T) {
 	}{
 		{"complete", full, ""},
 		{"no rasa", with("HANDOFF_RASA_URL", ""), "HANDOFF_RASA_URL"},
+		{"no teams", with("HANDOFF_TEAMS_APP_ID", "", "HANDOFF_TEAMS_APP_PASSWORD", ""), "HANDOFF_TEAMS_APP_ID"},
 		{"no salt", with("HANDOFF_REVIEW_SALT", ""), "HANDOFF_REVIEW_SALT"},
 		{"no tenant", with("HANDOFF_TEAMS_TENANT_ID", ""), "HANDOFF_TEAMS_TENANT_ID"},
 		{"multi-tenant needs no tenant", with("HANDOFF_TEAMS_TENANT_ID", "", "HANDOFF_TEAMS_MULTI_TENANT", "true"), ""},

@@ -17,17 +17,23 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = ""
+// Set at build time by `make build` with
+// -ldflags "-X main.version=v1.2.3 -X main.commit=<sha> -X main.buildDate=<RFC 3339>".
+var (
+	version   = ""
+	commit    = ""
+	buildDate = ""
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := runEnv(ctx, os.Args[1:], env{getenv: os.Getenv, environ: os.Environ, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
@@ -42,8 +48,11 @@ const (
 // env is what a subcommand gets from the process.
 type env struct {
 	getenv func(string) string
-	stdout io.Writer
-	stderr io.Writer
+	// environ lists KEY=VALUE entries, to warn about unknown variables; nil
+	// in tests that pass only getenv.
+	environ func() []string
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 type command struct {
@@ -59,24 +68,27 @@ func commands() []command {
 		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
 		{"review", "export why-handoff records: review export --from --to --format --out", runReview},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) int {
-			fmt.Fprintln(e.stdout, "handoff", buildVersion())
+			fmt.Fprintf(e.stdout, "handoff %s (commit %s, built %s, %s)\n", buildVersion(), orUnknown(commit), orUnknown(buildDate), runtime.Version())
 			return exitOK
 		}},
 	}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	return runEnv(ctx, args, env{getenv: getenv, stdout: stdout, stderr: stderr})
+}
+
+func runEnv(ctx context.Context, args []string, e env) int {
 	if len(args) == 0 {
-		usage(stderr)
+		usage(e.stderr)
 		return exitUsage
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
-			return run(ctx, []string{args[1], "-h"}, getenv, stdout, stderr)
+			return runEnv(ctx, []string{args[1], "-h"}, e)
 		}
-		usage(stdout)
+		usage(e.stdout)
 		return exitOK
 	}
 	for _, c := range commands() {
@@ -84,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return c.run(ctx, e, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "handoff: unknown command %q; run 'handoff help' for the list\n", args[0])
+	fmt.Fprintf(e.stderr, "handoff: unknown command %q; run 'handoff help' for the list\n", args[0])
 	return exitUsage
 }
 
@@ -96,6 +108,13 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func usage(w io.Writer) {
@@ -165,29 +184,46 @@ func newFlagSet(e env, name, summary string, withConfig bool) *flag.FlagSet {
 }
 
 // parseFlags parses args; it returns done=true with the exit code when the
-// command should stop (help asked for, or bad flags).
+// command should stop (help asked for, or bad flags). Help goes to stdout
+// once; a bad flag prints its error and one line pointing to -h.
 func parseFlags(fs *flag.FlagSet, e env, args []string) (code int, done bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package would print it on every error
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(e.stdout)
 		fs.Usage()
 		return exitOK, true
 	}
 	if err != nil {
+		fmt.Fprintf(e.stderr, "run 'handoff %s -h' for help\n", fs.Name())
 		return exitUsage, true
 	}
 	return exitOK, false
 }
 
-// loadConfig parses the environment; a bad value is printed as one line
-// naming the variable.
-func loadConfig(e env) (*Config, int) {
+// loadConfig parses the environment; every bad value is printed on its own
+// line naming the variable. Unknown HANDOFF_* variables are returned as
+// warnings for the caller to log.
+func loadConfig(e env) (*Config, []string, int) {
+	var warnings []string
+	if e.environ != nil {
+		warnings = UnknownVariables(e.environ())
+	}
 	cfg, err := LoadConfig(e.getenv)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "handoff: configuration: %v\n", err)
-		return nil, exitUsage
+		printConfigErrors(e.stderr, err)
+		return nil, warnings, exitUsage
 	}
-	return cfg, exitOK
+	return cfg, warnings, exitOK
+}
+
+// printConfigErrors prints one line per configuration problem.
+func printConfigErrors(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "handoff: configuration: %s\n", line)
+	}
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
@@ -212,4 +248,11 @@ func configSummary(getenv func(string) string) []any {
 		attrs = append(attrs, strings.ToLower(strings.TrimPrefix(s.Name, "HANDOFF_")), v)
 	}
 	return attrs
+}
+
+// printWarnings prints configuration warnings of commands that do not log.
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "handoff: warning: %s\n", s)
+	}
 }

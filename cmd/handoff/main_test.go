@@ -114,8 +114,24 @@ func checkOperationsSurface(t *testing.T, base string) {
 	}
 }
 
-func TestServeWithNoVariablesUsesSQLite(t *testing.T) {
-	cmd, addr, stderr := startProcess(t, map[string]string{"HANDOFF_ADDR": "127.0.0.1:0"}, "serve")
+// localServeEnv is the smallest configuration serve accepts: the bridge in
+// anonymous dev mode on loopback, with Rasa and ServiceNow unreachable (which
+// only matters once a message is relayed). extra adds or overrides entries.
+func localServeEnv(extra map[string]string) map[string]string {
+	env := map[string]string{
+		"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_TEAMS_ANONYMOUS_DEV": "true",
+		"HANDOFF_RASA_URL": "http://127.0.0.1:9", "HANDOFF_SERVICENOW_URL": "http://127.0.0.1:9",
+		"HANDOFF_SERVICENOW_USER": "bridge", "HANDOFF_SERVICENOW_PASSWORD": "pw", "HANDOFF_SERVICENOW_QUEUE": "q",
+		"HANDOFF_SERVICENOW_MAX_RETRIES": "0", "HANDOFF_REVIEW_SALT": "salt",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+func TestServeUsesSQLiteByDefault(t *testing.T) {
+	cmd, addr, stderr := startProcess(t, localServeEnv(nil), "serve")
 	checkOperationsSurface(t, "http://"+addr)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
@@ -125,7 +141,7 @@ func TestServeWithNoVariablesUsesSQLite(t *testing.T) {
 
 func TestServeOnPostgres(t *testing.T) {
 	url := testPostgresURL(t)
-	cmd, addr, stderr := startProcess(t, map[string]string{"HANDOFF_ADDR": "127.0.0.1:0", "HANDOFF_DATABASE_URL": url}, "serve")
+	cmd, addr, stderr := startProcess(t, localServeEnv(map[string]string{"HANDOFF_DATABASE_URL": url}), "serve")
 	checkOperationsSurface(t, "http://"+addr)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {

@@ -17,7 +17,8 @@ func runMigrate(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stderr, "handoff migrate: expects 'up' or 'status'")
 		return exitUsage
 	}
-	cfg, code := loadConfig(e)
+	cfg, warnings, code := loadConfig(e)
+	printWarnings(e.stderr, warnings)
 	if cfg == nil {
 		return code
 	}

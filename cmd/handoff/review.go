@@ -41,7 +41,8 @@ func runReviewExport(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "handoff review export: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	cfg, code := loadConfig(e)
+	cfg, warnings, code := loadConfig(e)
+	printWarnings(e.stderr, warnings)
 	if cfg == nil {
 		return code
 	}

@@ -20,16 +20,19 @@ func runServe(ctx context.Context, e env, args []string) int {
 	if code, done := parseFlags(fs, e, args); done {
 		return code
 	}
-	cfg, code := loadConfig(e)
+	cfg, warnings, code := loadConfig(e)
 	if cfg == nil {
 		return code
 	}
 	if err := cfg.ValidateServe(); err != nil {
-		fmt.Fprintf(e.stderr, "handoff: configuration: %v\n", err)
+		printConfigErrors(e.stderr, err)
 		return exitUsage
 	}
 	log := newLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
 	slog.SetDefault(log)
+	for _, w := range warnings {
+		log.Warn("configuration: " + w)
+	}
 	log.Info("starting handoff", append([]any{"version", buildVersion()}, configSummary(e.getenv)...)...)
 
 	a, err := newApp(ctx, cfg, log, nil)
