@@ -161,3 +161,20 @@ func TestServeRefusesWithoutTeams(t *testing.T) {
 		t.Fatalf("stderr does not say what to set:\n%s", errb.String())
 	}
 }
+
+// TestVersionPrintsBuildInfo: `make build` sets version, commit and build
+// date with -ldflags; `handoff version` prints them ("dev" without).
+func TestVersionPrintsBuildInfo(t *testing.T) {
+	var out bytes.Buffer
+	run(context.Background(), []string{"version"}, mapEnv(nil), &out, &out)
+	if !strings.HasPrefix(out.String(), "handoff dev (commit unknown, built unknown, go") {
+		t.Fatalf("version without ldflags = %q", out.String())
+	}
+	defer func(v, c, d string) { version, commit, buildDate = v, c, d }(version, commit, buildDate)
+	version, commit, buildDate = "v1.2.3", "abc123", "2026-12-02T10:00:00Z"
+	out.Reset()
+	run(context.Background(), []string{"version"}, mapEnv(nil), &out, &out)
+	if !strings.HasPrefix(out.String(), "handoff v1.2.3 (commit abc123, built 2026-12-02T10:00:00Z, go") {
+		t.Fatalf("version = %q", out.String())
+	}
+}
