@@ -254,5 +254,3 @@ func (s *statusCounter) count(status int) int {
 	defer s.mu.Unlock()
 	return s.counts[status]
 }
-
-func asStatus(err error, se **bridge.StatusError) bool { return errors.As(err, se) }

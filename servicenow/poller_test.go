@@ -372,12 +372,3 @@ func TestRateLimitedPoll(t *testing.T) {
 		})
 	}
 }
-
-func statusOf(t *testing.T, err error) *bridge.StatusError {
-	t.Helper()
-	var se *bridge.StatusError
-	if !asStatus(err, &se) {
-		t.Fatalf("got %v, want a StatusError", err)
-	}
-	return se
-}

@@ -118,7 +118,7 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 		errs = append(errs, errors.New("a Secret, or a Username and Password, is required"))
 	}
 	if (cfg.Username == "") != (cfg.Password == "") {
-		errs = append(errs, errors.New("Username and Password go together"))
+		errs = append(errs, errors.New("the Username and Password go together"))
 	}
 	if cfg.EndPhrases == nil {
 		cfg.EndPhrases = DefaultEndPhrases

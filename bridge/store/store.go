@@ -131,7 +131,7 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 func sqliteDSN(p string) (string, error) {
 	p = strings.TrimPrefix(p, "//")
 	if p == "" {
-		return "", errors.New("store: open: empty SQLite path: want sqlite:<path> or sqlite::memory:")
+		return "", errors.New("store: open: empty SQLite path (want sqlite:<path>, or sqlite::memory: for an in-memory database)")
 	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
 	if p != ":memory:" {

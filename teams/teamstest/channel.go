@@ -114,7 +114,7 @@ func (c *Channel) base(u User, typ string) Activity {
 		LocalTimestamp: now.Format("2006-01-02T15:04:05.000Z07:00"),
 		ServiceURL:     c.ServiceURL,
 		ChannelID:      "msteams",
-		From:           Account{ID: u.ID, Name: u.Name, AADObjectID: u.AADObjectID},
+		From:           Account(u),
 		Conversation:   Conversation{ID: c.ConversationID(u), ConversationType: "personal", TenantID: tenant},
 		Recipient:      Account{ID: c.BotID(), Name: c.BotName},
 		Locale:         "en-US",
