@@ -552,6 +552,10 @@ func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, no
 		line = t.IdleTimeout
 	case ReasonQueueTimeout:
 		line = t.QueueTimeout
+	case ReasonDeskClosed:
+		line = t.DeskClosed
+	case ReasonDeskAbandoned:
+		line = t.DeskAbandoned
 	case ReasonRelayError:
 		if s.AgentChatID == "" {
 			line = t.DeskDown

@@ -25,6 +25,10 @@ type Texts struct {
 	AgentLeft    string
 	IdleTimeout  string
 	QueueTimeout string
+	// DeskClosed and DeskAbandoned: the desk (not an agent) closed the chat,
+	// or closed it as abandoned.
+	DeskClosed    string
+	DeskAbandoned string
 	// RelayError is formatted with the desk chat id and the last update time.
 	RelayError string
 	// LeaveFailed replaces the ending line when leaving the desk chat failed.
@@ -36,21 +40,23 @@ type Texts struct {
 // DefaultTexts returns the English defaults.
 func DefaultTexts() Texts {
 	return Texts{
-		Welcome:      "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
-		GroupChat:    "I can only help in a 1:1 chat. Please message me directly.",
-		Connecting:   "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
-		BotDown:      "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
-		DeskDown:     "Sorry, I could not reach a live agent right now. Please try again later.",
-		UserEnded:    "You have ended the chat with the agent.",
-		UserRestart:  "You have ended the chat with the agent. Starting over.",
-		AgentClosed:  "The agent has closed the chat.",
-		AgentLeft:    "The agent has left the chat.",
-		IdleTimeout:  "The chat with the agent was closed after a period of inactivity.",
-		QueueTimeout: "No agent was available in time, so the request was closed.",
-		RelayError:   "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
-		LeaveFailed:  "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
-		BotBack:      "You're back with the virtual assistant. How can I help?",
-		LateMessage:  "Your last message could not reach the agent because the chat was ending.",
+		Welcome:       "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
+		GroupChat:     "I can only help in a 1:1 chat. Please message me directly.",
+		Connecting:    "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
+		BotDown:       "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
+		DeskDown:      "Sorry, I could not reach a live agent right now. Please try again later.",
+		UserEnded:     "You have ended the chat with the agent.",
+		UserRestart:   "You have ended the chat with the agent. Starting over.",
+		AgentClosed:   "The agent has closed the chat.",
+		AgentLeft:     "The agent has left the chat.",
+		IdleTimeout:   "The chat with the agent was closed after a period of inactivity.",
+		QueueTimeout:  "No agent was available in time, so the request was closed.",
+		DeskClosed:    "The chat was closed on the service desk's side.",
+		DeskAbandoned: "The service desk closed the chat as abandoned. If you still need help, ask for an agent again.",
+		RelayError:    "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
+		LeaveFailed:   "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
+		BotBack:       "You're back with the virtual assistant. How can I help?",
+		LateMessage:   "Your last message could not reach the agent because the chat was ending.",
 	}
 }
 
@@ -113,6 +119,8 @@ func fillTexts(t *Texts, def Texts) {
 	set(&t.AgentLeft, def.AgentLeft)
 	set(&t.IdleTimeout, def.IdleTimeout)
 	set(&t.QueueTimeout, def.QueueTimeout)
+	set(&t.DeskClosed, def.DeskClosed)
+	set(&t.DeskAbandoned, def.DeskAbandoned)
 	set(&t.RelayError, def.RelayError)
 	set(&t.LeaveFailed, def.LeaveFailed)
 	set(&t.BotBack, def.BotBack)

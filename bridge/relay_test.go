@@ -201,6 +201,16 @@ func (h *harness) agent(chat bridge.AgentChatID, id, text string, end bridge.Clo
 	h.drain()
 }
 
+// ended delivers the desk's own end of the chat (a queue state, no text).
+func (h *harness) ended(chat bridge.AgentChatID, reason bridge.CloseReason) {
+	h.t.Helper()
+	ev := bridge.AgentEvent{Kind: bridge.AgentEnded, Chat: chat, ExternalID: "state:" + string(chat), At: time.Now(), System: true, EndReason: reason}
+	if err := h.relay.AgentEvents(context.Background(), chat, []bridge.AgentEvent{ev}, true); err != nil {
+		h.t.Fatal(err)
+	}
+	h.drain()
+}
+
 func (h *harness) session(conv bridge.ConversationID) bridge.Session {
 	h.t.Helper()
 	var s bridge.Session
@@ -231,6 +241,12 @@ func TestRelayLifecycle(t *testing.T) {
 		{"agent closes", func(h *harness, chat bridge.AgentChatID) {
 			h.agent(chat, "sys-close", "Beth has closed the support session", bridge.ReasonAgentClosed)
 		}, bridge.ReasonAgentClosed, texts.AgentClosed, false},
+		{"desk closes (state 7)", func(h *harness, chat bridge.AgentChatID) {
+			h.ended(chat, bridge.ReasonDeskClosed)
+		}, bridge.ReasonDeskClosed, texts.DeskClosed, false},
+		{"desk abandons (state 8)", func(h *harness, chat bridge.AgentChatID) {
+			h.ended(chat, bridge.ReasonDeskAbandoned)
+		}, bridge.ReasonDeskAbandoned, texts.DeskAbandoned, false},
 		{"user ends", func(h *harness, chat bridge.AgentChatID) { h.say("conv", " /END_CHAT ") }, bridge.ReasonUserEnded, texts.UserEnded, false},
 		{"user restarts", func(h *harness, chat bridge.AgentChatID) { h.say("conv", "/restart") }, bridge.ReasonUserRestarted, texts.UserRestart, true},
 		{"desk fails mid-chat", func(h *harness, chat bridge.AgentChatID) {

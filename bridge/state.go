@@ -45,11 +45,17 @@ const (
 	ReasonIdleTimeout   CloseReason = "idle_timeout"   // nobody wrote for too long while live
 	ReasonQueueTimeout  CloseReason = "queue_timeout"  // no agent accepted in time
 	ReasonUserBlocked   CloseReason = "user_blocked"   // Teams refuses writes: the bot was removed or blocked
+	// ReasonDeskClosed: the desk closed the chat and no agent did (ServiceNow
+	// queue state 7 "Closed by Client" set from outside the bridge).
+	ReasonDeskClosed CloseReason = "desk_closed"
+	// ReasonDeskAbandoned: the desk closed the chat as abandoned (ServiceNow
+	// queue state 8 "Closed Abandoned").
+	ReasonDeskAbandoned CloseReason = "desk_abandoned"
 )
 
 // CloseReasons lists every close reason.
 var CloseReasons = []CloseReason{ReasonUserEnded, ReasonUserRestarted, ReasonAgentClosed, ReasonAgentLeft,
-	ReasonRelayError, ReasonIdleTimeout, ReasonQueueTimeout, ReasonUserBlocked}
+	ReasonRelayError, ReasonIdleTimeout, ReasonQueueTimeout, ReasonUserBlocked, ReasonDeskClosed, ReasonDeskAbandoned}
 
 // Valid reports whether r is a known close reason.
 func (r CloseReason) Valid() bool {

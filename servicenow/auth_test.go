@@ -296,6 +296,7 @@ func TestOAuthRefreshDoesNotBlock(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("requests blocked while the token endpoint hangs: a lock is held across the token request")
 	}
+	eventually(t, func() bool { return g.waiting.Load() >= 1 }, "the background renewal")
 	if g.waiting.Load() != 1 {
 		t.Errorf("%d token requests started during renewal, want 1", g.waiting.Load())
 	}

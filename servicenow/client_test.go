@@ -312,9 +312,9 @@ func TestPollEnd(t *testing.T) {
 		{name: "agent leaves", accept: true, act: (*snowtest.Instance).LeaveChat, want: bridge.ReasonAgentLeft, byText: true},
 		{name: "state 3 without text", accept: true, act: setState(snowtest.ClosedComplete), want: bridge.ReasonAgentClosed},
 		{name: "state 4 escalated", accept: true, act: setState(snowtest.ClosedEscalated), want: bridge.ReasonAgentClosed},
-		{name: "state 7 closed by client", accept: true, act: setState(snowtest.ClosedByClient), want: bridge.ReasonAgentClosed},
-		{name: "state 8 abandoned in queue", act: setState(snowtest.ClosedAbandoned), want: bridge.ReasonQueueTimeout},
-		{name: "state 8 abandoned while live", accept: true, act: setState(snowtest.ClosedAbandoned), want: bridge.ReasonIdleTimeout},
+		{name: "state 7 closed by client", accept: true, act: setState(snowtest.ClosedByClient), want: bridge.ReasonDeskClosed},
+		{name: "state 8 abandoned in queue", act: setState(snowtest.ClosedAbandoned), want: bridge.ReasonDeskAbandoned},
+		{name: "state 8 abandoned while live", accept: true, act: setState(snowtest.ClosedAbandoned), want: bridge.ReasonDeskAbandoned},
 	}
 	for _, mode := range modes {
 		for _, tc := range tests {

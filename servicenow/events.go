@@ -12,9 +12,10 @@ import (
 //   - Echo: created_by equals Config.BridgeUser (case-insensitive). Echoes are
 //     returned (they move the cursor) but never carry an end reason.
 //   - System: created_by is "system".
-//   - Ended by text: a non-echo message containing an end phrase carries the
-//     phrase's EndReason and is followed by an AgentEnded event
-//     (ExternalID "<sys_id>:ended").
+//   - Ended by text: a system message containing an end phrase, or an agent
+//     message that is exactly "<author> <end phrase>", carries the phrase's
+//     EndReason and is followed by an AgentEnded event (ExternalID
+//     "<sys_id>:ended"); any other agent text is shown, whatever it mentions.
 //   - Ended by state: a closed queue entry (3, 4, 7, 8) adds an AgentEnded event
 //     when no end phrase was seen in the same poll (see stateEndReason).
 //   - Joined: an AgentJoined event (ExternalID "joined:<group>", the same on
@@ -78,7 +79,7 @@ func (c classifier) events(chat bridge.AgentChatID, msgs []message, entry *Queue
 			joined = true
 		}
 		if !ev.Echo {
-			ev.EndReason = c.endReason(m.Text)
+			ev.EndReason = c.endReason(m, ev.System)
 		}
 		out = append(out, ev)
 		if ev.EndReason != "" && !ended {
@@ -106,14 +107,30 @@ func (c classifier) events(chat bridge.AgentChatID, msgs []message, entry *Queue
 	return out
 }
 
-// endReason returns the reason of the first end phrase text contains.
-func (c classifier) endReason(text string) bridge.CloseReason {
-	if text == "" {
+// endReason returns the reason of the end phrase that ends the chat in m,
+// or "". In a system row (created_by "system") an end phrase anywhere
+// counts. In an agent's row it counts only when the whole text is the desk's
+// end notice, "<the author's name> <phrase>" with an optional full stop, so an
+// agent who merely mentions the phrase ("my colleague has left the support
+// session earlier, I'm taking over") does not end the chat.
+func (c classifier) endReason(m message, system bool) bridge.CloseReason {
+	if m.Text == "" {
 		return ""
 	}
-	lower := strings.ToLower(text)
+	lower := strings.ToLower(strings.TrimSpace(m.Text))
 	for _, p := range c.phrases {
-		if strings.Contains(lower, p.Text) {
+		if system {
+			if strings.Contains(lower, p.Text) {
+				return p.Reason
+			}
+			continue
+		}
+		who, ok := strings.CutSuffix(strings.TrimSuffix(lower, "."), p.Text)
+		if !ok {
+			continue
+		}
+		who = strings.TrimSpace(who)
+		if who == "" || who == strings.ToLower(strings.TrimSpace(m.SenderName)) || who == strings.ToLower(m.CreatedBy) {
 			return p.Reason
 		}
 	}
@@ -124,19 +141,19 @@ func (c classifier) endReason(text string) bridge.CloseReason {
 //
 //	3 Closed Complete   → agent_closed (the agent ended the chat)
 //	4 Closed Escalated  → agent_closed (the agent closed it into an escalation)
-//	7 Closed by Client  → agent_closed: the requester side is the bridge, so a
-//	                      close the bridge did not ask for was done on the desk
-//	                      (an admin, or the end-user idle timer of the instance)
-//	8 Closed Abandoned  → queue_timeout if no agent ever worked the chat
-//	                      (no assigned_to and no work_start), else idle_timeout;
-//	                      these match the state machine (queue_timeout only
-//	                      from queued, idle_timeout only from live)
+//	7 Closed by Client  → desk_closed: the requester side is the bridge, so a
+//	                      close the bridge did not ask for was done from
+//	                      outside (an admin, a script, the instance's timers);
+//	                      no agent closed it
+//	8 Closed Abandoned  → desk_abandoned: the instance closed the chat as
+//	                      abandoned ("reopenable" in the Connect client); not
+//	                      the bridge's inactivity timeout
 func stateEndReason(e QueueEntry) bridge.CloseReason {
-	if e.State == StateClosedAbandoned {
-		if e.AssignedTo == "" && e.WorkStart.IsZero() {
-			return bridge.ReasonQueueTimeout
-		}
-		return bridge.ReasonIdleTimeout
+	switch e.State {
+	case StateClosedAbandoned:
+		return bridge.ReasonDeskAbandoned
+	case StateClosedByClient:
+		return bridge.ReasonDeskClosed
 	}
 	return bridge.ReasonAgentClosed
 }

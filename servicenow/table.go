@@ -30,13 +30,17 @@ const queueEntryFields = "sys_id,group,state,assigned_to,work_start,sys_updated_
 // PollMany returns the events of many chats with few requests: per chunk of
 // up to 100 chats (sorted by cursor so each chunk's oldest cursor is close to
 // the others), one Table API read of chat_queue_entry and one of live_message
-// (groupIN…^sys_created_on>=<the chunk's oldest cursor>^ORDERBYsys_created_on),
-// paged with sysparm_offset when a page is full. Rows are filtered per chat by
-// its own cursor at second resolution (the Table API has no ms timestamp, so
-// the rows of the cursor's second come back on every poll and are
-// de-duplicated by sys_id downstream), and turned into events as Poll does;
-// author names come from the profile's display value. Within one second rows
-// keep the instance's order.
+// (groupIN…^sys_created_on>=<the chunk's oldest cursor>^ORDERBYsys_created_on
+// ^ORDERBYsys_id),
+// paged with sysparm_offset when a page is full (sys_id breaks the ties of
+// the one-second sys_created_on, so rows of one second cannot move between
+// pages). Rows are filtered per chat by its own cursor at second resolution
+// (the Table API has no ms timestamp, so the rows of the cursor's second come
+// back on every poll and are de-duplicated by sys_id downstream), and turned
+// into events as Poll does; author names come from the profile's display
+// value. The Table API gives no order inside a second, so a chat with two
+// rows in one second is read again through the Connect messages API, whose
+// ms timestamps order them.
 //
 // Without read access to chat_queue_entry (403 or 400) states are skipped
 // with a warning and chats end by their end phrases only.
@@ -125,7 +129,9 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 	if !oldest.IsZero() {
 		query += "^sys_created_on>=" + formatTime(oldest)
 	}
-	query += "^ORDERBYsys_created_on"
+	// sys_created_on has one-second resolution: sys_id breaks the ties, so
+	// rows created in the same second keep one order across pages.
+	query += "^ORDERBYsys_created_on^ORDERBYsys_id"
 	var (
 		byChat = make(map[bridge.AgentChatID][]message)
 		seen   = make(map[string]bool)
@@ -170,19 +176,45 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		}
 	}
 	for chat, since := range cursors {
+		msgs := byChat[chat]
+		if sameSecond(msgs) {
+			// The Table API has no order inside a second (sys_id only keeps
+			// pages stable): read this chat's messages with their ms
+			// timestamps instead, one request more.
+			exact, err := c.messagesSince(ctx, "poll chats", chat, since)
+			if err != nil {
+				return err
+			}
+			msgs = exact
+		}
 		var entry *QueueEntry
 		if e, ok := entries[string(chat)]; ok {
 			entry = &e
 		} else if statesRead {
 			c.log.Warn("servicenow chat has no queue entry", "chat_id", chat)
 		}
-		msgs := byChat[chat]
 		slices.SortStableFunc(msgs, func(a, b message) int { return a.At.Compare(b.At) })
 		if evs := c.events(chat, msgs, entry, since); len(evs) > 0 {
 			out[chat] = evs
 		}
 	}
 	return nil
+}
+
+// sameSecond reports whether two of msgs (second resolution) share a second.
+func sameSecond(msgs []message) bool {
+	seen := make(map[int64]bool, len(msgs))
+	for _, m := range msgs {
+		if m.Millis {
+			continue
+		}
+		s := m.At.Unix()
+		if seen[s] {
+			return true
+		}
+		seen[s] = true
+	}
+	return false
 }
 
 // validSysID reports whether s can be placed in an encoded query unescaped.

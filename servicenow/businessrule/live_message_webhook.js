@@ -5,7 +5,7 @@
  * the bridge's POST /webhooks/servicenow, so agent messages reach Microsoft
  * Teams without polling. Setup: servicenow/businessrule/README.md.
  *
- *   Table:     Live Message [live_message]
+ *   Table:     Live Feed Message [live_message]
  *   When:      after      Insert: true      Advanced: true      Order: 1000
  *
  * Why "after" and not "async": the rule runs right after the insert, inside

@@ -319,13 +319,13 @@ func TestTableAPI(t *testing.T) {
 		params string
 		want   []string // messages
 	}{
-		{name: "IN and >= and order", query: "groupIN" + a + "," + b + "^sys_created_on>=2024-05-02 14:03:13^ORDERBYsys_created_on",
+		{name: "IN and >= and order", query: "groupIN" + a + "," + b + "^sys_created_on>=2024-05-02 14:03:13^ORDERBYsys_created_on^ORDERBYmessage",
 			want: []string{"a0", "a1", "a2", "a3", "a4", "queued"}},
 		{name: "strict >", query: "group=" + a + "^sys_created_on>2024-05-02 14:03:13", want: nil},
 		{name: "!= and ORDERBYDESC", query: "group=" + b + "^sys_created_by!=system^ORDERBYDESCsys_created_on", want: []string{"first b"}},
-		{name: "unknown field ignored", query: "group=" + b + "^nosuchfield=1^ORDERBYnosuchfield", want: []string{"first b", "queued"}},
-		{name: "unknown operator ignored", query: "group=" + b + "^messageSOUNDSLIKEx", want: []string{"first b", "queued"}},
-		{name: "limit and offset", query: "group=" + a + "^ORDERBYsys_created_on", params: "&sysparm_limit=2&sysparm_offset=3",
+		{name: "unknown field ignored", query: "group=" + b + "^nosuchfield=1^ORDERBYnosuchfield^ORDERBYsys_created_on", want: []string{"first b", "queued"}},
+		{name: "unknown operator ignored", query: "group=" + b + "^messageSOUNDSLIKEx^ORDERBYsys_created_on", want: []string{"first b", "queued"}},
+		{name: "limit and offset", query: "group=" + a + "^ORDERBYsys_created_on^ORDERBYmessage", params: "&sysparm_limit=2&sysparm_offset=3",
 			want: []string{"a1", "a2"}},
 		{name: "NOT IN and STARTSWITH", query: "sys_created_byNOT INsystem," + snowtest.DefaultUser + "^messageSTARTSWITHa^ORDERBYmessage",
 			want: []string{"a0", "a1", "a2", "a3", "a4"}},
@@ -347,6 +347,22 @@ func TestTableAPI(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+
+	// Ties (a0…a4 share a second) have no defined order: pages of a query
+	// that does not break them are not a partition; with ^ORDERBYsys_id they are.
+	pages := func(query string) []string {
+		var got []string
+		for off := 0; off < 7; off += 2 {
+			for _, r := range q("sysparm_query=" + enc(query) + "&sysparm_fields=message&sysparm_limit=2&sysparm_offset=" + fmt.Sprint(off)).list(t) {
+				got = append(got, r["message"].(string))
+			}
+		}
+		slices.Sort(got)
+		return got
+	}
+	if got := pages("group=" + a + "^ORDERBYsys_created_on^ORDERBYsys_id"); !slices.Equal(got, []string{snowtest.DefaultGreeting, "a0", "a1", "a2", "a3", "a4", "first a"}) {
+		t.Errorf("pages with a tiebreak: %q", got)
 	}
 
 	ans := q("sysparm_query=" + enc("group="+a) + "&sysparm_limit=2&sysparm_fields=group,sys_created_on,profile")

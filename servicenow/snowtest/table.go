@@ -1,7 +1,9 @@
 package snowtest
 
 import (
+	"cmp"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"slices"
@@ -242,7 +244,16 @@ func (in *Instance) handleTable(w http.ResponseWriter, r *http.Request, _ string
 		}
 		return false
 	})
-	slices.SortStableFunc(rows, func(a, b row) int {
+	// Rows equal in every ORDERBY field come in no defined order, as from
+	// the instance's database: the fake shuffles them by a hash of sys_id
+	// and the page's offset, so they can move between pages unless the
+	// query breaks the tie (e.g. ^ORDERBYsys_id).
+	tie := func(r row) uint64 {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%s/%d", r["sys_id"].value, offset)
+		return h.Sum64()
+	}
+	slices.SortFunc(rows, func(a, b row) int {
 		for _, o := range orders {
 			if n := compare(a[o.field].value, b[o.field].value); n != 0 {
 				if o.desc {
@@ -251,7 +262,7 @@ func (in *Instance) handleTable(w http.ResponseWriter, r *http.Request, _ string
 				return n
 			}
 		}
-		return 0
+		return cmp.Compare(tie(a), tie(b))
 	})
 	total := len(rows)
 	page := rows[min(offset, total):min(offset+limit, total)]
