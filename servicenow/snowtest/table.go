@@ -245,15 +245,19 @@ func (in *Instance) handleTable(w http.ResponseWriter, r *http.Request, _ string
 		return false
 	})
 	// Rows equal in every ORDERBY field come in no defined order, as from
-	// the instance's database: the fake shuffles them by a hash of sys_id
-	// and the page's offset, so they can move between pages unless the
+	// the instance's database, and each page is a query of its own: the
+	// first page keeps them in creation order, later pages shuffle them by
+	// a hash of sys_id and the offset, so they move between pages unless the
 	// query breaks the tie (e.g. ^ORDERBYsys_id).
 	tie := func(r row) uint64 {
+		if offset == 0 {
+			return 0
+		}
 		h := fnv.New64a()
 		fmt.Fprintf(h, "%s/%d", r["sys_id"].value, offset)
 		return h.Sum64()
 	}
-	slices.SortFunc(rows, func(a, b row) int {
+	slices.SortStableFunc(rows, func(a, b row) int {
 		for _, o := range orders {
 			if n := compare(a[o.field].value, b[o.field].value); n != 0 {
 				if o.desc {
