@@ -462,27 +462,40 @@ func (r *Relay) PollTargets(ctx context.Context) ([]PollTarget, error) {
 	return out, nil
 }
 
-// Sweep ends queued sessions that waited longer than the queue timeout and
-// live sessions idle longer than the idle timeout. It returns how many ended.
+// Sweep ends queued sessions that waited the queue timeout and live
+// sessions idle for the idle timeout. It returns how many ended.
 func (r *Relay) Sweep(ctx context.Context) (int, error) {
+	n, _, err := r.sweep(ctx)
+	return n, err
+}
+
+// sweep is Sweep that also returns the nearest deadline of the sessions left
+// open (zero when none has one). Deadlines only move later (activity pushes
+// the idle deadline, a new handoff starts a full queue timeout from now), so
+// a session that is not open yet cannot be due before now + the shorter
+// timeout.
+func (r *Relay) sweep(ctx context.Context) (int, time.Time, error) {
 	if r.cfg.QueueTimeout <= 0 && r.cfg.IdleTimeout <= 0 {
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 	now := r.now()
 	n := 0
+	var next time.Time
 	err := r.store.Update(ctx, func(tx Tx) error {
+		n, next = 0, time.Time{}
 		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
 		if err != nil {
 			return err
 		}
 		for _, s := range ss {
-			var reason CloseReason
-			switch {
-			case s.State == StateQueued && r.cfg.QueueTimeout > 0 && now.Sub(s.QueuedAt) > r.cfg.QueueTimeout:
-				reason = ReasonQueueTimeout
-			case s.State == StateLive && r.cfg.IdleTimeout > 0 && now.Sub(s.UpdatedAt) > r.cfg.IdleTimeout:
-				reason = ReasonIdleTimeout
-			default:
+			due, reason := r.deadline(s)
+			if due.IsZero() {
+				continue
+			}
+			if now.Before(due) {
+				if next.IsZero() || due.Before(next) {
+					next = due
+				}
 				continue
 			}
 			if err := r.end(ctx, tx, s, reason, now); err != nil {
@@ -493,12 +506,35 @@ func (r *Relay) Sweep(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("bridge: sweep timeouts: %w", err)
+		return 0, time.Time{}, fmt.Errorf("bridge: sweep timeouts: %w", err)
 	}
 	if n > 0 {
 		r.wake()
 	}
-	return n, nil
+	return n, next, nil
+}
+
+// deadline is when s times out and why; zero when it has no timeout.
+func (r *Relay) deadline(s Session) (time.Time, CloseReason) {
+	switch {
+	case s.State == StateQueued && r.cfg.QueueTimeout > 0:
+		return s.QueuedAt.Add(r.cfg.QueueTimeout), ReasonQueueTimeout
+	case s.State == StateLive && r.cfg.IdleTimeout > 0:
+		return s.UpdatedAt.Add(r.cfg.IdleTimeout), ReasonIdleTimeout
+	}
+	return time.Time{}, ""
+}
+
+// shortestTimeout is the smaller of the enabled timeouts (0 when none is).
+func (r *Relay) shortestTimeout() time.Duration {
+	q, i := r.cfg.QueueTimeout, r.cfg.IdleTimeout
+	switch {
+	case q <= 0:
+		return max(i, 0)
+	case i <= 0:
+		return q
+	}
+	return min(q, i)
 }
 
 // PollTarget is one chat the poller looks at.
