@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/robfig/cron/v3"
 )
 
 // PollTargets lists the chats to poll. Implemented by the relay.
@@ -51,11 +49,10 @@ type PollerConfig struct {
 	// Batch selects batch mode: one PollMany over all targets per run.
 	Batch BatchAgentFeed
 
-	// Interval between runs. Default 3 s; cron's @every rounds it to whole
-	// seconds, at least 1 s.
+	// Interval between runs. Default 3 s.
 	Interval time.Duration
-	// Jitter is the fraction of Interval (at most 1) a run first sleeps at
-	// random, so replicas and restarts do not poll in lockstep. Default 0.2;
+	// Jitter spreads the pause between runs over Interval × (1 ± Jitter/2)
+	// (Jitter at most 1), so restarts do not poll in lockstep. Default 0.2;
 	// negative disables it.
 	Jitter float64
 	// Timeout bounds one run. Default 10 × Interval, at least 30 s.
@@ -63,6 +60,11 @@ type PollerConfig struct {
 	// Concurrency is how many chats are polled (per-session mode) or handed to
 	// the sink at once. Default 8.
 	Concurrency int
+	// Lease, when set, makes Run poll only while this process holds it
+	// (one poller per deployment). Nil: always poll.
+	Lease Leadership
+	// Clock drives the schedule (default the system clock).
+	Clock Clock
 	// Logger receives the poller's logs: session and chat ids, never message
 	// text. Default: discard.
 	Logger *slog.Logger
@@ -71,7 +73,7 @@ type PollerConfig struct {
 // PollerStats are the poller's counters since it was made.
 type PollerStats struct {
 	Runs         int64         // runs finished (scheduled and PollOnce)
-	Skipped      int64         // scheduled runs skipped because a run was still going
+	Skipped      int64         // scheduled runs skipped because a PollOnce was still going
 	Polled       int64         // chats polled
 	Events       int64         // events handed to the sink and accepted
 	Errors       int64         // failed target listings, polls, batch reads and sink calls
@@ -80,19 +82,15 @@ type PollerStats struct {
 	LastDuration time.Duration // duration of the last run
 }
 
-// Poller fetches agent events on a cron schedule and hands them to the sink.
-// Runs never overlap; an error for one chat does not stop the others.
+// Poller fetches agent events every Interval and hands them to the sink.
+// Runs never overlap; an error for one chat does not stop the others. With a
+// Lease set, a replica polls only while it holds the lease, so a deployment
+// spends one replica's ServiceNow requests, not one per replica.
 type Poller struct {
-	cfg  PollerConfig
-	log  *slog.Logger
-	cron *cron.Cron
+	cfg PollerConfig
+	log *slog.Logger
 
 	slot chan struct{} // holds a token while a run is going
-	// ctx is the lifecycle context of scheduled runs, cancelled by Stop.
-	ctx      context.Context
-	cancel   context.CancelFunc
-	stopping chan struct{} // closed by Stop: ends jitter sleeps
-	stopOnce sync.Once
 
 	runs, skipped, polled, events, errs atomic.Int64
 
@@ -102,7 +100,7 @@ type Poller struct {
 	lastDuration time.Duration
 }
 
-// NewPoller checks cfg and returns a stopped poller.
+// NewPoller checks cfg and returns a poller; Run starts its schedule.
 func NewPoller(cfg PollerConfig) (*Poller, error) {
 	var bad []error
 	if cfg.Targets == nil {
@@ -130,45 +128,48 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Poller{cfg: cfg, log: cfg.Logger, slot: make(chan struct{}, 1), stopping: make(chan struct{})}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	cl := cronLogger{l: cfg.Logger, skipped: &p.skipped}
-	// SkipIfStillRunning must wrap Recover, not the other way round: a panic
-	// unwinding through SkipIfStillRunning loses its token and every later
-	// run would be skipped (robfig/cron v3.0.1 chain.go).
-	p.cron = cron.New(cron.WithLogger(cl), cron.WithChain(cron.SkipIfStillRunning(cl), cron.Recover(cl)))
-	p.cron.Schedule(cron.Every(cfg.Interval), cron.FuncJob(p.scheduled))
-	return p, nil
+	return &Poller{cfg: cfg, log: cfg.Logger, slot: make(chan struct{}, 1)}, nil
 }
 
-// Start starts the schedule. A stopped poller cannot be started again.
-func (p *Poller) Start() {
+// Run polls every Interval (spread by Jitter) until ctx ends, skipping runs
+// while another replica holds the lease. A run in progress when ctx ends is
+// cancelled: what it stored is committed, what it did not is fetched again by
+// the next poller (the cursor moves only with the stored events). Run returns
+// nil once ctx ends.
+func (p *Poller) Run(ctx context.Context) error {
 	p.log.Info("poller started", "interval", p.cfg.Interval, "mode", p.mode())
-	p.cron.Start()
+	defer p.log.Info("poller stopped")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.cfg.Clock.After(p.wait()):
+		}
+		if p.cfg.Lease != nil && !p.cfg.Lease.Held() {
+			continue
+		}
+		p.scheduled(ctx)
+	}
 }
 
-// Stop stops the schedule and waits for a running run to finish. If ctx ends
-// first, the run is cancelled and ctx's error returned.
-func (p *Poller) Stop(ctx context.Context) error {
-	p.stopOnce.Do(func() { close(p.stopping) })
-	done := p.cron.Stop()
-	defer p.cancel()
-	select {
-	case <-done.Done():
-		p.log.Info("poller stopped")
-		return nil
-	case <-ctx.Done():
-		p.cancel()
-		return fmt.Errorf("bridge: poller stop: %w", ctx.Err())
+// wait is the pause before the next run: Interval ± Jitter/2.
+func (p *Poller) wait() time.Duration {
+	if p.cfg.Jitter <= 0 {
+		return p.cfg.Interval
 	}
+	f := 1 + p.cfg.Jitter*(rand.Float64()-0.5)
+	return time.Duration(f * float64(p.cfg.Interval))
 }
 
 // PollOnce runs one poll now, waiting for a running one to finish first, and
 // returns the joined errors of the run (each chat's failure included). It
-// does not sleep for jitter.
+// ignores the lease.
 func (p *Poller) PollOnce(ctx context.Context) error {
 	select {
 	case p.slot <- struct{}{}:
@@ -196,8 +197,9 @@ func (p *Poller) mode() string {
 	return "per-session"
 }
 
-// scheduled is the cron job: jitter, then one run bounded by Timeout.
-func (p *Poller) scheduled() {
+// scheduled is one scheduled run bounded by Timeout, skipped while a
+// PollOnce is going. A panic is recovered and logged.
+func (p *Poller) scheduled(ctx context.Context) {
 	select {
 	case p.slot <- struct{}{}:
 	default:
@@ -206,18 +208,17 @@ func (p *Poller) scheduled() {
 		return
 	}
 	defer func() { <-p.slot }()
-	if p.cfg.Jitter > 0 {
-		t := time.NewTimer(time.Duration(rand.Float64() * p.cfg.Jitter * float64(p.cfg.Interval)))
-		select {
-		case <-t.C:
-		case <-p.stopping:
-			t.Stop()
-			return
-		}
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-	if err := p.run(ctx); err != nil {
+	err := func() (err error) {
+		defer recoverInto(&err)
+		return p.run(ctx)
+	}()
+	switch {
+	case errors.Is(err, errPanic):
+		p.errs.Add(1)
+		p.log.Error("poll run panicked", "err", err)
+	case err != nil && ctx.Err() == nil:
 		p.log.Warn("poll run had errors", "error_count", countErrors(err))
 	}
 }
@@ -380,22 +381,4 @@ func countErrors(err error) int {
 		return 0
 	}
 	return 1
-}
-
-// cronLogger adapts slog to cron.Logger; cron's chatty info lines go to
-// debug, and the skips of SkipIfStillRunning are counted.
-type cronLogger struct {
-	l       *slog.Logger
-	skipped *atomic.Int64
-}
-
-func (c cronLogger) Info(msg string, kv ...any) {
-	if msg == "skip" {
-		c.skipped.Add(1)
-	}
-	c.l.Debug("cron: "+msg, kv...)
-}
-
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error("cron: "+msg, append([]any{"error", err}, kv...)...)
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/handoffhq/handoff/bridge/bridgetest"
 )
 
 // pollFeed is a function-field AgentFeed and BatchAgentFeed.
@@ -87,7 +89,6 @@ func newPollerForTest(t *testing.T, cfg PollerConfig) *Poller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	return p
 }
 
@@ -199,66 +200,125 @@ func TestPollerConcurrencyBound(t *testing.T) {
 	}
 }
 
-// TestPollerSchedule runs the cron schedule: runs happen, never overlap, a
-// PollOnce waits for a running run, and Stop waits for the running run.
+// fixedLease is a Leadership a test switches.
+type fixedLease struct{ held atomic.Bool }
+
+func (l *fixedLease) Held() bool { return l.held.Load() }
+
+func (l *fixedLease) Acquired() <-chan struct{} { return nil }
+
+// runPoller starts p.Run and returns a func that stops it and returns Run's
+// error.
+func runPoller(t *testing.T, p *Poller) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				err = errors.New("Run did not return within 10 s of cancel")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// TestPollerSchedule steps a fake clock: a run per Interval, none while
+// another replica holds the lease, PollOnce waits for a running run, and
+// Run returns nil on cancel with no run afterwards.
 func TestPollerSchedule(t *testing.T) {
 	var (
 		running, overlaps, calls atomic.Int32
 		release                  = make(chan struct{})
-		started                  = make(chan struct{}, 10)
+		ran                      = make(chan struct{}, 10)
+		slow                     = make(chan struct{})
 	)
 	targets := pollTargets{list: func() ([]PollTarget, error) {
 		if running.Add(1) > 1 {
 			overlaps.Add(1)
 		}
 		defer running.Add(-1)
-		if calls.Add(1) == 1 {
-			started <- struct{}{}
-			<-release // the first run is slow: several ticks pass
+		if calls.Add(1) == 2 {
+			close(slow)
+			<-release // the second run is slow
 		}
+		ran <- struct{}{}
 		return nil, nil
 	}}
-	p := newPollerForTest(t, PollerConfig{Targets: targets, Sink: &pollSink{}, Feed: pollFeed{}, Interval: time.Second, Jitter: -1})
-	p.Start()
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no scheduled run within 5 s")
+	clock := bridgetest.NewClock(time.Unix(1000, 0))
+	lease := &fixedLease{}
+	p := newPollerForTest(t, PollerConfig{Targets: targets, Sink: &pollSink{}, Feed: pollFeed{}, Interval: 3 * time.Second,
+		Jitter: -1, Clock: clock, Lease: lease})
+	stop := runPoller(t, p)
+	ctx := t.Context()
+	waitParked := func() {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := clock.WaitFor(wctx, 1); err != nil {
+			t.Fatal("the poller never waited on the clock")
+		}
+		if w := clock.Waits(); w[0] != 3*time.Second {
+			t.Fatalf("poller waits %v, want the 3 s interval", w[0])
+		}
 	}
+
+	// Not the leader: ticks pass without a run.
+	for range 3 {
+		waitParked()
+		clock.Advance(3 * time.Second)
+	}
+	waitParked()
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d runs without the lease, want 0", n)
+	}
+
+	// Leader: one run per tick.
+	lease.held.Store(true)
+	clock.Advance(3 * time.Second)
+	<-ran
+	waitParked()
+	clock.Advance(3 * time.Second) // the second run blocks
+	<-slow
 	once := make(chan error, 1)
 	go func() { once <- p.PollOnce(context.Background()) }()
-	time.Sleep(1500 * time.Millisecond) // at least one tick is skipped meanwhile
 	select {
 	case <-once:
 		t.Fatal("PollOnce ran while a scheduled run was going")
-	default:
+	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
+	<-ran
 	if err := <-once; err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond)
-	stopped := make(chan error, 1)
-	go func() { stopped <- p.Stop(context.Background()) }()
-	if err := <-stopped; err != nil {
-		t.Fatalf("Stop: %v", err)
+	<-ran
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v on cancel, want nil", err)
 	}
-	n := calls.Load()
-	time.Sleep(1200 * time.Millisecond)
-	if calls.Load() != n {
-		t.Error("a run happened after Stop")
+	clock.Advance(time.Hour)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d runs, want 3 (two scheduled, one PollOnce)", n)
 	}
 	if overlaps.Load() != 0 {
 		t.Errorf("%d overlapping runs", overlaps.Load())
 	}
-	if st := p.Stats(); st.Runs < 3 || st.Skipped < 1 {
-		t.Errorf("stats %+v, want ≥ 3 runs and ≥ 1 skipped tick", st)
+	if st := p.Stats(); st.Runs != 3 {
+		t.Errorf("stats %+v, want 3 runs", st)
 	}
 }
 
-// TestPollerStopWaitsAndCancels: Stop waits for the running run; when its
-// context ends first the run is cancelled.
-func TestPollerStopWaitsAndCancels(t *testing.T) {
+// TestPollerCancelStopsARun: cancelling Run's context cancels the run in
+// progress and Run returns.
+func TestPollerCancelStopsARun(t *testing.T) {
 	started := make(chan struct{}, 1)
 	cancelled := make(chan struct{})
 	feed := pollFeed{poll: func(ctx context.Context, _ AgentChatID, _ time.Time) ([]AgentEvent, error) {
@@ -270,53 +330,57 @@ func TestPollerStopWaitsAndCancels(t *testing.T) {
 		close(cancelled)
 		return nil, ctx.Err()
 	}}
-	p := newPollerForTest(t, PollerConfig{Targets: pollTargetsOf("a"), Sink: &pollSink{}, Feed: feed, Interval: time.Second, Jitter: -1})
-	p.Start()
+	clock := bridgetest.NewClock(time.Unix(1000, 0))
+	p := newPollerForTest(t, PollerConfig{Targets: pollTargetsOf("a"), Sink: &pollSink{}, Feed: feed, Interval: time.Second, Jitter: -1, Clock: clock})
+	stop := runPoller(t, p)
+	if err := clock.WaitFor(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
 	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := p.Stop(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 150*time.Millisecond {
-		t.Errorf("Stop = %v after %v, want the deadline after waiting", err, time.Since(start))
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case <-cancelled:
-	case <-time.After(2 * time.Second):
-		t.Error("the running poll was not cancelled")
+	default:
+		t.Error("Run returned before the running poll was cancelled")
 	}
 }
 
-// TestPollerRecoversPanic: a panic in a scheduled run is recovered by cron,
-// logged through slog, and later runs still happen.
+// TestPollerRecoversPanic: a panic in a scheduled run is recovered, logged
+// through slog, and later runs still happen.
 func TestPollerRecoversPanic(t *testing.T) {
 	var (
 		buf   bytes.Buffer
 		bufMu sync.Mutex
 		calls atomic.Int32
+		ran   = make(chan struct{}, 2)
 	)
 	logger := slog.New(slog.NewTextHandler(pollLogWriter{&buf, &bufMu}, nil))
 	targets := pollTargets{list: func() ([]PollTarget, error) {
+		defer func() { ran <- struct{}{} }()
 		if calls.Add(1) == 1 {
 			panic("targets exploded")
 		}
 		return nil, nil
 	}}
-	p := newPollerForTest(t, PollerConfig{Targets: targets, Sink: &pollSink{}, Feed: pollFeed{}, Interval: time.Second, Jitter: -1, Logger: logger})
-	p.Start()
-	deadline := time.Now().Add(5 * time.Second)
-	for calls.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	clock := bridgetest.NewClock(time.Unix(1000, 0))
+	p := newPollerForTest(t, PollerConfig{Targets: targets, Sink: &pollSink{}, Feed: pollFeed{}, Interval: time.Second, Jitter: -1, Logger: logger, Clock: clock})
+	stop := runPoller(t, p)
+	for range 2 {
+		if err := clock.WaitFor(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+		<-ran
 	}
-	if err := p.Stop(context.Background()); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
-	}
-	if calls.Load() < 2 {
-		t.Fatal("no run after the panic")
 	}
 	bufMu.Lock()
 	defer bufMu.Unlock()
-	if !strings.Contains(buf.String(), "targets exploded") || !strings.Contains(buf.String(), "level=ERROR msg=\"cron: panic\"") {
+	if !strings.Contains(buf.String(), "targets exploded") || !strings.Contains(buf.String(), "level=ERROR msg=\"poll run panicked\"") {
 		t.Errorf("panic not logged:\n%s", buf.String())
 	}
 }
