@@ -9,10 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/handoffhq/handoff/bridge"
 )
 
 // Defaults of WeeklyConfig.
@@ -50,6 +51,12 @@ type WeeklyConfig struct {
 	Formats []Format
 	// FileMode of the files. 0 means 0o640.
 	FileMode fs.FileMode
+	// Lease, when set, lets only the replica holding it run the scheduled
+	// job. nil: this process always runs it.
+	Lease bridge.Leadership
+	// Clock drives the schedule and gives the run's "now". nil: the system
+	// clock.
+	Clock bridge.Clock
 }
 
 // Weekly is the weekly export job: every run writes the previous complete ISO
@@ -62,13 +69,9 @@ type Weekly struct {
 	ret    Retention
 	exp    *Exporter
 	logger *slog.Logger
-
-	mu     sync.Mutex
-	cron   *cron.Cron
-	cancel context.CancelFunc // of the lifecycle context runs derive from
 }
 
-// NewWeekly checks cfg and returns the job, not yet started. It returns an
+// NewWeekly checks cfg and returns the job; Run runs it on its schedule. It returns an
 // error if the directory is missing, the schedule does not parse, a format is
 // unknown, a duration is negative or src or ret is nil. exp nil means an
 // Exporter with the default configuration.
@@ -115,6 +118,9 @@ func NewWeekly(cfg WeeklyConfig, src Source, ret Retention, exp *Exporter, logge
 	}
 	if cfg.FileMode == 0 {
 		cfg.FileMode = 0o640
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = bridge.SystemClock{}
 	}
 	return &Weekly{cfg: cfg, sched: sched, src: src, ret: ret, exp: exp, logger: logger}, nil
 }
@@ -186,67 +192,37 @@ func (w *Weekly) RunOnce(ctx context.Context, now time.Time) (WeeklyRun, error) 
 	return run, errors.Join(errs...)
 }
 
-// Start schedules the job. Runs get a context derived from ctx (cancelled by
-// Stop or when ctx ends) with the configured timeout. A run still going when
-// the next is due makes that one skip; a panic in a run is logged and
-// recovered. It returns an error if the job is already started.
-func (w *Weekly) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cron != nil {
-		return errors.New("review: weekly: already started")
-	}
-	life, cancel := context.WithCancel(ctx)
-	cl := cronLogger{w.logger}
-	c := cron.New(
-		cron.WithLocation(w.cfg.Location),
-		cron.WithLogger(cl),
-		cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)),
-	)
-	c.Schedule(w.sched, cron.FuncJob(func() {
-		runCtx, cancel := context.WithTimeout(life, w.cfg.Timeout)
-		defer cancel()
-		_, _ = w.RunOnce(runCtx, w.exp.now()) // RunOnce logs its outcome
-	}))
-	c.Start()
-	w.cron, w.cancel = c, cancel
+// Run runs the job on its schedule until ctx ends and returns nil then. Each
+// run gets a context derived from ctx with the configured timeout; a panic in
+// a run is logged and recovered. With a Lease set, a scheduled run happens
+// only on the replica holding the lease (one export and one retention pass
+// per deployment, not one per replica).
+func (w *Weekly) Run(ctx context.Context) error {
 	w.logger.Info("review: weekly export scheduled", "schedule", w.cfg.Schedule, "location", w.cfg.Location.String(),
-		"dir", w.cfg.Dir, "next", w.sched.Next(w.exp.now().In(w.cfg.Location)))
-	return nil
+		"dir", w.cfg.Dir, "next", w.sched.Next(w.cfg.Clock.Now().In(w.cfg.Location)))
+	for {
+		now := w.cfg.Clock.Now().In(w.cfg.Location)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.cfg.Clock.After(w.sched.Next(now).Sub(now)):
+		}
+		if w.cfg.Lease != nil && !w.cfg.Lease.Held() {
+			w.logger.Debug("review: weekly export left to the replica holding the lease")
+			continue
+		}
+		w.scheduled(ctx)
+	}
 }
 
-// Stop unschedules the job and waits for a running export to finish. If ctx
-// ends first, the run's context is cancelled and Stop returns ctx's error.
-// Stopping a job that is not started does nothing.
-func (w *Weekly) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	c, cancel := w.cron, w.cancel
-	w.cron, w.cancel = nil, nil
-	w.mu.Unlock()
-	if c == nil {
-		return nil
-	}
+// scheduled is one run bounded by the timeout, recovering a panic.
+func (w *Weekly) scheduled(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	select {
-	case <-c.Stop().Done():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("review: weekly: stop: %w", ctx.Err())
-	}
-}
-
-// cronLogger adapts slog to cron.Logger. Cron's routine messages (wake, run,
-// schedule) go to debug; a skipped run is worth an info line.
-type cronLogger struct{ l *slog.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) {
-	if msg == "skip" {
-		c.l.Info("review: weekly export skipped: the previous run is still going")
-		return
-	}
-	c.l.Debug("cron: "+msg, kv...)
-}
-
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error("cron: "+msg, append([]any{"err", err}, kv...)...)
+	defer func() {
+		if p := recover(); p != nil {
+			w.logger.Error("review: weekly export panicked", "err", fmt.Errorf("panic: %v", p))
+		}
+	}()
+	_, _ = w.RunOnce(ctx, w.cfg.Clock.Now()) // RunOnce logs its outcome
 }

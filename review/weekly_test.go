@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/bridgetest"
 )
 
 func TestPreviousISOWeek(t *testing.T) {
@@ -214,6 +216,7 @@ type lockedSource struct {
 	mu      sync.Mutex
 	deletes int
 	block   chan struct{} // Reviews waits on it when set
+	entered chan struct{} // Reviews signals it before blocking, when set
 	panics  bool
 }
 
@@ -222,6 +225,9 @@ func (s *lockedSource) Reviews(ctx context.Context, from, to time.Time, fn func(
 		panic("source exploded")
 	}
 	if s.block != nil {
+		if s.entered != nil {
+			s.entered <- struct{}{}
+		}
 		select {
 		case <-s.block:
 		case <-ctx.Done():
@@ -244,64 +250,113 @@ func (s *lockedSource) deleted() int {
 	return s.deletes
 }
 
-func TestWeeklyStartStop(t *testing.T) {
+// runWeekly runs w and returns a func that cancels it and checks Run
+// returned nil.
+func runWeekly(t *testing.T, w *Weekly) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run = %v on cancel, want nil", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return within 10 s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// parked waits until the job waits on the clock and returns the wait.
+func parked(t *testing.T, c *bridgetest.Clock) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, 1); err != nil {
+		t.Fatal("the weekly job never waited on the clock")
+	}
+	return c.Waits()[0]
+}
+
+// leaseFlag is a Leadership a test switches.
+type leaseFlag struct{ held atomic.Bool }
+
+func (l *leaseFlag) Held() bool                { return l.held.Load() }
+func (l *leaseFlag) Acquired() <-chan struct{} { return nil }
+
+// TestWeeklyRun steps a fake clock through the default schedule: the job
+// sleeps until Monday 06:00, runs there only on the lease holder, and stops
+// on cancel.
+func TestWeeklyRun(t *testing.T) {
 	src := &lockedSource{}
-	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Schedule: "@every 1s"}, src, src, nil, nil)
+	clock := bridgetest.NewClock(time.Date(2026, 11, 12, 10, 0, 0, 0, time.UTC)) // a Thursday
+	lease := &leaseFlag{}
+	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Clock: clock, Lease: lease}, src, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Stop(context.Background()); err != nil {
-		t.Fatalf("Stop before Start: %v", err)
+	stop := runWeekly(t, w)
+	monday := time.Date(2026, 11, 16, 6, 0, 0, 0, time.UTC)
+	if got := parked(t, clock); got != monday.Sub(clock.Now()) {
+		t.Fatalf("sleeps %v, want until Monday 06:00 (%v)", got, monday.Sub(clock.Now()))
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
+	clock.Set(monday) // another replica holds the lease: no run here
+	parked(t, clock)
+	if n := src.deleted(); n != 0 {
+		t.Fatalf("a replica without the lease ran the job (%d retention passes)", n)
 	}
-	if err := w.Start(context.Background()); err == nil {
-		t.Error("second Start: no error")
-	}
-	waitFor(t, 5*time.Second, func() bool { return src.deleted() >= 1 })
-	if err := w.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	n := src.deleted()
-	time.Sleep(1500 * time.Millisecond)
-	if src.deleted() != n {
-		t.Error("the job ran after Stop")
+	lease.held.Store(true)
+	clock.Set(monday.AddDate(0, 0, 7))
+	waitFor(t, 10*time.Second, func() bool { return src.deleted() == 1 })
+	parked(t, clock)
+	stop()
+	clock.Set(monday.AddDate(0, 0, 14))
+	if n := src.deleted(); n != 1 {
+		t.Errorf("%d runs, want 1 (none after cancel)", n)
 	}
 }
 
-func TestWeeklyStopCancelsARunningExport(t *testing.T) {
-	src := &lockedSource{block: make(chan struct{})}
-	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Schedule: "@every 1s", Formats: []Format{FormatCSV}}, src, src, nil, nil)
+func TestWeeklyCancelStopsARunningExport(t *testing.T) {
+	src := &lockedSource{block: make(chan struct{}), entered: make(chan struct{}, 1)}
+	clock := bridgetest.NewClock(time.Date(2026, 11, 12, 10, 0, 0, 0, time.UTC))
+	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Formats: []Format{FormatCSV}, Clock: clock}, src, src, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
+	stop := runWeekly(t, w)
+	parked(t, clock)
+	clock.Advance(7 * 24 * time.Hour)
+	<-src.entered // a run is now blocked in Reviews
+	stop()        // cancels it: Run returns only after the run ended
+	if n := src.deleted(); n != 1 {
+		t.Errorf("%d retention passes, want 1 (the cancelled run still finishes)", n)
 	}
-	time.Sleep(1200 * time.Millisecond) // a run is now blocked in Reviews
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := w.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Stop = %v, want the deadline", err)
-	}
-	// Stop cancelled the run's context: it finishes (retention included) soon.
-	waitFor(t, 5*time.Second, func() bool { return src.deleted() >= 1 })
 }
 
 func TestWeeklyRecoversPanics(t *testing.T) {
 	src := &lockedSource{panics: true}
 	var logs syncBuffer
-	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Schedule: "@every 1s"}, src, src, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	clock := bridgetest.NewClock(time.Date(2026, 11, 12, 10, 0, 0, 0, time.UTC))
+	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), Clock: clock}, src, src, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
+	runWeekly(t, w)
+	for range 2 {
+		parked(t, clock)
+		clock.Advance(7 * 24 * time.Hour)
 	}
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "source exploded") })
-	if err := w.Stop(context.Background()); err != nil {
-		t.Fatal(err)
+	parked(t, clock) // still scheduling after a panic
+	if got := strings.Count(logs.String(), "source exploded"); got != 2 {
+		t.Errorf("%d panics logged, want 2:\n%s", got, logs.String())
 	}
 }
 
