@@ -69,6 +69,7 @@ type Config struct {
 	DispatchMaxAttempts int
 	DispatchBackoff     time.Duration
 	DispatchLease       time.Duration
+	LeaderLease         time.Duration
 	SNMaxRetries        int
 	ReviewSalt          string
 	ReviewToken         string
@@ -275,6 +276,7 @@ var settings = []setting{
 	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "6", Group: "Relay", Help: "attempts before a failing outward call ends the session", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 1, 100)},
 
 	{Name: "HANDOFF_DISPATCH_LEASE", Default: "30s", Group: "Relay", Help: "how long a claimed outward call belongs to one worker; after a crash it is retried once the lease ends (a call may take two thirds of it)", set: dur(func(c *Config) *time.Duration { return &c.DispatchLease }, time.Second)},
+	{Name: "HANDOFF_LEADER_LEASE", Default: "15s", Group: "Relay", Help: "lease of the jobs that run on one replica (poller, timeout sweeper, weekly review export): renewed every third of it; when the replica holding it dies another takes over within it (at once on a clean shutdown)", set: dur(func(c *Config) *time.Duration { return &c.LeaderLease }, time.Second)},
 	{Name: "HANDOFF_DISPATCH_BACKOFF", Default: "1s", Group: "Relay", Help: "first retry delay of a failed outward call (doubles per attempt, capped at 30s)", set: dur(func(c *Config) *time.Duration { return &c.DispatchBackoff }, time.Millisecond)},
 
 	{Name: "HANDOFF_REVIEW_SALT", Group: "Review", Help: "secret salt of the pseudonymous user key (required to serve; keep it stable)", Secret: true, set: str(func(c *Config) *string { return &c.ReviewSalt })},

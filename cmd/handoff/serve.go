@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
@@ -56,17 +54,13 @@ type app struct {
 	store   *store.Store
 	metrics *metrics
 	mux     *http.ServeMux
-	// loops are background components started after the listener is up and
-	// stopped after it has drained.
+	// loops are the background components (lifecycle.go).
 	loops []loop
-	parts parts
-}
-
-// loop is a background component.
-type loop struct {
-	name  string
-	start func(ctx context.Context)
-	stop  func(ctx context.Context)
+	// leader holds this replica's job leases (nil without integrations).
+	leader *bridge.Leader
+	parts  parts
+	// listen replaces net.Listen in tests.
+	listen func(network, addr string) (net.Listener, error)
 }
 
 // overrides lets the demo and tests swap in-process parts.
@@ -126,59 +120,42 @@ func (a *app) ready(ctx context.Context) string {
 	return ""
 }
 
-// serve listens on cfg.Addr (or uses ln), runs the loops, and on ctx's end
-// shuts down gracefully: the listener drains in-flight requests, the loops
-// finish their current work, then the database closes. If started is not
-// nil it receives the listening address once requests are accepted.
+// serve listens on cfg.Addr, runs the loops, and on ctx's end (or when the
+// HTTP server or a loop fails) shuts everything down in order: see shutdown.
+// If started is not nil it receives the listening address once requests are
+// accepted.
 func (a *app) serve(ctx context.Context, started chan<- string) error {
-	defer a.store.Close()
-	ln, err := net.Listen("tcp", a.cfg.Addr)
+	listen := net.Listen
+	if a.listen != nil {
+		listen = a.listen
+	}
+	ln, err := listen("tcp", a.cfg.Addr)
 	if err != nil {
+		a.store.Close()
 		return fmt.Errorf("listen on %s (HANDOFF_ADDR): %w", a.cfg.Addr, err)
 	}
 	srv := newHTTPServer(a.cfg.Addr, instrument(a.mux, a.metrics, a.cfg.MaxBody, a.log), a.log)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
 	a.log.Info("listening", "addr", ln.Addr().String())
-
-	loopCtx, cancelLoops := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelLoops()
-	for _, l := range a.loops {
-		l.start(loopCtx)
-	}
+	loops := a.startLoops()
 	if started != nil {
 		started <- ln.Addr().String()
 	}
 
+	var cause error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		cancelLoops()
-		return fmt.Errorf("http server: %w", err)
+	case err := <-httpErr:
+		cause = fmt.Errorf("http server: %w", err)
+		a.log.Error("http server failed; shutting down", "err", err)
+	case e := <-loops.exited:
+		cause = fmt.Errorf("%s stopped unexpectedly: %w", e.name, e.err)
+		if e.err == nil {
+			cause = fmt.Errorf("%s stopped unexpectedly", e.name)
+		}
+		a.log.Error("background loop stopped; shutting down", "loop", e.name, "err", e.err)
 	}
-	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	var shutdownErr error
-	if err := srv.Shutdown(sctx); err != nil {
-		shutdownErr = fmt.Errorf("drain http requests: %w", err)
-	}
-	var wg sync.WaitGroup
-	for i := len(a.loops) - 1; i >= 0; i-- {
-		l := a.loops[i]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start := time.Now()
-			l.stop(sctx)
-			a.log.Debug("stopped", "loop", l.name, "took_ms", time.Since(start).Milliseconds())
-		}()
-	}
-	cancelLoops()
-	wg.Wait()
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http server: %w", err)
-	}
-	return shutdownErr
+	return errors.Join(cause, a.shutdown(srv, loops))
 }

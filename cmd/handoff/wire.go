@@ -136,12 +136,16 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	}
 	a.mux.Handle("POST /api/messages", inbound)
 
-	dctx, cancelDispatch := context.WithCancel(context.Background())
-	dispatchDone := make(chan struct{})
-	a.loops = append(a.loops, loop{name: "dispatcher",
-		start: func(context.Context) { go func() { defer close(dispatchDone); disp.Run(dctx) }() },
-		stop:  func(context.Context) { cancelDispatch(); <-dispatchDone },
-	})
+	a.loops = append(a.loops, loop{name: "dispatcher", stage: stageDispatch,
+		run: func(ctx context.Context) error { disp.Run(ctx); return nil }})
+
+	leader, err := bridge.NewLeader(a.store, bridge.LeaderConfig{Holder: leaseHolder(), TTL: cfg.LeaderLease,
+		Logger: log.With("component", "leader")})
+	if err != nil {
+		return fmt.Errorf("configure job leases (HANDOFF_LEADER_LEASE): %w", err)
+	}
+	a.leader = leader
+	a.loops = append(a.loops, loop{name: "leader", stage: stageLeader, run: leader.Run})
 
 	if va != nil {
 		va.UseSessions(relay)
@@ -150,35 +154,13 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return err
 	}
 
-	sctx, cancelSweep := context.WithCancel(context.Background())
-	sweepDone := make(chan struct{})
-	a.loops = append(a.loops, loop{name: "sweeper",
-		start: func(context.Context) {
-			go func() {
-				defer close(sweepDone)
-				t := time.NewTicker(30 * time.Second)
-				defer t.Stop()
-				for {
-					select {
-					case <-sctx.Done():
-						return
-					case <-t.C:
-						if n, err := relay.Sweep(sctx); err != nil {
-							log.Error("timeout sweep failed", "err", err)
-						} else if n > 0 {
-							log.Info("timed-out handoffs ended", "count", n)
-						}
-					}
-				}
-			}()
-		},
-		stop: func(context.Context) { cancelSweep(); <-sweepDone },
-	})
+	sweeper := bridge.NewSweeper(relay, bridge.SweeperConfig{Lease: leader.Job(jobSweeper), Logger: log.With("component", "sweeper")})
+	a.loops = append(a.loops, loop{name: "sweeper", stage: stageJobs, run: sweeper.Run})
 
 	if err := a.wireReview(); err != nil {
 		return err
 	}
-	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller})
+	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller}, leaderCollector{leader})
 	return nil
 }
 
@@ -220,7 +202,8 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 		log.Info("agent messages arrive by webhook only", "path", "/webhooks/servicenow")
 		return nil
 	}
-	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Logger: log.With("component", "poller")}
+	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Lease: a.leader.Job(jobPoller),
+		Logger: log.With("component", "poller")}
 	if cfg.Delivery == "hybrid" {
 		pc.Interval = cfg.ReconcileInterval
 	}
@@ -234,7 +217,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 		return fmt.Errorf("configure poller (HANDOFF_POLL_*): %w", err)
 	}
 	a.parts.poller = poller
-	a.loops = append(a.loops, loop{name: "poller", start: func(context.Context) { poller.Start() }, stop: func(ctx context.Context) { _ = poller.Stop(ctx) }})
+	a.loops = append(a.loops, loop{name: "poller", stage: stageJobs, run: poller.Run})
 	return nil
 }
 
@@ -262,19 +245,12 @@ func (a *app) wireReview() error {
 		return fmt.Errorf("create HANDOFF_REVIEW_DIR %s: %w", cfg.ReviewDir, err)
 	}
 	w, err := review.NewWeekly(review.WeeklyConfig{Dir: cfg.ReviewDir, Schedule: cfg.ReviewSchedule, Location: loc,
-		MaxAge: cfg.ReviewRetention}, a.store, a.store, exp, a.log.With("component", "review-weekly"))
+		MaxAge: cfg.ReviewRetention, Lease: a.leader.Job(jobWeekly)}, a.store, a.store, exp, a.log.With("component", "review-weekly"))
 	if err != nil {
 		return fmt.Errorf("configure weekly review export (HANDOFF_REVIEW_SCHEDULE, HANDOFF_REVIEW_DIR): %w", err)
 	}
 	a.parts.weekly = w
-	a.loops = append(a.loops, loop{name: "review-weekly",
-		start: func(ctx context.Context) {
-			if err := w.Start(ctx); err != nil {
-				a.log.Error("weekly review export not started", "err", err)
-			}
-		},
-		stop: func(ctx context.Context) { _ = w.Stop(ctx) },
-	})
+	a.loops = append(a.loops, loop{name: "review-weekly", stage: stageJobs, run: w.Run})
 	return nil
 }
 
