@@ -57,10 +57,22 @@ type reportStats struct {
 	waits     *sampler
 	durations *sampler
 	loc       *time.Location
+
+	redact    func(string) string
+	byReason  *caseLists
+	byIntent  *caseLists
+	docs      []clusterDoc // what users asked, for clustering (the first maxClusterDocs)
+	docsSeen  int
+	csatN     int
+	csatSum   int
+	labelledN int // handoffs with an agent topic label
 }
 
-func newReportStats(lowConf float64, loc *time.Location) *reportStats {
+func newReportStats(lowConf float64, loc *time.Location, redact func(string) string) *reportStats {
 	return &reportStats{
+		redact:    redact,
+		byReason:  newCaseLists(),
+		byIntent:  newCaseLists(),
 		lowConf:   lowConf,
 		loc:       loc,
 		days:      map[int64]int{},
@@ -80,6 +92,7 @@ func (s *reportStats) add(r bridge.ReviewRecord) {
 	if finite(r.Confidence) < s.lowConf {
 		s.low++
 	}
+	s.addCase(r)
 	if r.EndedAt.IsZero() {
 		s.closes.add("(still open)")
 		return
@@ -90,6 +103,51 @@ func (s *reportStats) add(r bridge.ReviewRecord) {
 	if r.WaitMillis > 0 || r.AgentMessages > 0 {
 		s.answered++
 		s.waits.add(r.WaitMillis)
+	}
+}
+
+// addCase files r in the case lists and the clustering sample.
+func (s *reportStats) addCase(r bridge.ReviewRecord) {
+	topic := ""
+	if r.Verdict != nil {
+		topic = r.Verdict.Topic
+		if topic != "" {
+			s.labelledN++
+		}
+	}
+	if r.CSAT != nil && r.CSAT.Rating > 0 {
+		s.csatN++
+		s.csatSum += r.CSAT.Rating
+	}
+	var utts []string
+	row := func() caseRow {
+		c := caseRow{Started: r.StartedAt.In(s.loc).Format("Mon 02 15:04"), Intent: orNone(r.Intent),
+			Confidence: formatConfidence(r.Confidence), Topic: topic, Outcome: orNone(string(r.CloseReason))}
+		if r.EndedAt.IsZero() {
+			c.Outcome = "(still open)"
+		}
+		if r.CSAT != nil {
+			c.CSAT = r.CSAT.Rating
+		}
+		if utts == nil {
+			utts = lastUtterances(r.BotTurns, utterancesOfCase)
+		}
+		for _, u := range utts {
+			c.Utterances = append(c.Utterances, truncate(s.redact(u), 200))
+		}
+		return c
+	}
+	s.byReason.add(orNone(r.Reason), row)
+	s.byIntent.add(orNone(r.Intent), row)
+	s.docsSeen++
+	if len(s.docs) < maxClusterDocs {
+		if utts == nil {
+			utts = lastUtterances(r.BotTurns, utterancesOfCase)
+		}
+		if u := telling(utts); u != "" {
+			s.docs = append(s.docs, clusterDoc{text: truncate(s.redact(u), 200), intent: r.Intent,
+				confidence: finite(r.Confidence), topic: topic})
+		}
 	}
 }
 
@@ -394,10 +452,19 @@ type reportData struct {
 	MedianWait, P90Wait string
 	MedianDur, P90Dur   string
 	Estimated           bool
+
+	Clusters         []clusterRow
+	Clustered, Asked int // utterances clustered, handoffs with an utterance
+	ByReason         []caseGroup
+	ByIntent         []caseGroup
+	CasesPerGroup    int
+	CSATCount        int
+	CSATMean         string
+	Labelled         int
 }
 
 func (e *Exporter) exportHTML(ctx context.Context, w io.Writer, src Source, from, to time.Time) (int, error) {
-	s := newReportStats(e.lowConf, e.loc)
+	s := newReportStats(e.lowConf, e.loc, e.redact)
 	n, err := stream(ctx, src, from, to, func(r bridge.ReviewRecord) error {
 		s.add(r)
 		return nil
@@ -429,6 +496,12 @@ func (s *reportStats) data(from, to, now time.Time) reportData {
 	d.Columns, d.Unit = s.timeline(from, to)
 	for _, c := range d.Columns {
 		d.MaxCount = max(d.MaxCount, c.Count)
+	}
+	d.Clusters, d.Clustered, d.Asked = describeClusters(s.docs), len(s.docs), s.docsSeen
+	d.ByReason, d.ByIntent, d.CasesPerGroup = s.byReason.top(topN), s.byIntent.top(topN), casesPerGroup
+	d.CSATCount, d.Labelled = s.csatN, s.labelledN
+	if s.csatN > 0 {
+		d.CSATMean = strconv.FormatFloat(float64(s.csatSum)/float64(s.csatN), 'f', 1, 64)
 	}
 	d.Reasons = s.reasons.top(topN, s.total)
 	d.Intents = s.intents.top(topN, s.total)

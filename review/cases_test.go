@@ -1,0 +1,66 @@
+package review
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+)
+
+// TestReportShowsCases builds a week of handoffs from the clustering corpus,
+// with agent topic labels on the MFA cases and CSAT on some, and checks that
+// the HTML report lists the cases by reason and by intent with their
+// utterances, topic, outcome and CSAT, shows the MFA cluster with the bot's
+// guess, and suggests an intent name from the agreeing topic labels.
+func TestReportShowsCases(t *testing.T) {
+	var recs []bridge.ReviewRecord
+	i := 0
+	for topic, us := range clusterCorpus {
+		for k, u := range us {
+			r := bridge.ReviewRecord{SessionID: bridge.SessionID(fmt.Sprintf("%s-%d", topic, k)),
+				StartedAt: weekFrom.Add(time.Duration(i) * time.Hour), Reason: "fallback", Intent: "password_reset", Confidence: 0.41,
+				BotTurns: []bridge.Turn{{Role: "user", Text: u, Intent: "password_reset", Confidence: 0.41},
+					{Role: "bot", Text: "Sorry?"}, {Role: "user", Text: "talk to a human"}},
+				EndedAt: weekFrom.Add(time.Duration(i)*time.Hour + 10*time.Minute), CloseReason: bridge.ReasonAgentClosed}
+			if topic != "mfa_new_phone" {
+				r.Intent, r.Reason = topic+"_guess", "user_asked"
+			} else if k < 6 {
+				r.Verdict = &bridge.Verdict{Topic: "Reset MFA on new phone"}
+				r.CSAT = &bridge.CSAT{Rating: 2}
+			}
+			recs = append(recs, r)
+			i++
+		}
+	}
+	src := &memSource{records: recs}
+	var out bytes.Buffer
+	if _, err := testExporter(t, ExportConfig{}).Export(context.Background(), &out, src, weekFrom, weekTo, FormatHTML); err != nil {
+		t.Fatal(err)
+	}
+	html := out.String()
+	if testing.Verbose() {
+		i := strings.Index(html, "What users asked")
+		t.Log(html[i : i+3000])
+	}
+	for _, want := range []string{
+		"handoffs looked like “Reset MFA on new phone”</b>; the bot guessed <code>password_reset at 0.41 (1",
+		`Suggested new intent: <code class="suggested">reset_mfa_on_new_phone</code>`,
+		"<b>fallback</b>: 12 handoffs",
+		"<b>user_asked</b>: 60 handoffs",
+		"<b>vpn_drops_guess</b>: 12 handoffs",
+		"“MFA stopped working after I switched phones” → “talk to a human”",
+		"<td>Reset MFA on new phone</td><td>agent_closed</td><td>2</td>",
+		"Employee rating (CSAT) of agent-handled chats: 2.0 / 5 from 6 ratings.",
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Count(html, `class="cluster"`) < 6 {
+		t.Errorf("report shows %d clusters, want the 6 topics", strings.Count(html, `class="cluster"`))
+	}
+}
