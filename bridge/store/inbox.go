@@ -110,7 +110,7 @@ func deref(s *string) string {
 
 // caseQuery builds the inbox query of q.
 func (s *Store) caseQuery(ctx context.Context, q bridge.ReviewQuery) *gorm.DB {
-	db := s.db.WithContext(ctx).Table("review_records AS r").
+	db := s.reader().WithContext(ctx).Table("review_records AS r").
 		Select("r.record, a.reviewed, a.intents, a.expected_action, a.note, a.updated_by, a.updated_at").
 		Joins("LEFT JOIN review_annotations AS a ON a.session_id = r.session_id")
 	if !q.From.IsZero() {
@@ -156,8 +156,8 @@ func (s *Store) caseQuery(ctx context.Context, q bridge.ReviewQuery) *gorm.DB {
 }
 
 // ReviewCases streams the review cases q selects, one row at a time. An error
-// from fn stops the stream and is returned unchanged. On SQLite fn must not
-// use the Store (the stream holds the one connection).
+// from fn stops the stream and is returned unchanged. The stream reads on the
+// read pool (SQLite file databases), so a slow fn never holds the writer.
 func (s *Store) ReviewCases(ctx context.Context, q bridge.ReviewQuery, fn func(bridge.ReviewCase) error) error {
 	rows, err := s.caseQuery(ctx, q).Rows()
 	if err != nil {
@@ -188,7 +188,7 @@ func (s *Store) ReviewCases(ctx context.Context, q bridge.ReviewQuery, fn func(b
 func (s *Store) ReviewCase(ctx context.Context, id bridge.SessionID) (bridge.ReviewCase, error) {
 	what := fmt.Sprintf("review case %q", id)
 	var rec reviewRow
-	if err := s.db.WithContext(ctx).Where("session_id = ?", string(id)).Take(&rec).Error; err != nil {
+	if err := s.reader().WithContext(ctx).Where("session_id = ?", string(id)).Take(&rec).Error; err != nil {
 		return bridge.ReviewCase{}, wrap(what, err)
 	}
 	r, err := decodeReview([]byte(rec.Record))
@@ -197,7 +197,7 @@ func (s *Store) ReviewCase(ctx context.Context, id bridge.SessionID) (bridge.Rev
 	}
 	out := bridge.ReviewCase{Record: r, Annotation: bridge.Annotation{SessionID: id}}
 	var a annotationRow
-	err = s.db.WithContext(ctx).Where("session_id = ?", string(id)).Limit(1).Find(&a).Error
+	err = s.reader().WithContext(ctx).Where("session_id = ?", string(id)).Limit(1).Find(&a).Error
 	if err != nil {
 		return out, wrap(what, err)
 	}
@@ -246,7 +246,7 @@ func (s *Store) Annotate(ctx context.Context, a bridge.Annotation, audit ...brid
 // ReviewAudit returns the audit log of one handoff, oldest first.
 func (s *Store) ReviewAudit(ctx context.Context, id bridge.SessionID) ([]bridge.AuditEntry, error) {
 	var rows []auditRow
-	if err := s.db.WithContext(ctx).Where("session_id = ?", string(id)).Order("id").Find(&rows).Error; err != nil {
+	if err := s.reader().WithContext(ctx).Where("session_id = ?", string(id)).Order("id").Find(&rows).Error; err != nil {
 		return nil, wrap(fmt.Sprintf("audit of review case %q", id), err)
 	}
 	out := make([]bridge.AuditEntry, len(rows))

@@ -49,10 +49,12 @@ func (t *tx) Review(ctx context.Context, session bridge.SessionID) (bridge.Revie
 // Reviews streams the records whose handoff started in [from, to), oldest
 // first (ties by session id), one row at a time: memory does not grow with
 // the number of records. An error from fn stops the stream and is returned
-// unchanged. On SQLite fn must not use the Store (the stream holds the one
-// connection).
+// unchanged. The stream reads on the read pool (SQLite file databases), so a
+// slow fn (an export streaming to a slow HTTP client) never holds the writer;
+// with sqlite::memory: it holds the one connection and fn must not use the
+// Store.
 func (s *Store) Reviews(ctx context.Context, from, to time.Time, fn func(bridge.ReviewRecord) error) error {
-	rows, err := s.db.WithContext(ctx).Model(&reviewRow{}).Select("record").
+	rows, err := s.reader().WithContext(ctx).Model(&reviewRow{}).Select("record").
 		Where("started_at >= ? AND started_at < ?", ceilMS(from), ceilMS(to)).
 		Order("started_at, session_id").Rows()
 	if err != nil {

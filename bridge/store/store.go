@@ -12,14 +12,18 @@
 //   - Row structs (rows.go) are separate from the domain types; updates name
 //     their columns (maps) so zero values are written too.
 //
-// SQLite: the database is opened with one connection (WAL, busy_timeout,
-// foreign keys on, IMMEDIATE transactions, synchronous left at its durable
-// default), so all access is serialized. Inside Store.Update only the Tx may
-// be used, and inside the callback of Store.Reviews the Store may not be used
-// at all: either would wait for the one connection forever. More than one
-// dispatcher worker gains nothing on SQLite. Extra driver parameters may be
-// appended to the URL, e.g. sqlite:handoff.db?_pragma=synchronous(NORMAL) to
-// trade durability on power loss for commit speed.
+// SQLite: the database is opened in WAL mode with one writer connection
+// (busy_timeout, foreign keys on, IMMEDIATE transactions, synchronous left at
+// its durable default), so all writes are serialized, and a separate
+// read-only pool of a few connections for View and the review streams: in
+// WAL mode a reader never waits for the writer nor the writer for a reader,
+// so a slow export does not stall the relay. Inside Store.Update only the Tx
+// may be used. sqlite::memory: has no read pool (the database lives in the
+// one connection): there, View and the streams share the writer and their
+// callbacks may not use the Store. More than one dispatcher worker gains
+// nothing on SQLite. Extra driver parameters may be appended to the URL, e.g.
+// sqlite:handoff.db?_pragma=synchronous(NORMAL) to trade durability on power
+// loss for commit speed.
 //
 // PostgreSQL: several replicas may share the database. Outbox items are
 // claimed with FOR UPDATE SKIP LOCKED, and enqueuers of one lane are serialized
@@ -55,8 +59,13 @@ const (
 // Store implements bridge.Store on SQLite or PostgreSQL. It is safe for
 // concurrent use.
 type Store struct {
-	db      *gorm.DB
-	sqlDB   *sql.DB
+	db    *gorm.DB
+	sqlDB *sql.DB
+	// rdb is the read-only pool of a SQLite file database (nil otherwise:
+	// reads use db). In WAL mode its readers never wait for the writer and
+	// the writer never waits for them.
+	rdb     *gorm.DB
+	rsqlDB  *sql.DB
 	dialect string
 	logger  *slog.Logger
 	now     func() time.Time // bookkeeping times (updated_at) only
@@ -81,7 +90,7 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 	)
 	switch {
 	case strings.HasPrefix(databaseURL, "sqlite:"):
-		dsn, err := sqliteDSN(strings.TrimPrefix(databaseURL, "sqlite:"))
+		dsn, err := sqliteDSN(strings.TrimPrefix(databaseURL, "sqlite:"), false)
 		if err != nil {
 			return nil, err
 		}
@@ -92,12 +101,7 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		return nil, fmt.Errorf("store: open: unsupported database URL %q: want sqlite:<path>, sqlite::memory: or postgres://user@host/db",
 			redactURL(databaseURL))
 	}
-	gdb, err := gorm.Open(dialector, &gorm.Config{
-		TranslateError:         true,
-		SkipDefaultTransaction: true,
-		DisableAutomaticPing:   true,
-		Logger:                 newGormLogger(logger),
-	})
+	gdb, err := gorm.Open(dialector, gormConfig(logger))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
 	}
@@ -122,19 +126,77 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
 	}
+	if p := strings.TrimPrefix(databaseURL, "sqlite:"); dialect == DialectSQLite && p != ":memory:" {
+		// The writer's Ping above created the file and switched it to WAL
+		// (persistent), so the readers open an existing WAL database.
+		if err := s.openReaders(ctx, p, logger); err != nil {
+			_ = sqlDB.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+func gormConfig(logger *slog.Logger) *gorm.Config {
+	return &gorm.Config{
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		DisableAutomaticPing:   true,
+		Logger:                 newGormLogger(logger),
+	}
+}
+
+// readConns is the size of the SQLite read-only pool.
+const readConns = 4
+
+// openReaders opens the read-only pool of a SQLite file database.
+func (s *Store) openReaders(ctx context.Context, path string, logger *slog.Logger) error {
+	dsn, err := sqliteDSN(path, true)
+	if err != nil {
+		return err
+	}
+	rdb, err := gorm.Open(sqlite.Open(dsn), gormConfig(logger))
+	if err != nil {
+		return fmt.Errorf("store: open sqlite read pool: %w", err)
+	}
+	rsql, err := rdb.DB()
+	if err != nil {
+		return fmt.Errorf("store: open sqlite read pool: %w", err)
+	}
+	rsql.SetMaxOpenConns(readConns)
+	rsql.SetMaxIdleConns(readConns)
+	if err := rsql.PingContext(ctx); err != nil {
+		_ = rsql.Close()
+		return fmt.Errorf("store: open sqlite read pool: %w", err)
+	}
+	s.rdb, s.rsqlDB = rdb, rsql
+	return nil
+}
+
+// reader is the pool for read-only work.
+func (s *Store) reader() *gorm.DB {
+	if s.rdb != nil {
+		return s.rdb
+	}
+	return s.db
 }
 
 // sqliteDSN turns the part after "sqlite:" into a driver DSN with the
 // pragmas the store relies on. "//" before an absolute path is accepted
 // (sqlite:///var/x.db); query parameters given by the caller are kept.
-func sqliteDSN(p string) (string, error) {
+//
+// readOnly gives the DSN of the read pool: query_only, and deferred
+// transactions (an IMMEDIATE one would take the write lock).
+func sqliteDSN(p string, readOnly bool) (string, error) {
 	p = strings.TrimPrefix(p, "//")
 	if p == "" {
 		return "", errors.New("store: open: empty SQLite path (want sqlite:<path>, or sqlite::memory: for an in-memory database)")
 	}
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
-	if p != ":memory:" {
+	switch {
+	case readOnly:
+		pragmas = "_pragma=busy_timeout(10000)&_pragma=query_only(1)"
+	case p != ":memory:":
 		pragmas += "&_pragma=journal_mode(WAL)"
 	}
 	if strings.Contains(p, "?") {
@@ -186,7 +248,11 @@ func (s *Store) SchemaCurrent(ctx context.Context) (ok bool, reason string, err 
 
 // Close closes the database. Call it last, after every user of the store stopped.
 func (s *Store) Close() error {
-	if err := s.sqlDB.Close(); err != nil {
+	var rerr error
+	if s.rsqlDB != nil {
+		rerr = s.rsqlDB.Close()
+	}
+	if err := errors.Join(s.sqlDB.Close(), rerr); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
@@ -216,6 +282,26 @@ func (s *Store) Update(ctx context.Context, fn func(tx bridge.Tx) error) error {
 		return fnErr // gorm returns fn's error as is; keep it unwrapped
 	default:
 		return fmt.Errorf("store: update transaction: %w", err)
+	}
+}
+
+// View runs fn in one read-only transaction: on SQLite on the read pool,
+// so a slow reader never holds the writer; on PostgreSQL a READ ONLY
+// transaction. The Tx's write methods fail. Errors are returned as by
+// Update.
+func (s *Store) View(ctx context.Context, fn func(tx bridge.Tx) error) error {
+	var fnErr error
+	err := s.reader().WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
+		fnErr = fn(&tx{s: s, db: gtx})
+		return fnErr
+	}, &sql.TxOptions{ReadOnly: true})
+	switch {
+	case err == nil:
+		return nil
+	case fnErr != nil:
+		return fnErr
+	default:
+		return fmt.Errorf("store: read transaction: %w", err)
 	}
 }
 

@@ -274,7 +274,7 @@ func httpStatusOf(err error) int {
 // bridgeCollector exports the relay's counters and the outbox backlog.
 type bridgeCollector struct {
 	store interface {
-		Update(ctx context.Context, fn func(tx bridge.Tx) error) error
+		View(ctx context.Context, fn func(tx bridge.Tx) error) error
 	}
 	disp   *bridge.Dispatcher
 	poller *bridge.Poller
@@ -303,7 +303,7 @@ func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = c.store.Update(ctx, func(tx bridge.Tx) error {
+	_ = c.store.View(ctx, func(tx bridge.Tx) error {
 		stats, err := tx.OutboxStats(ctx)
 		if err != nil {
 			return err
