@@ -137,6 +137,19 @@ const candidatesIntro = `# Rasa NLU annotation candidates: what users wrote befo
 # handoff from bot turns only; the human conversation is never exported here.
 `
 
+// rangeComment describes [from, to) for a header comment; a zero end is open.
+func rangeComment(from, to time.Time) string {
+	switch {
+	case from.IsZero() && to.IsZero():
+		return "all handoffs"
+	case to.IsZero():
+		return "from " + from.UTC().Format(time.RFC3339)
+	case from.IsZero():
+		return "until " + to.UTC().Format(time.RFC3339) + " (exclusive)"
+	}
+	return from.UTC().Format(time.RFC3339) + " to " + to.UTC().Format(time.RFC3339) + " (end exclusive)"
+}
+
 // write renders the collected examples as Rasa NLU training data (format 3.1):
 // intents with the most examples first, examples in the order they were first
 // seen.
@@ -147,7 +160,7 @@ func (c *nluCollector) write(w io.Writer, from, to time.Time, records int) error
 		intro = candidatesIntro
 	}
 	fmt.Fprint(bw, intro)
-	fmt.Fprintf(bw, "# range: %s to %s (end exclusive)\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	fmt.Fprintf(bw, "# range: %s\n", rangeComment(from, to))
 	fmt.Fprintf(bw, "# handoffs: %d, examples: %d, intents: %d\n", records, c.total, len(c.byName))
 	fmt.Fprintf(bw, "# skipped: %d duplicates, %d button payloads, %d longer than %d characters, %d over the caps (%d per intent, %d intents, %d in all)\n",
 		c.dupes, c.payloads, c.tooLong, c.caps.runes, c.overCap, c.caps.perIntent, c.caps.intents, c.caps.total)

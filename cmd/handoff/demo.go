@@ -31,6 +31,7 @@ const (
 	demoTenant        = "72f988bf-0000-0000-0000-0000000de770"
 	demoRasaToken     = "demo-rasa-token"
 	demoWebhookSecret = "demo-webhook-secret"
+	demoReviewToken   = "demo-review-token"
 	demoAgentPassword = "demo-agent-secret"
 )
 
@@ -197,6 +198,7 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		"HANDOFF_RECONCILE_INTERVAL":          "5s",
 		"HANDOFF_WEBHOOK_SECRET":              demoWebhookSecret,
 		"HANDOFF_REVIEW_SALT":                 "handoff-demo-salt",
+		"HANDOFF_REVIEW_TOKEN":                demoReviewToken,
 		"HANDOFF_REVIEW_DIR":                  filepath.Join(dir, "review-exports"),
 	}
 	cfg, err := LoadConfig(func(k string) string { return env[k] })
@@ -242,7 +244,8 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 	d.web, err = demoweb.New(demoweb.Config{
 		Channel: d.channel, Connector: d.conn, Desk: d.sn, Queue: snowtest.DefaultQueue,
 		Agents: agents, Employees: demoEmployees, Bridge: demoBridge{a: a}, PollWait: o.PollWait,
-		Info:   demoweb.Info{BridgeURL: d.BridgeURL, DeskURL: d.sn.URL(), Delivery: o.Delivery, Bot: bot, Database: d.dbPath},
+		Info: demoweb.Info{BridgeURL: d.BridgeURL, DeskURL: d.sn.URL(), Delivery: o.Delivery, Bot: bot, Database: d.dbPath,
+			ReviewInbox: d.BridgeURL + "/review", ReviewToken: demoReviewToken},
 		Logger: log.With("component", "demo"),
 	})
 	if err != nil {
@@ -308,13 +311,14 @@ handoff demo is running: the real bridge, with simulated Teams, Rasa and Service
   A second employee            %s
   Agent console (ServiceNow)   %s
   Review of the handoffs       %s
+  Review inbox (annotate)      %s  (token %s)
 
   Start page %s · bridge %s · delivery %s · %s · database %s
 
 Say "talk to live agent" in the employee chat, then accept the chat in the agent console.
 Press Ctrl-C to stop.
 `, emp(demoEmployees[0]), emp(demoEmployees[1]), d.URL+"/agent", d.URL+"/review",
-		d.URL+"/", d.BridgeURL, d.opts.Delivery, bot, d.dbPath)
+		d.BridgeURL+"/review", demoReviewToken, d.URL+"/", d.BridgeURL, d.opts.Delivery, bot, d.dbPath)
 }
 
 // checkDelivery makes sure agent messages can reach the bridge in the chosen

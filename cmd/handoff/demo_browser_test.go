@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
@@ -262,6 +264,10 @@ func TestDemoInBrowser(t *testing.T) {
 		emp.waitText(".msg-agent .bubble", step.agent)
 	}
 	agent.waitText("#chats article.open .dmsg-agent .bubble", a2)
+	// The agent labels the case for the bot team; the employee never sees it.
+	const topic = "VPN certificate renewal"
+	agent.say("#chats article.open .reply-text", "#chats article.open form.reply button", "#topic "+topic)
+	agent.waitText("#chats article.open .bubble", "Recorded for the bot team: topic")
 	// Show the context the bot gave the agent.
 	agent.do("open the context", chromedp.Click(chromedp.CSS("#chats article.open .context-box summary")))
 	agent.waitText("#chats article.open details[open] .context", "Reason for handoff: user_asked")
@@ -277,6 +283,9 @@ func TestDemoInBrowser(t *testing.T) {
 		if n := emp.count(".msg-agent .bubble", m); n != 1 {
 			t.Errorf("the employee saw %q %d times, want once", m, n)
 		}
+	}
+	if n := emp.count(".bubble", "#topic") + emp.count(".bubble", "Recorded for the bot team"); n != 0 {
+		t.Errorf("the employee saw the agent's label or its acknowledgment (%d)", n)
 	}
 
 	// 5. The agent closes; the employee is told and is back with the bot.
@@ -324,6 +333,11 @@ func TestDemoInBrowser(t *testing.T) {
 	agent.open(d.URL + "/review/report")
 	agent.waitText("body", "user_asked")
 	agent.screenshot("report")
+
+	// 9. The review page links to the inbox with the two cases: filter,
+	// annotate two utterances, mark the handoff reviewed, download the
+	// training data.
+	reviewInbox(t, agent, d.URL+"/review", topic, []string{u1, strings.TrimPrefix(a1, "Thanks Megan, "), u2, a2})
 
 	t.Logf("browser flow took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), dir)
 }
@@ -377,4 +391,173 @@ type demoTestLog struct{ t *testing.T }
 func (w demoTestLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// waitLoaded waits, across the navigation an action started, until an
+// element matching sel contains text on the new page.
+func (b *tab) waitLoaded(sel, text string) {
+	b.t.Helper()
+	b.waitPage(`document.readyState === "complete" && Array.from(document.querySelectorAll(`+strconv.Quote(sel)+`)).some(e => e.textContent.includes(`+strconv.Quote(text)+`))`, sel, text)
+}
+
+// waitPage waits, across navigations, until the JavaScript condition holds.
+func (b *tab) waitPage(cond, sel, text string) {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond)))
+		cancel()
+		if err == nil {
+			return
+		}
+		// The page the poll ran in went away: poll the new one.
+		if !strings.Contains(err.Error(), "navigated") && !strings.Contains(err.Error(), "context") || time.Now().After(deadline) {
+			b.screenshot("failed")
+			b.t.Fatalf("%s: no %q containing %q after navigating: %v\npage text:\n%s", b.name, sel, text, err, b.text("body"))
+		}
+	}
+}
+
+// attr returns the attribute of the first element matching sel.
+func (b *tab) attr(sel, name string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(
+		`(document.querySelector(%q) || {getAttribute: () => ""}).getAttribute(%q) || ""`, sel, name)))
+	if err != nil {
+		b.t.Fatalf("%s: attribute %s of %s: %v", b.name, name, sel, err)
+	}
+	return v
+}
+
+// download fetches the link sel points at from the page, with the page's
+// cookies (as clicking it would), and returns the status and body.
+func (b *tab) download(sel string) (int, string) {
+	b.t.Helper()
+	type result struct {
+		Status int    `json:"status"`
+		Body   string `json:"body"`
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	r, err := chromedp.Run(ctx, chromedp.Evaluate[result](fmt.Sprintf(
+		`fetch(document.querySelector(%q).href, {credentials: "same-origin"}).then(async r => ({status: r.status, body: await r.text()}))`, sel),
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("%s: download %s: %v", b.name, sel, err)
+	}
+	return r.Status, r.Body
+}
+
+// reviewInbox follows the demo review page's link to the review inbox and
+// works through it as a bot team member would. human are texts of the human
+// part, which must never reach the training data.
+func reviewInbox(t *testing.T, b *tab, reviewPage, topic string, human []string) {
+	t.Helper()
+	b.open(reviewPage)
+	b.waitText("#inbox-link", "review inbox")
+	inbox := b.attr("#inbox-link", "href")
+	token := b.text("#inbox-token")
+	if inbox == "" || token == "" {
+		t.Fatalf("the review page links no inbox (%q) or gives no token (%q)", inbox, token)
+	}
+	b.open(inbox)
+	b.waitText("#signin", "Sign in")
+	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.SendKeys(chromedp.CSS("#name"), "Rita Reviewer"),
+		chromedp.Click(chromedp.CSS("#signin")))
+	b.waitLoaded("#cases", "fallback")
+	if n := b.count("#cases tr.case", ""); n != 2 {
+		t.Errorf("the inbox lists %d handoffs, want the 2 of the demo", n)
+	}
+	b.waitText("#cases tr.case", topic)
+	b.screenshot("inbox")
+
+	// Filter: the handoff the employee asked for, not yet reviewed.
+	b.do("filter", chromedp.SendKeys(chromedp.CSS(`input[name="reason"]`), "user_asked"),
+		chromedp.SetValue(chromedp.CSS("#f-reviewed"), "no"), chromedp.Click(chromedp.CSS("#apply")))
+	b.waitPage(`document.readyState === "complete" && location.search.includes("reason=user_asked") && location.search.includes("reviewed=no")`,
+		"the filtered list", "reason=user_asked&reviewed=no")
+	if n := b.count("#cases tr.case", "user_asked"); n != 1 || b.count("#cases tr.case", "") != 1 {
+		t.Errorf("filtering by reason=user_asked lists %d handoffs, want 1", b.count("#cases tr.case", ""))
+	}
+	b.screenshot("inbox-filtered")
+
+	// The handoff: bot part and human part apart.
+	b.do("open the handoff", chromedp.Click(chromedp.CSS("#cases tr.case a")))
+	b.waitLoaded("#bot-part", "how do I reset my password?")
+	b.waitText("#verdict", topic)
+	botPart := b.text("#bot-part")
+	for _, h := range human {
+		b.waitText("#human-part", h)
+		if strings.Contains(botPart, h) {
+			t.Errorf("the bot part shows %q from the human part", h)
+		}
+	}
+	// Annotate two user utterances, name the action, mark it reviewed.
+	ids, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('input[name^="intent_"]')).map(e => e.id)`))
+	if err != nil || len(ids) < 2 {
+		t.Fatalf("the handoff has %d utterances to annotate (%v), want at least 2", len(ids), err)
+	}
+	utterances, _ := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#bot-part .turn.user')).map(e => e.querySelector('.utt').textContent)`))
+	b.do("annotate", chromedp.SendKeys(chromedp.CSS("#"+ids[0]), "password_reset"), chromedp.SendKeys(chromedp.CSS("#"+ids[1]), "forgot_password"),
+		chromedp.SendKeys(chromedp.CSS("#expected_action"), "utter_password_reset_link"),
+		chromedp.SendKeys(chromedp.CSS("#note"), "the bot had the answer; the handoff was not needed"),
+		chromedp.Click(chromedp.CSS("#reviewed")))
+	b.screenshot("annotate")
+	b.do("save", chromedp.Click(chromedp.CSS("#save")))
+	b.waitLoaded("#saved", "Saved")
+	b.waitText("#audit", "Rita Reviewer")
+	b.waitText("#audit", "reviewed")
+	b.screenshot("annotated")
+
+	// The reviewed filter now lists it; the downloads carry the annotations.
+	b.open(inbox + "?reviewed=yes")
+	b.waitText("#cases tr.case", "reviewed")
+	code, nlu := b.download("#dl-nlu")
+	if code != 200 {
+		t.Fatalf("NLU download: %d %s", code, nlu)
+	}
+	code, stories := b.download("#dl-tests")
+	if code != 200 {
+		t.Fatalf("test stories download: %d %s", code, stories)
+	}
+	t.Logf("nlu.yml:\n%s\ntest_handoffs.yml:\n%s", nlu, stories)
+	var nf struct {
+		Version string `yaml:"version"`
+		NLU     []struct {
+			Intent   string `yaml:"intent"`
+			Examples string `yaml:"examples"`
+		} `yaml:"nlu"`
+	}
+	if err := yaml.Unmarshal([]byte(nlu), &nf); err != nil || nf.Version != "3.1" || len(nf.NLU) != 2 {
+		t.Fatalf("nlu.yml: %v, version %q, %d intents; want 2", err, nf.Version, len(nf.NLU))
+	}
+	got := map[string]string{}
+	for _, in := range nf.NLU {
+		got[in.Intent] = in.Examples
+	}
+	for i, intent := range []string{"password_reset", "forgot_password"} {
+		if len(utterances) <= i || !strings.Contains(got[intent], strings.TrimSpace(utterances[i])) {
+			t.Errorf("nlu.yml files %q under %q? examples %q", utterances, intent, got[intent])
+		}
+	}
+	var sf struct {
+		Version string `yaml:"version"`
+		Stories []struct {
+			Story string              `yaml:"story"`
+			Steps []map[string]string `yaml:"steps"`
+		} `yaml:"stories"`
+	}
+	if err := yaml.Unmarshal([]byte(stories), &sf); err != nil || sf.Version != "3.1" || len(sf.Stories) != 1 {
+		t.Fatalf("test_handoffs.yml: %v, version %q, %d stories; want 1", err, sf.Version, len(sf.Stories))
+	}
+	steps := sf.Stories[0].Steps
+	if steps[0]["intent"] != "password_reset" || steps[len(steps)-1]["action"] != "utter_password_reset_link" {
+		t.Errorf("story steps %v: want the annotated intent first and the reviewer's action last", steps)
+	}
+	for _, h := range human {
+		if strings.Contains(nlu, h) || strings.Contains(stories, h) {
+			t.Errorf("the human turn %q is in the training data", h)
+		}
+	}
 }

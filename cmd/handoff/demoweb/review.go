@@ -35,6 +35,8 @@ type reviewRow struct {
 
 // reviewPage is the review page's data.
 type reviewPage struct {
+	Inbox   string // the review inbox with the handoffs, "" when off
+	Token   string
 	Days    int
 	Rows    []reviewRow
 	Error   string
@@ -47,7 +49,7 @@ type reviewFormat struct {
 
 func (s *Server) handleReview(w http.ResponseWriter, r *http.Request) {
 	from, to := reviewRange()
-	p := reviewPage{Days: reviewDays, Formats: []reviewFormat{
+	p := reviewPage{Inbox: s.cfg.Info.ReviewInbox, Token: s.cfg.Info.ReviewToken, Days: reviewDays, Formats: []reviewFormat{
 		{"CSV", "csv", "one row per handoff, for spreadsheets"},
 		{"JSONL", "jsonl", "one full record per line, for pipelines"},
 		{"Rasa NLU", "nlu", "the user utterances before each handoff, as training data to annotate"},

@@ -68,6 +68,10 @@ type Info struct {
 	Delivery  string
 	Bot       string
 	Database  string
+	// ReviewInbox is the bridge's review inbox and ReviewToken the token to
+	// sign in with ("" when the inbox is off).
+	ReviewInbox string
+	ReviewToken string
 }
 
 // Config configures a Server.
