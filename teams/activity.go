@@ -54,6 +54,28 @@ func decodeActivity(body []byte) (*wireActivity, error) {
 	return &a, nil
 }
 
+// checkActivity refuses what no Teams activity lacks: an id, a sender and a
+// recipient (each with an id), and a "text" that is a string when present.
+// Activities failing it would be stored under no key or answered to no one.
+func checkActivity(body []byte, a *wireActivity) error {
+	var raw struct {
+		Text json.RawMessage `json:"text"`
+	}
+	_ = json.Unmarshal(body, &raw) // the body decoded once already
+	if t := bytes.TrimSpace(raw.Text); len(t) > 0 && t[0] != '"' && !bytes.Equal(t, []byte("null")) {
+		return fmt.Errorf("teams: activity text is not a string (%.20s)", t)
+	}
+	switch {
+	case strings.TrimSpace(a.ID) == "":
+		return errors.New("teams: activity without id")
+	case strings.TrimSpace(a.From.ID) == "":
+		return errors.New("teams: activity without from.id")
+	case strings.TrimSpace(a.Recipient.ID) == "":
+		return errors.New("teams: activity without recipient.id")
+	}
+	return nil
+}
+
 // Attachment content types that carry no link worth passing on.
 const (
 	contentTypeHTML         = "text/html"

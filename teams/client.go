@@ -99,7 +99,7 @@ type ClientConfig struct {
 type Client struct {
 	cfg     ClientConfig
 	log     *slog.Logger
-	hosts   []string
+	hosts   serviceHosts
 	http    *http.Client
 	tokens  *tokenCache // nil in AnonymousDev
 	pacer   *pacer
@@ -152,11 +152,7 @@ func NewClient(cfg ClientConfig, log *slog.Logger) (*Client, error) {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	c := &Client{cfg: cfg, log: log, http: hc, pacer: newPacer(cfg.Pacing), partial: newPartialLog()}
-	for _, h := range append(append([]string{}, cfg.AllowedServiceURLHosts...), cfg.ExtraServiceURLHosts...) {
-		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
-			c.hosts = append(c.hosts, h)
-		}
-	}
+	c.hosts = newServiceHosts(cfg.AllowedServiceURLHosts, cfg.ExtraServiceURLHosts, cfg.AnonymousDev)
 	if cfg.AnonymousDev {
 		log.Warn("teams: ANONYMOUS DEV MODE: sending without a token, to loopback service URLs only; never run this in production")
 		return c, nil
@@ -727,34 +723,13 @@ func (c *Client) endpoint(ctx context.Context, ref bridge.ConversationRef) (stri
 	if ref.Conversation == "" {
 		return "", bridge.Permanent(errors.New("teams: conversation reference has no conversation id"))
 	}
-	u, err := url.Parse(ref.ServiceURL)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", bridge.Permanent(fmt.Errorf("teams: invalid service URL %q", ref.ServiceURL))
-	}
-	host := strings.ToLower(u.Hostname())
-	loop := isLoopbackHost(host)
-	if !(u.Scheme == "https" || (u.Scheme == "http" && loop)) || !c.hostAllowed(host, loop) {
+	u, err := c.hosts.check(ref.ServiceURL)
+	if err != nil {
 		c.log.WarnContext(ctx, "teams: refusing to send to a service URL that is not allow-listed", "service_url", ref.ServiceURL, "conversation_id", string(ref.Conversation))
-		return "", bridge.Permanent(fmt.Errorf("teams: service URL %q is not allowed (host allow-list, https only except loopback)", ref.ServiceURL))
+		return "", bridge.Permanent(err)
 	}
 	base := strings.TrimSuffix(u.String(), "/")
 	return base + "/v3/conversations/" + escapeSegment(string(ref.Conversation)) + "/activities", nil
-}
-
-func (c *Client) hostAllowed(host string, loopback bool) bool {
-	if c.cfg.AnonymousDev {
-		return loopback
-	}
-	for _, h := range c.hosts {
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			if strings.HasSuffix(host, "."+suffix) {
-				return true
-			}
-		} else if host == h {
-			return true
-		}
-	}
-	return false
 }
 
 // escapeSegment escapes a conversation id like JavaScript's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"slices"
@@ -52,8 +53,14 @@ type HandlerConfig struct {
 	// Leeway is the clock skew allowed on exp and nbf. Default 5 min.
 	Leeway time.Duration
 	// MaxBody bounds the request body in bytes; larger bodies get 413.
-	// Default 256 KiB.
+	// Default 256 KiB (the service passes HANDOFF_MAX_BODY).
 	MaxBody int64
+	// AllowedServiceURLHosts and ExtraServiceURLHosts are the client's
+	// allow-list (see ClientConfig): an activity whose serviceUrl is not on
+	// it is refused with 403, since no reply could ever reach it. Default
+	// DefaultServiceURLHosts; in AnonymousDev only loopback hosts.
+	AllowedServiceURLHosts []string
+	ExtraServiceURLHosts   []string
 	// AnonymousDev accepts requests without an Authorization header, as the
 	// Microsoft 365 Agents Playground sends them. It is refused unless
 	// ListenAddr is a loopback address, and even then only requests from a
@@ -81,6 +88,7 @@ type Handler struct {
 	log    *slog.Logger
 	keys   *keySet
 	parser *jwt.Parser
+	hosts  serviceHosts
 }
 
 // NewHandler checks cfg, fills in the defaults and returns the handler.
@@ -134,6 +142,7 @@ func NewHandler(cfg HandlerConfig, inbox Inbox, log *slog.Logger) (*Handler, err
 		log:    log,
 		keys:   newKeySet(cfg.OpenIDMetadataURL, cfg.HTTPClient, cfg.Now, log),
 		parser: jwt.NewParser(opts...),
+		hosts:  newServiceHosts(cfg.AllowedServiceURLHosts, cfg.ExtraServiceURLHosts, cfg.AnonymousDev),
 	}
 	if cfg.AnonymousDev {
 		log.Warn("teams: ANONYMOUS DEV MODE: requests without a Bot Framework token are accepted from loopback peers; never run this in production",
@@ -173,10 +182,14 @@ type claims struct {
 //
 //  1. Authorization: Bearer <jwt> (401), verified with RS256 against the key
 //     set, iss, aud, exp and nbf (401; 503 if no keys can be fetched);
-//  2. the body is read, at most MaxBody bytes (413), and decoded (400);
-//  3. the token's serviceurl claim must equal the activity's serviceUrl (401)
+//  2. the Content-Type must be JSON (415);
+//  3. the body is read, at most MaxBody bytes (413), decoded and checked:
+//     a JSON object with id, from.id and recipient.id, and "text" a string
+//     when present (400);
+//  4. the token's serviceurl claim must equal the activity's serviceUrl (401)
 //     and the key's endorsements must contain its channelId (403);
-//  4. the activity is mapped and passed to the Inbox (500 on its error).
+//  5. the serviceUrl's host must be on the allow-list (403);
+//  6. the activity is mapped and passed to the Inbox (500 on its error).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -197,6 +210,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		verified = &c
 	}
 
+	if !jsonContentType(r.Header.Get("Content-Type")) {
+		h.reject(ctx, w, r, http.StatusUnsupportedMediaType, fmt.Errorf("teams: Content-Type %q is not application/json", r.Header.Get("Content-Type")))
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -209,6 +226,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	act, err := decodeActivity(body)
+	if err == nil {
+		err = checkActivity(body, act)
+	}
 	if err != nil {
 		h.reject(ctx, w, r, http.StatusBadRequest, err)
 		return
@@ -222,6 +242,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.reject(ctx, w, r, http.StatusForbidden, fmt.Errorf("teams: signing key is not endorsed for channel %q", act.ChannelID))
 			return
 		}
+	}
+	if _, err := h.hosts.check(act.ServiceURL); err != nil {
+		h.reject(ctx, w, r, http.StatusForbidden, err)
+		return
 	}
 
 	ua, ok, err := mapActivity(act, h.cfg.Now())
@@ -296,10 +320,24 @@ func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, r *http.Req
 		level = slog.LevelError
 	}
 	h.log.Log(ctx, level, "teams: request rejected", "status", status, "err", err, "remote_addr", r.RemoteAddr)
-	if status == http.StatusUnauthorized {
+	msg := http.StatusText(status)
+	switch status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", "Bearer")
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		msg += ": " + err.Error() // says what to fix; nothing secret is in it
 	}
-	http.Error(w, http.StatusText(status), status)
+	http.Error(w, msg, status)
+}
+
+// jsonContentType reports whether a Content-Type header names JSON
+// (application/json or application/*+json, any parameters).
+func jsonContentType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
 // sameServiceURL compares service URLs case-insensitively, ignoring one

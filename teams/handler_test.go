@@ -485,6 +485,7 @@ func TestAnonymousDev(t *testing.T) {
 		c.AnonymousDev = true
 		c.ListenAddr = "127.0.0.1:3978"
 	})
+	f.channel.ServiceURL = "http://localhost:56150/_connector" // the Playground's mock connector
 	ctx := context.Background()
 	msg := f.channel.Message(f.user, "anonymous hello")
 	status, err := f.channel.PostWithAuth(ctx, msg, "")

@@ -130,7 +130,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
-		Issuer: cfg.TeamsIssuer, AnonymousDev: cfg.TeamsAnonymousDev, ListenAddr: cfg.Addr, HTTPClient: hc}, relay, log.With("system", "teams"))
+		Issuer: cfg.TeamsIssuer, AnonymousDev: cfg.TeamsAnonymousDev, ListenAddr: cfg.Addr, HTTPClient: hc,
+		MaxBody: cfg.MaxBody, ExtraServiceURLHosts: cfg.TeamsAllowedHosts}, relay, log.With("system", "teams"))
 	if err != nil {
 		return fmt.Errorf("configure teams endpoint (HANDOFF_TEAMS_*): %w", err)
 	}
