@@ -75,6 +75,13 @@ type Tx interface {
 	// SetCursor moves the session's cursor to at (the caller never moves it back).
 	SetCursor(ctx context.Context, session SessionID, at time.Time) error
 
+	// RememberActivity records that the conversation's activity was handled,
+	// until expires. It returns false when the pair is already remembered and
+	// not expired (a repeated delivery: the caller must do nothing); an
+	// expired record is renewed and counts as new. It may delete a few
+	// records that expired before now.
+	RememberActivity(ctx context.Context, conv ConversationID, activityID string, now, expires time.Time) (bool, error)
+
 	// PutConversationRef inserts or replaces the conversation's reference.
 	PutConversationRef(ctx context.Context, ref ConversationRef) error
 	// ConversationRef returns the stored reference; ErrNotFound if absent.

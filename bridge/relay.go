@@ -60,14 +60,23 @@ func DefaultTexts() Texts {
 	}
 }
 
+// DefaultActivityMemory is how long handled activity ids are remembered: far
+// above the Bot Framework token lifetime (one hour) plus its 5 minute leeway.
+const DefaultActivityMemory = 24 * time.Hour
+
 // RelayConfig tunes the relay. Zero values take the defaults.
 type RelayConfig struct {
 	TranscriptTurns int           // turns given to the agent when a chat opens (default 10)
 	QueueTimeout    time.Duration // end a queued session with no agent after this (0: never)
 	IdleTimeout     time.Duration // end a live session nobody wrote in for this (0: never)
-	Texts           Texts
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// ActivityMemory is how long a handled user activity's id is remembered
+	// per conversation, so a replay is a no-op (default DefaultActivityMemory).
+	// Keep it above the inbound token lifetime plus leeway: a replayed
+	// activity needs a token that is still valid.
+	ActivityMemory time.Duration
+	Texts          Texts
+	Now            func() time.Time
+	Logger         *slog.Logger
 }
 
 // Relay implements the handoff use cases: it routes user messages to the bot
@@ -92,6 +101,9 @@ func NewRelay(store Store, bot Bot, desk AgentDesk, user UserChannel, reviewer R
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ActivityMemory <= 0 {
+		cfg.ActivityMemory = DefaultActivityMemory
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -148,7 +160,9 @@ func newID(n int) string {
 
 // UserActivity persists an authenticated Teams activity and queues what it
 // causes. It returns only storage errors (the caller answers 500 so Teams
-// retries); a repeated delivery of the same activity is a no-op.
+// retries). A repeated delivery of the same activity is a no-op, whatever
+// happened to its session since: activity ids are remembered per conversation
+// for ActivityMemory, and an activity older than that is dropped.
 func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 	if a.Ref.Conversation == "" {
 		return Permanent(errors.New("bridge: activity has no conversation id"))
@@ -157,8 +171,23 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 	if a.At.IsZero() {
 		a.At = now
 	}
+	if a.ID != "" && now.Sub(a.At) > r.cfg.ActivityMemory {
+		r.log.WarnContext(ctx, "stale activity dropped: older than the activity memory, so it may be a replay",
+			"activity_id", a.ID, "conversation_id", a.Ref.Conversation, "sent_at", a.At)
+		return nil
+	}
 	a.Ref.UpdatedAt = now
 	err := r.store.Update(ctx, func(tx Tx) error {
+		if a.ID != "" && a.Kind != ActivityTyping {
+			fresh, err := tx.RememberActivity(ctx, a.Ref.Conversation, a.ID, now, now.Add(r.cfg.ActivityMemory))
+			if err != nil {
+				return err
+			}
+			if !fresh {
+				r.log.InfoContext(ctx, "repeated activity ignored", "activity_id", a.ID, "conversation_id", a.Ref.Conversation)
+				return nil
+			}
+		}
 		if err := tx.PutConversationRef(ctx, a.Ref); err != nil {
 			return err
 		}

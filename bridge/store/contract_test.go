@@ -33,6 +33,7 @@ func runContract(t *testing.T, open opener) {
 		{"Cursor", testCursor},
 		{"Cursors", testCursors},
 		{"ConversationRef", testConversationRef},
+		{"RememberActivity", testRememberActivity},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
 		{"OutboxLeaseAndRetry", testOutboxLeaseAndRetry},
 		{"OutboxMisc", testOutboxMisc},
