@@ -77,6 +77,13 @@ type HandlerConfig struct {
 	HTTPClient *http.Client
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// KeyRefresh is how often Run fetches the signing keys. Default
+	// DefaultKeyRefresh (4 h).
+	KeyRefresh time.Duration
+	// KeyRefetchSpacing is the least time between two fetches of the keys
+	// (a token naming an unknown key waits for the next one). Default
+	// DefaultKeyRefetchSpacing (5 s).
+	KeyRefetchSpacing time.Duration
 }
 
 // Handler is the bot's messaging endpoint (POST /api/messages). It
@@ -88,6 +95,7 @@ type Handler struct {
 	log    *slog.Logger
 	keys   *keySet
 	parser *jwt.Parser
+	claims *jwt.Validator // the parser's claim checks, before the signature is known
 	hosts  serviceHosts
 }
 
@@ -126,6 +134,12 @@ func NewHandler(cfg HandlerConfig, inbox Inbox, log *slog.Logger) (*Handler, err
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.KeyRefresh <= 0 {
+		cfg.KeyRefresh = DefaultKeyRefresh
+	}
+	if cfg.KeyRefetchSpacing <= 0 {
+		cfg.KeyRefetchSpacing = DefaultKeyRefetchSpacing
+	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"RS256"}),
 		jwt.WithIssuer(cfg.Issuer),
@@ -140,8 +154,9 @@ func NewHandler(cfg HandlerConfig, inbox Inbox, log *slog.Logger) (*Handler, err
 		cfg:    cfg,
 		inbox:  inbox,
 		log:    log,
-		keys:   newKeySet(cfg.OpenIDMetadataURL, cfg.HTTPClient, cfg.Now, log),
+		keys:   newKeySet(cfg.OpenIDMetadataURL, cfg.HTTPClient, cfg.Now, cfg.KeyRefetchSpacing, log),
 		parser: jwt.NewParser(opts...),
+		claims: jwt.NewValidator(opts...),
 		hosts:  newServiceHosts(cfg.AllowedServiceURLHosts, cfg.ExtraServiceURLHosts, cfg.AnonymousDev),
 	}
 	if cfg.AnonymousDev {
@@ -290,7 +305,9 @@ func (h *Handler) authenticate(ctx context.Context, auth string) (claims, int, e
 		if kid == "" {
 			return nil, errors.New("teams: token has no kid")
 		}
-		k, err := h.keys.key(ctx, kid)
+		// Only a token that would pass but for its key may make the key set
+		// be fetched again: junk cannot use up the fetches.
+		k, err := h.keys.key(ctx, kid, h.plausible(t))
 		if err != nil {
 			return nil, err
 		}
@@ -312,6 +329,44 @@ func (h *Handler) authenticate(ctx context.Context, auth string) (claims, int, e
 		return claims{}, http.StatusUnauthorized, errors.New("teams: token has no serviceurl claim")
 	}
 	return claims{serviceURL: su, endorsements: endorsements}, 0, nil
+}
+
+// plausible reports whether a token's claims pass every check but the
+// signature: issuer, audience, expiry and not-before (with leeway), and a
+// serviceurl claim. (The parser has already checked the algorithm.)
+func (h *Handler) plausible(t *jwt.Token) bool {
+	mc, ok := t.Claims.(jwt.MapClaims)
+	if !ok || h.claims.Validate(mc) != nil {
+		return false
+	}
+	su, _ := mc["serviceurl"].(string)
+	if su == "" {
+		su, _ = mc["serviceUrl"].(string)
+	}
+	return su != ""
+}
+
+// Run keeps the signing keys fresh until ctx ends (then it returns nil): it
+// fetches them at once and then every KeyRefresh, and a minute after a
+// failed fetch. Requests never wait for these fetches while keys are cached.
+func (h *Handler) Run(ctx context.Context) error {
+	for {
+		next := h.cfg.KeyRefresh
+		if err := h.keys.refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			h.log.WarnContext(ctx, "teams: scheduled fetch of the signing keys failed; cached keys stay in use", "err", err, "retry_in", keysRetryAfterFailure)
+			next = keysRetryAfterFailure
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 func (h *Handler) reject(ctx context.Context, w http.ResponseWriter, r *http.Request, status int, err error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -239,7 +240,7 @@ func (t *trackingReader) Read(p []byte) (int, error) {
 }
 
 func TestHandlerKeyRotation(t *testing.T) {
-	f := newHandlerFixture(t, nil)
+	f := newHandlerFixture(t, func(c *HandlerConfig) { c.KeyRefetchSpacing = 20 * time.Millisecond })
 	ctx := context.Background()
 	post := func(name string, tok string, want int) {
 		t.Helper()
@@ -251,34 +252,63 @@ func TestHandlerKeyRotation(t *testing.T) {
 			t.Fatalf("%s: status = %d, want %d", name, status, want)
 		}
 	}
-	post("first key", f.channel.Token(teamstest.TokenValid), http.StatusOK)
-	if n := f.issuer.Counts().JWKS; n != 1 {
-		t.Fatalf("JWKS fetched %d times, want 1", n)
+	fetches := func(name string, want int) {
+		t.Helper()
+		if n := f.issuer.Counts().JWKS; n != want {
+			t.Fatalf("%s: JWKS fetched %d times, want %d", name, n, want)
+		}
 	}
+	post("first key", f.channel.Token(teamstest.TokenValid), http.StatusOK)
+	fetches("first request", 1)
 
 	newKey, oldKey := f.issuer.Rotate()
 	f.issuer.Retire(oldKey)
 	oldTok := f.issuer.Sign(teamstest.Claims{Audience: testAppID, ServiceURL: f.channel.ServiceURL, Key: oldKey})
 
 	post("new key, unknown kid: refetched", f.channel.Token(teamstest.TokenValid), http.StatusOK)
-	if n := f.issuer.Counts().JWKS; n != 2 {
-		t.Fatalf("JWKS fetched %d times, want 2 (one refetch on the unknown kid)", n)
-	}
+	fetches("unknown kid", 2)
 	post("retired key", oldTok, http.StatusUnauthorized)
-	post("unknown key again", f.channel.Token(teamstest.TokenUnknownKey), http.StatusUnauthorized)
-	if n := f.issuer.Counts().JWKS; n != 2 {
-		t.Fatalf("JWKS fetched %d times, want 2: refetches on unknown kids are rate-limited", n)
+	fetches("retired key: one more fetch", 3)
+	post("retired key again", oldTok, http.StatusUnauthorized)
+	fetches("a kid a fresh fetch did not find is refused without fetching", 3)
+	post("unknown key", f.channel.Token(teamstest.TokenUnknownKey), http.StatusUnauthorized)
+	fetches("another plausible unknown kid", 4)
+	junk := []string{
+		f.issuer.Sign(teamstest.Claims{Audience: "someone-else", ServiceURL: f.channel.ServiceURL, Key: f.issuer.UnpublishedKey()}),
+		f.issuer.Sign(teamstest.Claims{Audience: testAppID, ServiceURL: f.channel.ServiceURL, Key: f.issuer.UnpublishedKey(), Expiry: time.Now().Add(-time.Hour)}),
+		f.issuer.Sign(teamstest.Claims{Audience: testAppID, Key: f.issuer.UnpublishedKey(), Extra: map[string]any{"serviceurl": nil}}),
+		f.issuer.Sign(teamstest.Claims{Audience: testAppID, ServiceURL: f.channel.ServiceURL, Key: f.issuer.UnpublishedKey(), Issuer: "https://evil.example.com"}),
 	}
+	for i, tok := range junk {
+		post(fmt.Sprintf("junk %d", i), tok, http.StatusUnauthorized)
+	}
+	fetches("junk with claims that fail anyway never fetches", 4)
 	post("new key again", f.issuer.Sign(teamstest.Claims{Audience: testAppID, ServiceURL: f.channel.ServiceURL, Key: newKey}), http.StatusOK)
 
-	// A day later the set is fetched again even though every kid is known.
+	// A day later the cached set still serves at once; a fetch starts in the
+	// background.
+	// (A request within the spacing of the last fetch starts none: the next
+	// one does.)
 	f.clock.Advance(25 * time.Hour)
-	post("after a day", f.channel.Token(teamstest.TokenValid), http.StatusOK)
-	if n := f.issuer.Counts().JWKS; n != 3 {
-		t.Fatalf("JWKS fetched %d times, want 3 (daily refresh)", n)
+	deadline := time.Now().Add(30 * time.Second)
+	n := 0
+	for f.issuer.Counts().JWKS == 4 && time.Now().Before(deadline) {
+		post("after a day", f.channel.Token(teamstest.TokenValid), http.StatusOK)
+		n++
+		time.Sleep(5 * time.Millisecond)
 	}
-	if got := len(f.inbox.all()); got != 4 {
-		t.Fatalf("inbox got %d activities, want 4", got)
+	for f.issuer.Counts().JWKS == 5 && time.Now().Before(deadline) {
+		f.handler.keys.mu.Lock()
+		done := f.handler.keys.inflight == nil
+		f.handler.keys.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fetches("daily refresh", 5)
+	if got := len(f.inbox.all()); got != 3+n {
+		t.Fatalf("inbox got %d activities, want %d", got, 3+n)
 	}
 }
 

@@ -13,24 +13,31 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 const (
-	// keysMaxAge is how long a fetched key set is trusted before it is
-	// fetched again; Microsoft asks for at least a daily refresh.
+	// keysMaxAge is how long a fetched key set is trusted before a request
+	// that finds it older starts a fetch in the background; Microsoft asks
+	// for at least a daily refresh.
 	keysMaxAge = 24 * time.Hour
-	// keysRetryAfterFailure spaces out fetch attempts after a failure, so a
-	// broken metadata endpoint is not hammered by every request.
-	keysRetryAfterFailure = 10 * time.Second
-	// unknownKidRefetchEvery rate-limits the extra fetch made when a token
-	// names a key we do not know (a new key or a forgery).
-	unknownKidRefetchEvery = time.Minute
+	// DefaultKeyRefresh is how often Run fetches the key set.
+	DefaultKeyRefresh = 4 * time.Hour
+	// keysRetryAfterFailure is how soon Run tries again after a failed fetch.
+	keysRetryAfterFailure = time.Minute
+	// DefaultKeyRefetchSpacing is the least time between the starts of two
+	// fetches: an unknown kid fetches the set at most this often.
+	DefaultKeyRefetchSpacing = 5 * time.Second
+	// unknownKidMemory is how long a kid that a fetch started after its
+	// request did not find is refused without another fetch.
+	unknownKidMemory = time.Minute
+	// keysFetchTimeout bounds one fetch (metadata and JWKS together).
+	keysFetchTimeout = 20 * time.Second
 	// maxKeyDocument bounds the metadata and JWKS documents we read.
 	maxKeyDocument = 1 << 20
 	// minRSABits is the smallest modulus accepted for a signing key.
 	minRSABits = 2048
+	// maxUnknownKids bounds the memory of unknown kids.
+	maxUnknownKids = 1024
 )
 
 // errKeysUnavailable means no signing keys could be obtained at all: the
@@ -58,108 +65,204 @@ type jsonWebKey struct {
 	Endorsements []string `json:"endorsements"`
 }
 
-// keySet is a cache of the signing keys named by an OpenID metadata
-// document. It is safe for concurrent use.
+// keySet caches the signing keys named by an OpenID metadata document. Its
+// mutex is never held across a fetch: readers get the cached keys at once
+// while one fetch at a time runs in its own goroutine. It is safe for
+// concurrent use.
 type keySet struct {
 	metadataURL string
 	client      *http.Client
-	now         func() time.Time
+	now         func() time.Time // the clock of keysMaxAge (tests move it)
+	spacing     time.Duration    // least time between fetch starts
 	log         *slog.Logger
 
-	mu         sync.Mutex
-	keys       map[string]signingKey // nil until the first successful fetch
-	fetched    time.Time             // last successful fetch
-	attempted  time.Time             // last fetch attempt, successful or not
-	unknownKid *rate.Limiter         // extra fetches for unknown key ids
+	mu       sync.Mutex
+	keys     map[string]signingKey // nil until the first successful fetch
+	fetched  time.Time             // now() of the last successful fetch
+	inflight *fetchCall            // the running fetch, nil if none
+	last     *fetchCall            // the last finished fetch
+	unknown  map[string]time.Time  // kid → refused without a fetch until then
 }
 
-func newKeySet(metadataURL string, client *http.Client, now func() time.Time, log *slog.Logger) *keySet {
-	return &keySet{
-		metadataURL: metadataURL,
-		client:      client,
-		now:         now,
-		log:         log,
-		unknownKid:  rate.NewLimiter(rate.Every(unknownKidRefetchEvery), 1),
+// fetchCall is one fetch of the key set; done is closed when it finished.
+type fetchCall struct {
+	started time.Time // wall clock, for the spacing
+	done    chan struct{}
+	err     error
+}
+
+func newKeySet(metadataURL string, client *http.Client, now func() time.Time, spacing time.Duration, log *slog.Logger) *keySet {
+	return &keySet{metadataURL: metadataURL, client: client, now: now, spacing: spacing, log: log,
+		unknown: map[string]time.Time{}}
+}
+
+// key returns the key with id kid. It never waits for the network while the
+// key is cached (a set older than keysMaxAge is refreshed in the background).
+// Before the first successful fetch it waits for one (errKeysUnavailable if
+// it fails). For an unknown kid, when mayFetch is true, it waits for a fetch
+// that starts after this call (at most one starts per spacing, shared by all
+// callers); a kid still unknown after that is refused without fetching for
+// unknownKidMemory. It returns errUnknownKey for kids not in the set.
+func (ks *keySet) key(ctx context.Context, kid string, mayFetch bool) (signingKey, error) {
+	arrived := time.Now()
+	ks.mu.Lock()
+	k, ok := ks.keys[kid]
+	have := ks.keys != nil
+	stale := have && ks.now().Sub(ks.fetched) >= keysMaxAge
+	if stale {
+		ks.startLocked()
 	}
-}
-
-// key returns the key with id kid, fetching the key set when it is missing or
-// older than keysMaxAge, and once more (rate-limited) when kid is unknown.
-// It returns errKeysUnavailable when no key set could ever be fetched and
-// errUnknownKey when kid is not in the current set.
-func (ks *keySet) key(ctx context.Context, kid string) (signingKey, error) {
+	refused := time.Now().Before(ks.unknown[kid])
+	ks.mu.Unlock()
+	switch {
+	case ok:
+		return k, nil
+	case !have:
+		if err := ks.await(ctx, arrived, false); err != nil {
+			return signingKey{}, fmt.Errorf("%w: %w", errKeysUnavailable, err)
+		}
+	case !mayFetch || refused:
+		return signingKey{}, fmt.Errorf("%w %q", errUnknownKey, kid)
+	default:
+		ks.log.InfoContext(ctx, "teams: unknown signing key, fetching the key set again", "kid", kid)
+		if err := ks.await(ctx, arrived, true); err != nil {
+			ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "err", err)
+		}
+	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	now := ks.now()
-	refreshed := false
-	if ks.keys == nil || now.Sub(ks.fetched) >= keysMaxAge {
-		if ks.attempted.IsZero() || now.Sub(ks.attempted) >= keysRetryAfterFailure {
-			refreshed = true
-			if err := ks.refresh(ctx, now); err != nil {
-				ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "err", err, "stale_keys", len(ks.keys))
-			}
-		}
-		if ks.keys == nil {
-			return signingKey{}, errKeysUnavailable
-		}
-	}
 	if k, ok := ks.keys[kid]; ok {
 		return k, nil
 	}
-	if !refreshed && ks.unknownKid.AllowN(now, 1) {
-		ks.log.InfoContext(ctx, "teams: unknown signing key, fetching the key set again", "kid", kid)
-		if err := ks.refresh(ctx, now); err != nil {
-			ks.log.WarnContext(ctx, "teams: fetching signing keys failed", "err", err)
-		}
-		if k, ok := ks.keys[kid]; ok {
-			return k, nil
-		}
+	if ks.keys == nil {
+		return signingKey{}, errKeysUnavailable
+	}
+	if mayFetch && len(ks.unknown) < maxUnknownKids {
+		ks.unknown[kid] = time.Now().Add(unknownKidMemory)
 	}
 	return signingKey{}, fmt.Errorf("%w %q", errUnknownKey, kid)
 }
 
-// refresh fetches the metadata and the key set it names. On failure the
-// previous keys are kept. The fetch is not cancelled with the request that
-// triggered it (a caller hanging up must not count as a failed fetch). Called
-// with ks.mu held.
-func (ks *keySet) refresh(ctx context.Context, now time.Time) error {
-	ks.attempted = now
-	ctx = context.WithoutCancel(ctx)
+// await waits until a fetch that started at or after since has finished and
+// returns its error. It joins the running fetch or starts one; when the last
+// one started less than spacing ago it waits for the spacing if wait is true
+// and otherwise returns the last fetch's error at once.
+func (ks *keySet) await(ctx context.Context, since time.Time, wait bool) error {
+	for {
+		ks.mu.Lock()
+		c := ks.inflight
+		switch {
+		case c != nil:
+		case ks.last != nil && !ks.last.started.Before(since):
+			err := ks.last.err
+			ks.mu.Unlock()
+			return err
+		default:
+			c = ks.startLocked()
+		}
+		var gap time.Duration
+		if c == nil {
+			if !wait {
+				err := ks.last.err
+				ks.mu.Unlock()
+				return err
+			}
+			gap = ks.spacing - time.Since(ks.last.started)
+		}
+		ks.mu.Unlock()
+		if c != nil {
+			select {
+			case <-c.done:
+				if !c.started.Before(since) || !wait {
+					return c.err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		t := time.NewTimer(gap)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// startLocked starts a fetch unless one is running (returned) or the last
+// one started less than spacing ago (nil). Called with ks.mu held; the fetch
+// runs without it.
+func (ks *keySet) startLocked() *fetchCall {
+	if ks.inflight != nil {
+		return ks.inflight
+	}
+	if ks.last != nil && time.Since(ks.last.started) < ks.spacing {
+		return nil
+	}
+	c := &fetchCall{started: time.Now(), done: make(chan struct{})}
+	ks.inflight = c
+	go func() {
+		// Not cancelled with the request that started it: a caller hanging
+		// up must not count as a failed fetch.
+		ctx, cancel := context.WithTimeout(context.Background(), keysFetchTimeout)
+		defer cancel()
+		keys, err := ks.fetch(ctx)
+		ks.mu.Lock()
+		if err == nil {
+			ks.keys, ks.fetched = keys, ks.now()
+			clear(ks.unknown)
+		} else {
+			ks.log.Warn("teams: fetching signing keys failed", "err", err, "cached_keys", len(ks.keys))
+		}
+		c.err = err
+		ks.inflight, ks.last = nil, c
+		ks.mu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// refresh fetches the key set now (or joins the running fetch) and waits for
+// it; used by Run.
+func (ks *keySet) refresh(ctx context.Context) error {
+	return ks.await(ctx, time.Now(), true)
+}
+
+// fetch reads the metadata and the key set it names.
+func (ks *keySet) fetch(ctx context.Context) (map[string]signingKey, error) {
 	var meta struct {
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := ks.getJSON(ctx, ks.metadataURL, &meta); err != nil {
-		return fmt.Errorf("teams: openid metadata: %w", err)
+		return nil, fmt.Errorf("teams: openid metadata: %w", err)
 	}
 	if meta.JWKSURI == "" {
-		return errors.New("teams: openid metadata has no jwks_uri")
+		return nil, errors.New("teams: openid metadata has no jwks_uri")
 	}
 	var doc struct {
 		Keys []jsonWebKey `json:"keys"`
 	}
 	if err := ks.getJSON(ctx, meta.JWKSURI, &doc); err != nil {
-		return fmt.Errorf("teams: jwks: %w", err)
+		return nil, fmt.Errorf("teams: jwks: %w", err)
 	}
 	keys := make(map[string]signingKey, len(doc.Keys))
 	for _, k := range doc.Keys {
 		sk, err := parseJWK(k)
 		if err != nil {
-			ks.log.DebugContext(ctx, "teams: skipping signing key", "kid", k.Kid, "err", err)
+			ks.log.Debug("teams: skipping signing key", "kid", k.Kid, "err", err)
 			continue
 		}
 		keys[k.Kid] = sk
 	}
 	if len(keys) == 0 {
-		return errors.New("teams: jwks holds no usable RSA key")
+		return nil, errors.New("teams: jwks holds no usable RSA key")
 	}
-	ks.keys = keys
-	ks.fetched = now
-	return nil
+	return keys, nil
 }
 
 func (ks *keySet) getJSON(ctx context.Context, url string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
