@@ -136,12 +136,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return fmt.Errorf("configure teams endpoint (HANDOFF_TEAMS_*): %w", err)
 	}
 	a.mux.Handle("POST /api/messages", inbound)
-	kctx, cancelKeys := context.WithCancel(context.Background())
-	keysDone := make(chan struct{})
-	a.loops = append(a.loops, loop{name: "teams-keys",
-		start: func(context.Context) { go func() { defer close(keysDone); _ = inbound.Run(kctx) }() },
-		stop:  func(context.Context) { cancelKeys(); <-keysDone },
-	})
+	// Every replica keeps its own copy of the Teams signing keys fresh.
+	a.loops = append(a.loops, loop{name: "teams-keys", stage: stageJobs, run: inbound.Run})
 
 	a.loops = append(a.loops, loop{name: "dispatcher", stage: stageDispatch,
 		run: func(ctx context.Context) error { disp.Run(ctx); return nil }})
