@@ -244,7 +244,7 @@ func (d *Dispatcher) perform(ctx context.Context, it OutboxItem) error {
 		if t, ok := r.desk.(DeskTyping); ok {
 			s, err := r.session(ctx, it.SessionID)
 			if err == nil && s.State == StateLive {
-				if err := t.Typing(ctx, s.AgentChatID); err != nil {
+				if err := t.Typing(ctx, s.DeskChat()); err != nil {
 					r.log.DebugContext(ctx, "desk typing not shown", "session_id", it.SessionID, "err", err)
 				}
 			}
@@ -263,7 +263,7 @@ func (d *Dispatcher) perform(ctx context.Context, it OutboxItem) error {
 		if err != nil {
 			return err
 		}
-		if err := rc.Delivered(ctx, s.AgentChatID, m.ExternalID); err != nil {
+		if err := rc.Delivered(ctx, s.DeskChat(), m.ExternalID); err != nil {
 			return fmt.Errorf("desk receipt: %w", err)
 		}
 		return r.complete(ctx, it, nil)
@@ -392,7 +392,6 @@ func (r *Relay) startHandoff(ctx context.Context, tx Tx, s Session, sig HandoffS
 	}
 	prev := s.State
 	s.State, s.Reason, s.Queue, s.QueuedAt, s.UpdatedAt = next, sig.Reason, sig.Queue, now, now
-	s.Nonce = newID(16)
 	if err := tx.UpdateSession(ctx, s, prev); err != nil {
 		return err
 	}
@@ -431,7 +430,7 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) error {
 	}
 	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: s.UserEmail,
 		UserID: s.UserID, UserAADID: s.UserAADID, TenantID: s.TenantID, Reason: s.Reason, Queue: s.Queue,
-		Nonce: s.Nonce, Transcript: transcript(ms, r.cfg.TranscriptTurns), Retry: it.Attempts > 1}
+		Transcript: transcript(ms, r.cfg.TranscriptTurns), Retry: it.Attempts > 1}
 	chat, err := r.desk.Open(ctx, h)
 	if err != nil {
 		return fmt.Errorf("desk open: %w", err)
@@ -442,11 +441,11 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) error {
 			return err
 		}
 		prev := s.State
-		s.AgentChatID, s.UpdatedAt = chat, now
+		s.AgentChatID, s.DeskData, s.UpdatedAt = chat.ID, chat.Data, now
 		if err := tx.UpdateSession(ctx, s, prev); err != nil {
 			return err
 		}
-		r.log.InfoContext(ctx, "desk chat opened", "session_id", s.ID, "chat_id", chat)
+		r.log.InfoContext(ctx, "desk chat opened", "session_id", s.ID, "chat_id", chat.ID)
 		if prev != StateQueued && prev != StateLive {
 			// The session ended while the chat was opening: leave it now.
 			return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskLeave, OutboxPayload{Reason: s.CloseReason}, now))
@@ -490,19 +489,25 @@ func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 			return r.say(ctx, tx, s, fmt.Sprintf("late:%d", m.ID), r.cfg.Texts.LateMessage, now)
 		})
 	}
-	dm := DeskMessage{Key: fmt.Sprintf("%s/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt}
-	if err := r.desk.Send(ctx, s.AgentChatID, dm); err != nil {
+	dm := DeskMessage{Key: fmt.Sprintf("%s/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
+		Confirmed: s.DeskPosts}
+	if err := r.desk.Send(ctx, s.DeskChat(), dm); err != nil {
 		return fmt.Errorf("desk send: %w", err)
 	}
-	return r.complete(ctx, it, func(tx Tx, now time.Time) error {
-		s, err := tx.Session(ctx, it.SessionID)
-		if err != nil || !s.HumanOwned() {
-			return err
-		}
-		prev := s.State
-		s.UpdatedAt = now
-		return tx.UpdateSession(ctx, s, prev)
-	})
+	return r.complete(ctx, it, func(tx Tx, now time.Time) error { return deskPosted(ctx, tx, it.SessionID, now) })
+}
+
+// deskPosted counts a message the desk confirmed (DeskMessage.Confirmed),
+// whatever state the session has reached meanwhile.
+func deskPosted(ctx context.Context, tx Tx, id SessionID, now time.Time) error {
+	s, err := tx.Session(ctx, id)
+	if err != nil {
+		return err
+	}
+	prev := s.State
+	s.DeskPosts++
+	s.UpdatedAt = now
+	return tx.UpdateSession(ctx, s, prev)
 }
 
 // deskLeave leaves the desk chat and then finishes closing: it tells the user
@@ -515,7 +520,7 @@ func (r *Relay) deskLeave(ctx context.Context, it OutboxItem, p OutboxPayload, l
 		return err
 	}
 	if leaveErr == nil && s.AgentChatID != "" && s.State == StateClosing {
-		if err := r.desk.Leave(ctx, s.AgentChatID); err != nil {
+		if err := r.desk.Leave(ctx, s.DeskChat()); err != nil {
 			return fmt.Errorf("desk leave: %w", err)
 		}
 	}

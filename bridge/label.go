@@ -69,9 +69,10 @@ func (r *Relay) deskNote(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if !s.HumanOwned() || s.AgentChatID == "" {
 		return r.complete(ctx, it, nil)
 	}
-	dm := DeskMessage{Key: fmt.Sprintf("%s/note/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt}
-	if err := r.desk.Send(ctx, s.AgentChatID, dm); err != nil {
+	dm := DeskMessage{Key: fmt.Sprintf("%s/note/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
+		Confirmed: s.DeskPosts}
+	if err := r.desk.Send(ctx, s.DeskChat(), dm); err != nil {
 		return fmt.Errorf("desk note: %w", err)
 	}
-	return r.complete(ctx, it, nil)
+	return r.complete(ctx, it, func(tx Tx, now time.Time) error { return deskPosted(ctx, tx, it.SessionID, now) })
 }

@@ -171,7 +171,6 @@ type Handoff struct {
 	TenantID     string
 	Reason       string
 	Queue        string // "" = the configured default queue
-	Nonce        string // per-session secret the VA desk echoes in callbacks
 	Transcript   []Turn // the recent turns, oldest first (the desk bounds the size)
 	// Retry is true when an earlier attempt to open this chat may have reached
 	// the desk; the desk should adopt a chat that attempt opened.
@@ -183,34 +182,51 @@ type DeskMessage struct {
 	Key  string // stable id of the message in our store
 	Text string
 	// Retry is true when an earlier attempt may have reached the desk; the
-	// desk should check for its own echo since FirstTry before posting again.
+	// desk should check whether it did before posting again.
 	Retry    bool
 	FirstTry time.Time
+	// Confirmed is how many of the bridge's own messages (Send calls) the
+	// desk has confirmed in this chat before this one. Messages of a chat are
+	// sent strictly one after the other, so a desk that can count the
+	// bridge-authored messages of a chat knows this one was posted when it
+	// counts more than Confirmed: identical texts stay distinct messages.
+	Confirmed int
+}
+
+// DeskChat is a chat on the desk as the desk's calls need it: its id, and the
+// desk's own data for it, which the desk returned from Open and the bridge
+// stores with the session without looking inside (e.g. the Virtual Agent
+// desk's callback nonce and the employee's e-mail). It survives restarts with
+// the session.
+type DeskChat struct {
+	ID   AgentChatID
+	Data string
 }
 
 // AgentDesk is the human agents' side. Implemented by servicenow.Client
 // (Connect Support) and servicenow.VAClient (Virtual Agent API).
 type AgentDesk interface {
-	// Open starts a chat and returns its id. A desk that cannot take chats
-	// (unknown queue, feature off) returns a Permanent error.
-	Open(ctx context.Context, h Handoff) (AgentChatID, error)
+	// Open starts a chat and returns its id and the desk's data for it. A
+	// desk that cannot take chats (unknown queue, feature off) returns a
+	// Permanent error.
+	Open(ctx context.Context, h Handoff) (DeskChat, error)
 	// Send posts the user's message. ErrChatClosed if the chat is gone.
-	Send(ctx context.Context, chat AgentChatID, m DeskMessage) error
+	Send(ctx context.Context, chat DeskChat, m DeskMessage) error
 	// Leave ends the bridge's part in the chat. Leaving a chat that is already
 	// closed or left returns nil; ErrChatClosed only if it cannot be located.
-	Leave(ctx context.Context, chat AgentChatID) error
+	Leave(ctx context.Context, chat DeskChat) error
 }
 
 // DeskTyping is an optional AgentDesk feature: show the agent that the user
 // is typing (the Virtual Agent API's TYPING action).
 type DeskTyping interface {
-	Typing(ctx context.Context, chat AgentChatID) error
+	Typing(ctx context.Context, chat DeskChat) error
 }
 
 // DeskReceipts is an optional AgentDesk feature: report that an agent message
 // reached the user (the Virtual Agent API's UPDATE_MESSAGES sent_to_user).
 type DeskReceipts interface {
-	Delivered(ctx context.Context, chat AgentChatID, externalID string) error
+	Delivered(ctx context.Context, chat DeskChat, externalID string) error
 }
 
 // AgentEventKind classifies what happened on the desk.

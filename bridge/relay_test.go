@@ -60,16 +60,17 @@ type fakeDesk struct {
 	opened    map[bridge.AgentChatID]bridge.Handoff
 	posted    map[bridge.AgentChatID][]string
 	left      map[bridge.AgentChatID]int
+	confirmed []int // DeskMessage.Confirmed of each post, in order
 	failSend  bool
 	failLeave bool
 	failOpen  bool
 }
 
-func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
+func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failOpen {
-		return "", bridge.Permanent(errors.New("servicenow: 403 queue unavailable"))
+		return bridge.DeskChat{}, bridge.Permanent(errors.New("servicenow: 403 queue unavailable"))
 	}
 	d.n++
 	id := bridge.AgentChatID(fmt.Sprintf("chat-%d", d.n))
@@ -77,26 +78,33 @@ func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.AgentChatID
 		d.opened, d.posted, d.left = map[bridge.AgentChatID]bridge.Handoff{}, map[bridge.AgentChatID][]string{}, map[bridge.AgentChatID]int{}
 	}
 	d.opened[id] = h
-	return id, nil
+	return bridge.DeskChat{ID: id, Data: "data of " + string(id)}, nil
 }
 
-func (d *fakeDesk) Send(_ context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
+func (d *fakeDesk) Send(_ context.Context, dc bridge.DeskChat, m bridge.DeskMessage) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if dc.Data != "data of "+string(dc.ID) {
+		return bridge.Permanent(fmt.Errorf("send to %s without its desk data (got %q)", dc.ID, dc.Data))
+	}
 	if d.failSend {
 		return errors.New("servicenow: 500")
 	}
-	d.posted[chat] = append(d.posted[chat], m.Text)
+	d.posted[dc.ID] = append(d.posted[dc.ID], m.Text)
+	d.confirmed = append(d.confirmed, m.Confirmed)
 	return nil
 }
 
-func (d *fakeDesk) Leave(_ context.Context, chat bridge.AgentChatID) error {
+func (d *fakeDesk) Leave(_ context.Context, dc bridge.DeskChat) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if dc.Data != "data of "+string(dc.ID) {
+		return bridge.Permanent(fmt.Errorf("leave %s without its desk data (got %q)", dc.ID, dc.Data))
+	}
 	if d.failLeave {
 		return fmt.Errorf("servicenow: leave: %w", bridge.ErrChatClosed)
 	}
-	d.left[chat]++
+	d.left[dc.ID]++
 	return nil
 }
 
@@ -303,6 +311,13 @@ func TestRelayLifecycle(t *testing.T) {
 			posted := h.desk.posted["chat-1"]
 			if len(posted) < 2 || posted[0] != "my laptop is broken" || posted[1] != "it won't boot" {
 				t.Fatalf("agent got %q", posted)
+			}
+			// Each post names how many of the bridge's posts the desk
+			// confirmed before it.
+			for i, n := range h.desk.confirmed {
+				if n != i {
+					t.Fatalf("post %d carried Confirmed %d, want %d (all %v)", i, n, i, h.desk.confirmed)
+				}
 			}
 			for _, r := range h.bot.received["conv"] {
 				if strings.Contains(r, "laptop") || strings.Contains(r, "boot") || strings.Contains(r, "there?") || strings.HasPrefix(r, "/") {

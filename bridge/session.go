@@ -33,7 +33,12 @@ type Session struct {
 	AgentChatID AgentChatID // set once the desk chat is open
 	Queue       string      // desk queue requested by the handoff signal ("" = default)
 	Reason      string      // why the bot handed off (handoff payload reason)
-	Nonce       string      // per-session secret echoed by the VA desk in callbacks
+	// DeskData is the desk's own data for its chat (DeskChat.Data), stored
+	// as the desk returned it from Open.
+	DeskData string
+	// DeskPosts counts the bridge's messages the desk confirmed in the chat
+	// (see DeskMessage.Confirmed).
+	DeskPosts int
 
 	CreatedAt time.Time
 	QueuedAt  time.Time // zero until handed off
@@ -44,6 +49,9 @@ type Session struct {
 	// shown to the user when a relay failure ends the session).
 	LastAgentActivity time.Time
 }
+
+// DeskChat returns the session's desk chat as the desk's calls take it.
+func (s *Session) DeskChat() DeskChat { return DeskChat{ID: s.AgentChatID, Data: s.DeskData} }
 
 // Open reports whether the session still routes messages (any state but closed).
 func (s *Session) Open() bool { return s.State != StateClosed }

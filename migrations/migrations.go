@@ -146,7 +146,11 @@ func newProvider(ctx context.Context, db *sql.DB, dialect string, logger *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %s files: %w", dialect, err)
 	}
-	opts := []goose.ProviderOption{goose.WithSlog(logger), goose.WithDisableGlobalRegistry(true)}
+	// Version numbers are handed out in ranges to parallel streams of work,
+	// so a lower version can be merged after a higher one was applied
+	// somewhere: apply it then instead of refusing to start. Each migration
+	// must therefore not depend on versions numbered above it.
+	opts := []goose.ProviderOption{goose.WithSlog(logger), goose.WithDisableGlobalRegistry(true), goose.WithAllowOutofOrder(true)}
 	if locked && dialect == Postgres {
 		id, err := lockID(ctx, db)
 		if err != nil {

@@ -58,7 +58,8 @@ func TestAuthModes(t *testing.T) {
 			in := oauthFake(t)
 			c := newClient(t, in, tc.mod)
 			ctx := context.Background()
-			chat, err := c.Open(ctx, bridge.Handoff{Session: "s-1", UserName: "Abel Tuter"})
+			oc, err := c.Open(ctx, bridge.Handoff{Session: "s-1", UserName: "Abel Tuter"})
+			chat := oc.ID
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !bridge.IsPermanent(err) {
 					t.Fatalf("Open: %v, want %v", err, tc.err)
@@ -71,7 +72,7 @@ func TestAuthModes(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
-				if err := c.Send(ctx, chat, bridge.DeskMessage{Text: "hello"}); err != nil {
+				if err := c.Send(ctx, dc(chat), bridge.DeskMessage{Text: "hello"}); err != nil {
 					t.Fatalf("Send: %v", err)
 				}
 				msgs := in.Messages(string(chat))

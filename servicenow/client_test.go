@@ -61,13 +61,14 @@ func TestOpen(t *testing.T) {
 		turns = append(turns, bridge.Turn{Role: "user", Author: "Abel Tuter", Text: strings.Repeat("x", 20) + " turn " + string(rune('A'+i%26)), At: t0})
 	}
 	turns = append(turns, bridge.Turn{Role: "bot", Text: "I could not help with the VPN; connecting you", At: t0})
-	chat, err := c.Open(context.Background(), bridge.Handoff{
+	oc, err := c.Open(context.Background(), bridge.Handoff{
 		Session: "s-1", UserName: "Abel Tuter", UserEmail: "abel.tuter@example.com", UserID: "29:abc",
 		UserAADID: "aad-1", TenantID: "tenant-1", Reason: "user_asked", Transcript: turns,
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	chat := oc.ID
 	ch, ok := in.Chat(string(chat))
 	if !ok {
 		t.Fatalf("chat %s not on the instance", chat)
@@ -137,7 +138,7 @@ func TestSend(t *testing.T) {
 	c := newClient(t, in, nil)
 	ctx := context.Background()
 	chat := openChat(t, c, "s-1")
-	if err := c.Send(ctx, chat, bridge.DeskMessage{Key: "1", Text: "my VPN is down"}); err != nil {
+	if err := c.Send(ctx, dc(chat), bridge.DeskMessage{Key: "1", Text: "my VPN is down"}); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	msgs := in.Messages(string(chat))
@@ -145,7 +146,7 @@ func TestSend(t *testing.T) {
 		t.Errorf("last message = %+v", last)
 	}
 
-	if err := c.Send(ctx, "0123456789abcdef0123456789abcdef", bridge.DeskMessage{Text: "hi"}); !errors.Is(err, bridge.ErrChatClosed) {
+	if err := c.Send(ctx, dc("0123456789abcdef0123456789abcdef"), bridge.DeskMessage{Text: "hi"}); !errors.Is(err, bridge.ErrChatClosed) {
 		t.Errorf("Send to unknown chat: %v, want ErrChatClosed", err)
 	}
 	if err := in.Accept(string(chat), "Beth Anglin"); err != nil {
@@ -154,7 +155,7 @@ func TestSend(t *testing.T) {
 	if err := in.CloseChat(string(chat)); err != nil {
 		t.Fatal(err)
 	}
-	err := c.Send(ctx, chat, bridge.DeskMessage{Text: "hello?"})
+	err := c.Send(ctx, dc(chat), bridge.DeskMessage{Text: "hello?"})
 	var se *bridge.StatusError
 	if !errors.Is(err, bridge.ErrChatClosed) || !errors.As(err, &se) || se.Message != "Conversation is closed" {
 		t.Errorf("Send to closed chat: %v, want ErrChatClosed carrying the instance's message", err)
@@ -189,7 +190,7 @@ func TestSendNoDuplicate(t *testing.T) {
 			m := tc.msg
 			m.Key, m.Text, m.FirstTry = "k1", "please reset my password", in.Now()
 			if tc.pre {
-				if err := c.Send(context.Background(), chat, bridge.DeskMessage{Key: "k1", Text: m.Text}); err != nil {
+				if err := c.Send(context.Background(), dc(chat), bridge.DeskMessage{Key: "k1", Text: m.Text}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -197,7 +198,7 @@ func TestSendNoDuplicate(t *testing.T) {
 				in.InjectFault(post(tc.fault))
 			}
 			in.ResetRequests()
-			if err := c.Send(context.Background(), chat, m); err != nil {
+			if err := c.Send(context.Background(), dc(chat), m); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			n := 0
@@ -228,7 +229,7 @@ func TestPollEvents(t *testing.T) {
 	}
 	in.Advance(1500 * time.Millisecond)
 	must[snowtest.Message](t)(in.Say(string(chat), "Beth Anglin", "Hi Abel, looking into it"))
-	if err := c.Send(ctx, chat, bridge.DeskMessage{Text: "thanks"}); err != nil {
+	if err := c.Send(ctx, dc(chat), bridge.DeskMessage{Text: "thanks"}); err != nil {
 		t.Fatal(err)
 	}
 	in.Advance(time.Second)
@@ -395,27 +396,27 @@ func TestLeave(t *testing.T) {
 	c := newClient(t, in, nil)
 	ctx := context.Background()
 	chat := openChat(t, c, "s-1")
-	if err := c.Leave(ctx, chat); err != nil {
+	if err := c.Leave(ctx, dc(chat)); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
 	if ch, _ := in.Chat(string(chat)); ch.State != snowtest.ClosedByClient {
 		t.Errorf("state %v after leave, want closed by client", ch.State)
 	}
-	if err := c.Leave(ctx, chat); err != nil {
+	if err := c.Leave(ctx, dc(chat)); err != nil {
 		t.Errorf("second Leave: %v, want nil", err)
 	}
 	// An instance refusing to leave a closed chat is still a successful leave.
 	in.InjectFault(snowtest.Fault{Method: http.MethodPost, Path: "/api/now/connect/support/sessions/", Status: 400, Message: "Session already closed"})
-	if err := c.Leave(ctx, chat); err != nil {
+	if err := c.Leave(ctx, dc(chat)); err != nil {
 		t.Errorf("Leave answered 400 on a closed chat: %v, want nil", err)
 	}
 	// A leave that failed with 503 and is retried.
 	chat2 := openChat(t, c, "s-2")
 	in.InjectFault(snowtest.Fault{Method: http.MethodPost, Path: "/api/now/connect/support/sessions/", Status: 503, AfterHandler: true})
-	if err := c.Leave(ctx, chat2); err != nil {
+	if err := c.Leave(ctx, dc(chat2)); err != nil {
 		t.Errorf("Leave after a 503: %v", err)
 	}
-	if err := c.Leave(ctx, "0123456789abcdef0123456789abcdef"); !errors.Is(err, bridge.ErrChatClosed) {
+	if err := c.Leave(ctx, dc("0123456789abcdef0123456789abcdef")); !errors.Is(err, bridge.ErrChatClosed) {
 		t.Errorf("Leave of an unknown chat: %v, want ErrChatClosed", err)
 	}
 }

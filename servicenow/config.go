@@ -45,10 +45,11 @@ type Config struct {
 	// jitter between retries. Defaults 500 ms and 30 s.
 	RetryWaitMin time.Duration
 	RetryWaitMax time.Duration
-	// EchoWindow widens the search for the bridge's own earlier attempt when a
-	// message post is retried: echoes created up to EchoWindow before the first
-	// attempt (by our clock) count, to absorb clock skew. Default 10 s.
-	EchoWindow time.Duration
+	// CommitWait bounds how long a message post that got no answer (a
+	// timeout) is given to show up in the chat before it is posted again: the
+	// instance may still commit it after the bridge stopped waiting. The chat
+	// is read again with growing pauses meanwhile. Default 10 s.
+	CommitWait time.Duration
 
 	// TranscriptTurns, TurnChars and FirstMessageBytes bound the first message
 	// of a chat: at most TranscriptTurns recent turns (default 12), each cut to
@@ -155,7 +156,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.Timeout, 30*time.Second)
 	def(&cfg.RetryWaitMin, 500*time.Millisecond)
 	def(&cfg.RetryWaitMax, 30*time.Second)
-	def(&cfg.EchoWindow, 10*time.Second)
+	def(&cfg.CommitWait, 10*time.Second)
 	cfg.RetryWaitMax = max(cfg.RetryWaitMax, cfg.RetryWaitMin)
 	cfg.MaxRetries = retriesDefault(cfg.MaxRetries)
 	defInt := func(n *int, v int) {

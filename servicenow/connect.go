@@ -87,7 +87,7 @@ func (c *Client) CheckQueue(ctx context.Context) error {
 // searched for the session's marker, and a chat an earlier attempt created is
 // returned instead of opening a second one. A refused queue (403, whose
 // result is ServiceNow's message) is a permanent error.
-func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
+func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
 	queue := h.Queue
 	if queue == "" {
 		queue = c.cfg.Queue
@@ -98,11 +98,11 @@ func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID
 		// the chat already: adopt it rather than open a second one.
 		e, err := c.findOpen(ctx, marker)
 		if err != nil {
-			return "", fmt.Errorf("servicenow: open chat: duplicate check: %w", err)
+			return bridge.DeskChat{}, fmt.Errorf("servicenow: open chat: duplicate check: %w", err)
 		}
 		if e != nil {
 			c.log.Info("servicenow chat opened by an earlier attempt", "session_id", h.Session, "chat_id", e.Group)
-			return bridge.AgentChatID(e.Group), nil
+			return bridge.DeskChat{ID: bridge.AgentChatID(e.Group)}, nil
 		}
 	}
 	var found *QueueEntry
@@ -127,17 +127,17 @@ func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID
 	r, err := c.do(ctx, cl)
 	if errors.Is(err, errDone) && found != nil {
 		c.log.Info("servicenow chat opened by an earlier attempt", "session_id", h.Session, "chat_id", found.Group)
-		return bridge.AgentChatID(found.Group), nil
+		return bridge.DeskChat{ID: bridge.AgentChatID(found.Group)}, nil
 	}
 	if err != nil {
-		return "", err
+		return bridge.DeskChat{}, err
 	}
 	e, err := parseQueueEntry(r)
 	if err != nil {
-		return "", fmt.Errorf("servicenow: open chat: %w", err)
+		return bridge.DeskChat{}, fmt.Errorf("servicenow: open chat: %w", err)
 	}
 	c.log.Info("servicenow chat opened", "session_id", h.Session, "chat_id", e.Group, "queue", queue, "number", e.Number)
-	return bridge.AgentChatID(e.Group), nil
+	return bridge.DeskChat{ID: bridge.AgentChatID(e.Group)}, nil
 }
 
 // findOpen returns the open queue entry whose short description carries
@@ -160,23 +160,23 @@ func (c *Client) findOpen(ctx context.Context, marker string) (*QueueEntry, erro
 	return nil, nil
 }
 
-// Send posts the user's message to the chat. When m.Retry is set, the chat is
-// first searched for the bridge's own echo of the same text since m.FirstTry
-// (less EchoWindow) and the post is skipped if it is there; the same check
-// runs before every in-call retry after a connection error or 5xx, so a post
-// is never duplicated by a retry. (Its limit: a retried message whose text
-// equals another message the user sent inside that window is taken as sent.)
-// ErrChatClosed if the chat is closed or cannot be found.
-func (c *Client) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
-	first := m.FirstTry
-	if first.IsZero() {
-		first = c.now()
-	}
-	since := first.Add(-c.cfg.EchoWindow)
+// Send posts the user's message to the chat. A post that may have reached
+// the instance before (m.Retry, or an in-call retry after a connection error
+// or 5xx) is identified by ordinal, not text: the chat's messages by the
+// bridge user are counted (the opening message aside), and if there are more
+// than m.Confirmed the earlier attempt was posted and nothing is sent again.
+// So two identical texts stay two messages. An attempt that got no answer (a
+// timeout) may still commit on the instance: before its retry the count is
+// read again for up to CommitWait until the post shows, then it is posted
+// anew. ErrChatClosed if the chat is closed or cannot be found.
+func (c *Client) Send(ctx context.Context, dc bridge.DeskChat, m bridge.DeskMessage) error {
+	chat := dc.ID
 	if m.Retry {
-		ok, err := c.echoed(ctx, chat, m.Text, since)
+		// The earlier call's last attempt may have timed out: give a slow
+		// commit its window.
+		ok, err := c.postedWithin(ctx, chat, m.Confirmed, c.cfg.CommitWait)
 		if err != nil {
-			return err // prefixed "servicenow: echo check:"
+			return fmt.Errorf("servicenow: send message: duplicate check: %w", err)
 		}
 		if ok {
 			c.log.Info("servicenow message already posted", "chat_id", chat, "message_key", m.Key)
@@ -189,10 +189,14 @@ func (c *Client) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.Des
 		path:   messagesPath(chat),
 		body:   map[string]string{"message": m.Text},
 		retry:  true,
-		beforeRetry: func(ctx context.Context, _ int) error {
-			ok, err := c.echoed(ctx, chat, m.Text, since)
+		beforeRetry: func(ctx context.Context, last int) error {
+			wait := time.Duration(0)
+			if last == 0 {
+				wait = c.cfg.CommitWait // no answer: it may still commit
+			}
+			ok, err := c.postedWithin(ctx, chat, m.Confirmed, wait)
 			if err != nil {
-				return fmt.Errorf("echo check: %w", err)
+				return fmt.Errorf("duplicate check: %w", err)
 			}
 			if ok {
 				return errDone
@@ -211,20 +215,59 @@ func (c *Client) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.Des
 	return nil
 }
 
-// echoed reports whether the chat holds the bridge's own message with text
-// created at or after since.
-func (c *Client) echoed(ctx context.Context, chat bridge.AgentChatID, text string, since time.Time) (bool, error) {
-	msgs, err := c.messagesSince(ctx, "echo check", chat, since)
-	if err != nil {
-		return false, err
+// postedWithin reports whether the chat holds more than confirmed messages of
+// the bridge's own, reading the count again with growing pauses for up to
+// wait (bounded by half of what is left of ctx) while it does not.
+func (c *Client) postedWithin(ctx context.Context, chat bridge.AgentChatID, confirmed int, wait time.Duration) (bool, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)/2)
 	}
-	want := strings.TrimSpace(text)
-	for _, m := range msgs {
-		if strings.EqualFold(m.CreatedBy, c.cfg.BridgeUser) && strings.TrimSpace(m.Text) == want {
+	end := time.Now().Add(wait)
+	pause := 250 * time.Millisecond
+	for {
+		n, err := c.ownPosts(ctx, chat)
+		if err != nil {
+			return false, err
+		}
+		if n > confirmed {
 			return true, nil
 		}
+		left := time.Until(end)
+		if left <= 0 {
+			return false, nil
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 2*time.Second)
 	}
-	return false, nil
+}
+
+// ownPosts counts the chat's messages created by the bridge user, leaving
+// out the chat's opening message (the first of them, when it carries the
+// session marker).
+func (c *Client) ownPosts(ctx context.Context, chat bridge.AgentChatID) (int, error) {
+	msgs, err := c.messagesSince(ctx, "duplicate check", chat, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	n, first := 0, true
+	for _, m := range msgs {
+		if !strings.EqualFold(m.CreatedBy, c.cfg.BridgeUser) {
+			continue
+		}
+		if first && strings.HasPrefix(strings.TrimSpace(m.Text), markerPrefix) {
+			first = false
+			continue
+		}
+		first = false
+		n++
+	}
+	return n, nil
 }
 
 // chatError classifies a failed chat operation: a 404 means the chat is gone;
@@ -456,7 +499,8 @@ func (c *Client) messagesSince(ctx context.Context, op string, chat bridge.Agent
 // Leave ends the bridge's part in the chat (POST .../sessions/{group}/leave).
 // It is idempotent: leaving a chat that is already closed or left returns nil.
 // ErrChatClosed only if the chat cannot be located.
-func (c *Client) Leave(ctx context.Context, chat bridge.AgentChatID) error {
+func (c *Client) Leave(ctx context.Context, dc bridge.DeskChat) error {
+	chat := dc.ID
 	_, err := c.do(ctx, call{op: "leave chat", method: http.MethodPost, path: leavePath(chat), body: struct{}{}, retry: true})
 	if err == nil {
 		c.log.Info("servicenow chat left", "chat_id", chat)

@@ -19,8 +19,11 @@ func openMarker(s bridge.SessionID) string {
 	if s == "" {
 		return ""
 	}
-	return "[handoff " + string(s) + "]"
+	return markerPrefix + string(s) + "]"
 }
+
+// markerPrefix starts every session marker.
+const markerPrefix = "[handoff "
 
 // firstMessage builds the text that opens a chat: who the employee is, why the
 // bot handed off, and the recent transcript, bounded to cfg.FirstMessageBytes.

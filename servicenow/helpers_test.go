@@ -48,6 +48,7 @@ func newClient(t testing.TB, in *snowtest.Instance, mod func(*servicenow.Config)
 		RetryWaitMin: time.Millisecond,
 		RetryWaitMax: 20 * time.Millisecond,
 		Timeout:      5 * time.Second,
+		CommitWait:   50 * time.Millisecond, // tests of slow commits set their own
 		Logger:       testLogger(t),
 	}
 	if mod != nil {
@@ -63,13 +64,16 @@ func newClient(t testing.TB, in *snowtest.Instance, mod func(*servicenow.Config)
 // openChat opens a chat for session through the client.
 func openChat(t testing.TB, c *servicenow.Client, session string) bridge.AgentChatID {
 	t.Helper()
-	chat, err := c.Open(context.Background(), bridge.Handoff{Session: bridge.SessionID(session), UserName: "Abel Tuter",
+	oc, err := c.Open(context.Background(), bridge.Handoff{Session: bridge.SessionID(session), UserName: "Abel Tuter",
 		UserEmail: "abel.tuter@example.com", TenantID: "tenant-1", Reason: "user_asked"})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	return chat
+	return oc.ID
 }
+
+// dc is the desk chat of a chat id (the Connect desk keeps no desk data).
+func dc(id bridge.AgentChatID) bridge.DeskChat { return bridge.DeskChat{ID: id} }
 
 func must[T any](t testing.TB) func(v T, err error) T {
 	return func(v T, err error) T {
@@ -102,16 +106,16 @@ type memSession struct {
 	joined    int
 	ended     []bridge.CloseReason
 	lastBatch int // events in the last accepted call
-	nonce     string
+	deskData  string
 }
 
-// NonceFor makes memRelay a servicenow.SessionLookup.
-func (m *memRelay) NonceFor(_ context.Context, chat bridge.AgentChatID) (string, error) {
+// DeskData makes memRelay a servicenow.SessionLookup.
+func (m *memRelay) DeskData(_ context.Context, chat bridge.AgentChatID) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.sessions {
 		if s.chat == chat {
-			return s.nonce, nil
+			return s.deskData, nil
 		}
 	}
 	return "", fmt.Errorf("chat %s: %w", chat, bridge.ErrNotFound)

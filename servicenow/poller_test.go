@@ -151,7 +151,7 @@ func TestCursorEchoesNeverDelivered(t *testing.T) {
 			}
 			for i := range 3 {
 				e.in.Advance(time.Second)
-				if err := e.c.Send(ctx, e.chat, bridge.DeskMessage{Text: fmt.Sprintf("user says %d", i)}); err != nil {
+				if err := e.c.Send(ctx, dc(e.chat), bridge.DeskMessage{Text: fmt.Sprintf("user says %d", i)}); err != nil {
 					t.Fatal(err)
 				}
 				e.say(t, fmt.Sprintf("agent says %d", i))
@@ -209,7 +209,7 @@ func TestCursorUninterestingRows(t *testing.T) {
 			for i := range 40 {
 				e.in.Advance(1100 * time.Millisecond)
 				if i%2 == 0 {
-					if err := e.c.Send(ctx, e.chat, bridge.DeskMessage{Text: fmt.Sprintf("still there? %d", i)}); err != nil {
+					if err := e.c.Send(ctx, dc(e.chat), bridge.DeskMessage{Text: fmt.Sprintf("still there? %d", i)}); err != nil {
 						t.Fatal(err)
 					}
 				} else if _, err := e.in.SystemMessage(string(e.chat), "Waiting for an agent"); err != nil {
@@ -270,7 +270,7 @@ func TestCursorRandomized(t *testing.T) {
 						t.Fatal(err)
 					}
 				case r < 6:
-					if err := c.Send(ctx, chat, bridge.DeskMessage{Text: fmt.Sprintf("user %d", step)}); err != nil {
+					if err := c.Send(ctx, dc(chat), bridge.DeskMessage{Text: fmt.Sprintf("user %d", step)}); err != nil {
 						t.Fatal(err)
 					}
 				case r < 7:

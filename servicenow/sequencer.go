@@ -26,10 +26,10 @@ type EventSink interface {
 // SessionLookup finds the bridge session bound to a desk chat. *bridge.Relay
 // implements it.
 type SessionLookup interface {
-	// NonceFor returns the per-session nonce of the session bound to chat ("" if
-	// it has none). It returns an error wrapping bridge.ErrNotFound when no
-	// session has that chat id (yet).
-	NonceFor(ctx context.Context, chat bridge.AgentChatID) (string, error)
+	// DeskData returns what the desk stored with the session bound to chat
+	// (bridge.DeskChat.Data, "" if nothing). It returns an error wrapping
+	// bridge.ErrNotFound when no session has that chat id (yet).
+	DeskData(ctx context.Context, chat bridge.AgentChatID) (string, error)
 }
 
 // sequencer holds the webhook deliveries of each chat for a short window and
@@ -173,7 +173,7 @@ func (q *sequencer) waitRecorded(ctx context.Context, chat bridge.AgentChatID) {
 	}
 	deadline := time.Now().Add(q.openWait)
 	for {
-		_, err := q.lookup.NonceFor(ctx, chat)
+		_, err := q.lookup.DeskData(ctx, chat)
 		if !errors.Is(err, bridge.ErrNotFound) {
 			return // found, or an error the sink will meet too
 		}

@@ -116,7 +116,7 @@ func TestThrottledSend(t *testing.T) {
 	}
 	in.ResetRequests()
 	m := bridge.DeskMessage{Key: "k1", Text: "please reset my password", FirstTry: in.Now()}
-	err := c.Send(ctx, chat, m)
+	err := c.Send(ctx, dc(chat), m)
 	te, ok := bridge.Throttled(err)
 	if !ok {
 		t.Fatalf("Send: %v, want a ThrottledError", err)
@@ -129,7 +129,7 @@ func TestThrottledSend(t *testing.T) {
 	}
 	in.SetRateLimit(snowtest.RateLimit{})
 	m.Retry = true
-	if err := c.Send(ctx, chat, m); err != nil {
+	if err := c.Send(ctx, dc(chat), m); err != nil {
 		t.Fatalf("Send after the limit lifted: %v", err)
 	}
 	n := 0
@@ -168,7 +168,7 @@ func TestThrottledVA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = v.Leave(context.Background(), "handoff-s1")
+	err = v.Leave(context.Background(), bridge.DeskChat{ID: "handoff-s1"})
 	if _, ok := bridge.Throttled(err); !ok {
 		t.Fatalf("Leave: %v, want a ThrottledError", err)
 	}

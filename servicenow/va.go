@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -69,10 +69,10 @@ type VAConfig struct {
 	RetryWaitMin time.Duration
 	RetryWaitMax time.Duration
 
-	// Sessions, when set, finds a chat's nonce after a restart (the client
-	// remembers the nonces of the chats it opened). Set it later with
-	// UseSessions when the lookup is built after the client.
-	Sessions SessionLookup
+	// NonceKey, when set, derives each chat's callback nonce from the chat id
+	// (HMAC-SHA256), so a repeated Open of the same session sends the same
+	// nonce; empty: a random nonce per Open.
+	NonceKey string
 
 	Logger     *slog.Logger
 	HTTPClient *http.Client
@@ -99,18 +99,25 @@ type VAConfig struct {
 // *bridge.StatusError (401 wraps bridge.ErrUnauthorized, other 4xx are
 // permanent).
 type VAClient struct {
-	cfg  VAConfig
-	t    *transport // auth, retries, throttling, error mapping
-	log  *slog.Logger
-	now  func() time.Time
-	mu   sync.Mutex
-	meta map[bridge.AgentChatID]vaMeta
-	look SessionLookup
+	cfg VAConfig
+	t   *transport // auth, retries, throttling, error mapping
+	log *slog.Logger
+	now func() time.Time
 }
 
-type vaMeta struct {
-	nonce string
-	email string
+// vaData is the VA desk's data for a chat (bridge.DeskChat.Data, JSON): what
+// every request of the conversation repeats.
+type vaData struct {
+	Nonce string `json:"nonce,omitempty"`
+	Email string `json:"email,omitempty"`
+}
+
+// parseVAData reads a chat's desk data; unreadable data reads as empty (the
+// requests then go without nonce and e-mail, and callbacks are refused).
+func parseVAData(s string) vaData {
+	var d vaData
+	_ = json.Unmarshal([]byte(s), &d)
+	return d
 }
 
 var (
@@ -160,12 +167,8 @@ func NewVA(cfg VAConfig) (*VAClient, error) {
 	t := newTransport(transportConfig{InstanceURL: cfg.InstanceURL, Username: cfg.Username, Password: cfg.Password,
 		OAuth: cfg.OAuth, Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries, RetryWaitMin: cfg.RetryWaitMin,
 		RetryWaitMax: cfg.RetryWaitMax, Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, Now: cfg.Now})
-	return &VAClient{cfg: cfg, t: t, log: cfg.Logger, now: cfg.Now, meta: map[bridge.AgentChatID]vaMeta{}, look: cfg.Sessions}, nil
+	return &VAClient{cfg: cfg, t: t, log: cfg.Logger, now: cfg.Now}, nil
 }
-
-// UseSessions sets the lookup that finds a chat's nonce after a restart. Call
-// it before the client is used.
-func (v *VAClient) UseSessions(s SessionLookup) { v.look = s }
 
 // vaRequest is the body of a Bot Integration API call.
 type vaRequest struct {
@@ -224,9 +227,9 @@ func randomHex(n int) string {
 // is already with the agents opens no second chat (so the fake behaves; on a
 // real instance this is inferred from pypestream's integration, which sends
 // AGENT twice on purpose, not documented).
-func (v *VAClient) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
+func (v *VAClient) Open(ctx context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
 	chat := vaChatID(h.Session)
-	v.remember(chat, vaMeta{nonce: h.Nonce, email: h.UserEmail})
+	data := vaData{Nonce: v.nonce(chat), Email: h.UserEmail}
 	ctxVars := map[string]string{"liveagent_deviceType": v.cfg.DeviceType}
 	for k, val := range v.cfg.ContextVariables {
 		ctxVars[k] = val
@@ -246,19 +249,31 @@ func (v *VAClient) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChat
 	if h.UserAADID != "" {
 		ctxVars["handoff_aad_object_id"] = h.UserAADID
 	}
-	req := v.request(chat, "AGENT")
+	req := v.request(bridge.DeskChat{ID: chat}, "AGENT")
 	req.EmailID = h.UserEmail
 	req.Message = vaText{Text: vaSummary(h), Typed: true, ClientMessageID: string(chat) + "/open"}
 	req.ContextVariables = ctxVars
 	req.History = v.history(h)
-	if h.Nonce != "" {
-		req.ClientVariables = map[string]string{"nonce": h.Nonce}
-	}
+	req.ClientVariables = map[string]string{"nonce": data.Nonce}
 	if err := v.post(ctx, "open chat", req, true); err != nil {
-		return "", err
+		return bridge.DeskChat{}, err
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return bridge.DeskChat{}, fmt.Errorf("servicenow: open chat: encode desk data: %w", err)
 	}
 	v.log.Info("servicenow va chat opened", "session_id", h.Session, "chat_id", chat)
-	return chat, nil
+	return bridge.DeskChat{ID: chat, Data: string(raw)}, nil
+}
+
+// nonce returns the chat's callback nonce: derived from NonceKey, or random.
+func (v *VAClient) nonce(chat bridge.AgentChatID) string {
+	if v.cfg.NonceKey == "" {
+		return randomHex(16)
+	}
+	m := hmac.New(sha256.New, []byte(v.cfg.NonceKey))
+	m.Write([]byte("handoff va nonce\x00" + string(chat)))
+	return hex.EncodeToString(m.Sum(nil))[:32]
 }
 
 // vaSummary is the handoff message the agent sees: who, and why.
@@ -306,90 +321,63 @@ func (v *VAClient) history(h bridge.Handoff) []vaHistory {
 // is logged, the message is sent). The post is not retried inside the call:
 // the API has no way to find an earlier attempt, so a retry could post
 // twice; clientMessageId is the message's stable key.
-func (v *VAClient) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
+func (v *VAClient) Send(ctx context.Context, chat bridge.DeskChat, m bridge.DeskMessage) error {
 	req := v.request(chat, "")
 	req.Message = vaText{Text: m.Text, Typed: true, ClientMessageID: m.Key}
-	v.fill(ctx, chat, &req)
 	if err := v.post(ctx, "send message", req, false); err != nil {
 		return err
 	}
 	view := v.request(chat, "VIEWING")
 	view.Message = vaText{Text: "", Typed: true}
-	v.fill(ctx, chat, &view)
 	if err := v.post(ctx, "viewing", view, false); err != nil {
-		v.log.Info("servicenow va viewing not sent; the agent may see the user typing a while longer", "chat_id", chat, "err", err)
+		v.log.Info("servicenow va viewing not sent; the agent may see the user typing a while longer", "chat_id", chat.ID, "err", err)
 	}
 	return nil
 }
 
 // Typing shows the agent that the user is typing (action TYPING with an
 // empty message.text, which the API requires).
-func (v *VAClient) Typing(ctx context.Context, chat bridge.AgentChatID) error {
+func (v *VAClient) Typing(ctx context.Context, chat bridge.DeskChat) error {
 	req := v.request(chat, "TYPING")
 	req.Message = vaText{Text: "", Typed: true}
-	v.fill(ctx, chat, &req)
 	return v.post(ctx, "typing", req, false)
 }
 
 // Delivered reports that the agent message externalID (its messageId) reached
 // the user: action UPDATE_MESSAGES with status sent_to_user.
-func (v *VAClient) Delivered(ctx context.Context, chat bridge.AgentChatID, externalID string) error {
+func (v *VAClient) Delivered(ctx context.Context, chat bridge.DeskChat, externalID string) error {
 	if externalID == "" || strings.HasPrefix(externalID, "va:") {
 		return nil // not a ServiceNow message id
 	}
 	req := v.request(chat, "UPDATE_MESSAGES")
 	req.Message = []vaUpdate{{ID: externalID, Status: "sent_to_user"}}
-	v.fill(ctx, chat, &req)
 	return v.post(ctx, "update messages", req, true)
 }
 
 // Leave ends the conversation (action END_CONVERSATION with an empty
 // message.text). It is idempotent: the instance accepts ending a
 // conversation that is already over.
-func (v *VAClient) Leave(ctx context.Context, chat bridge.AgentChatID) error {
+func (v *VAClient) Leave(ctx context.Context, chat bridge.DeskChat) error {
 	req := v.request(chat, "END_CONVERSATION")
 	req.Message = vaText{Text: "", Typed: true}
-	v.fill(ctx, chat, &req)
 	if err := v.post(ctx, "leave chat", req, true); err != nil {
 		return err
 	}
-	v.mu.Lock()
-	delete(v.meta, chat)
-	v.mu.Unlock()
-	v.log.Info("servicenow va chat ended", "chat_id", chat)
+	v.log.Info("servicenow va chat ended", "chat_id", chat.ID)
 	return nil
 }
 
-func (v *VAClient) request(chat bridge.AgentChatID, action string) vaRequest {
-	return vaRequest{RequestID: randomHex(16), Action: action, ClientSessionID: string(chat), UserID: string(chat),
+// request starts a request of the chat's conversation: the ids, and what the
+// desk data says every request repeats (e-mail, nonce).
+func (v *VAClient) request(chat bridge.DeskChat, action string) vaRequest {
+	req := vaRequest{RequestID: randomHex(16), Action: action, ClientSessionID: string(chat.ID), UserID: string(chat.ID),
 		BotToBot: true, Timestamp: v.now().UnixMilli()}
-}
-
-func (v *VAClient) remember(chat bridge.AgentChatID, m vaMeta) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.meta) >= maxHints {
-		clear(v.meta)
+	d := parseVAData(chat.Data)
+	req.EmailID = d.Email
+	if d.Nonce != "" {
+		req.ClientVariables = map[string]string{"nonce": d.Nonce}
 	}
-	v.meta[chat] = m
-}
-
-// fill adds the chat's e-mail and nonce (from memory, or the session lookup
-// after a restart) to req.
-func (v *VAClient) fill(ctx context.Context, chat bridge.AgentChatID, req *vaRequest) {
-	v.mu.Lock()
-	m, ok := v.meta[chat]
-	v.mu.Unlock()
-	if !ok && v.look != nil {
-		if n, err := v.look.NonceFor(ctx, chat); err == nil {
-			m = vaMeta{nonce: n}
-			v.remember(chat, m)
-		}
-	}
-	req.EmailID = m.email
-	if m.nonce != "" {
-		req.ClientVariables = map[string]string{"nonce": m.nonce}
-	}
+	return req
 }
 
 // post sends req with message auth and checks the immediate answer.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -28,7 +29,7 @@ const (
 func newVA(t testing.TB, in *snowtest.Instance, mod func(*servicenow.VAConfig)) *servicenow.VAClient {
 	t.Helper()
 	cfg := servicenow.VAConfig{InstanceURL: in.URL(), Username: snowtest.DefaultUser, Password: snowtest.DefaultPassword,
-		Token: vaToken, Queue: "it_support", RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond,
+		Token: vaToken, Queue: "it_support", NonceKey: "nonce-key", RetryWaitMin: time.Millisecond, RetryWaitMax: 10 * time.Millisecond,
 		Timeout: 5 * time.Second, Logger: testLogger(t)}
 	if mod != nil {
 		mod(&cfg)
@@ -41,7 +42,7 @@ func newVA(t testing.TB, in *snowtest.Instance, mod func(*servicenow.VAConfig)) 
 }
 
 var vaHandoff = bridge.Handoff{Session: "s-1", UserName: "Abel Tuter", UserEmail: "abel.tuter@example.com",
-	UserAADID: "aad-1", TenantID: "tenant-1", Reason: "user_asked", Nonce: vaNonce,
+	UserAADID: "aad-1", TenantID: "tenant-1", Reason: "user_asked",
 	Transcript: []bridge.Turn{
 		{Role: "user", Author: "Abel Tuter", Text: "how do I reset my password?", At: t0},
 		{Role: "bot", Text: "Try the self-service portal.", At: t0.Add(time.Second)},
@@ -66,7 +67,7 @@ func TestVAClientRequests(t *testing.T) {
 		t.Run(auth, func(t *testing.T) {
 			in := newFake(t, snowtest.Options{})
 			opts := snowtest.VAOptions{Token: vaToken, Secret: vaSecret}
-			v := newVA(t, in, func(c *servicenow.VAConfig) {
+			mod := func(c *servicenow.VAConfig) {
 				switch auth {
 				case "signature":
 					c.Token, c.Secret = "", vaSecret
@@ -74,29 +75,34 @@ func TestVAClientRequests(t *testing.T) {
 					c.Token, c.Secret, c.Username, c.Password = "", vaSecret, "", ""
 					opts.AllowAnonymous = true
 				}
-			})
+			}
+			v := newVA(t, in, mod)
 			in.EnableVA(opts)
 			ctx := context.Background()
 			chat, err := v.Open(ctx, vaHandoff)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if chat != "handoff-s-1" {
-				t.Errorf("chat id %q", chat)
+			if chat.ID != "handoff-s-1" {
+				t.Errorf("chat id %q", chat.ID)
 			}
 			again, err := v.Open(ctx, vaHandoff)
 			if err != nil || again != chat {
-				t.Fatalf("second open: %q %v", again, err)
+				t.Fatalf("second open: %+v %v (want the same chat and nonce)", again, err)
 			}
-			c, conv := findVA(t, in, chat)
+			// Everything after the open runs on a new client, as after a
+			// restart: the desk data stored with the session is all it needs.
+			v = newVA(t, in, mod)
+			c, conv := findVA(t, in, chat.ID)
 			if n := len(in.Chats()); n != 1 {
 				t.Errorf("%d chats after two opens of one session", n)
 			}
-			if conv.EmailID != vaHandoff.UserEmail || conv.UserID != string(chat) {
+			if conv.EmailID != vaHandoff.UserEmail || conv.UserID != string(chat.ID) {
 				t.Errorf("emailId %q userId %q", conv.EmailID, conv.UserID)
 			}
-			if conv.ClientVariables["nonce"] != vaNonce {
-				t.Errorf("clientVariables %v", conv.ClientVariables)
+			nonce := conv.ClientVariables["nonce"]
+			if len(fmt.Sprint(nonce)) != 32 || !strings.Contains(chat.Data, fmt.Sprint(nonce)) || !strings.Contains(chat.Data, vaHandoff.UserEmail) {
+				t.Errorf("clientVariables %v, desk data %s: want the nonce of the desk data", conv.ClientVariables, chat.Data)
 			}
 			for k, want := range map[string]string{"LiveAgent_mandatory_skills": "it_support", "liveagent_deviceType": "msteams",
 				"handoff_reason": "user_asked", "handoff_user_name": "Abel Tuter"} {
@@ -136,7 +142,10 @@ func TestVAClientRequests(t *testing.T) {
 			if err := v.Leave(ctx, chat); err != nil {
 				t.Errorf("second leave: %v", err)
 			}
-			_, conv = findVA(t, in, chat)
+			_, conv = findVA(t, in, chat.ID)
+			if conv.LastEmailID != vaHandoff.UserEmail || conv.ClientVariables["nonce"] != nonce {
+				t.Errorf("after a restart: emailId %q clientVariables %v, want the e-mail and nonce of the desk data", conv.EmailID, conv.ClientVariables)
+			}
 			if got := in.Messages(c.Group); !slices.ContainsFunc(got, func(m snowtest.Message) bool {
 				return m.Text == "it says my account is locked" && m.CreatedBy == conv.User
 			}) {
@@ -212,12 +221,17 @@ func TestVAClientErrors(t *testing.T) {
 	}
 }
 
-// addNonce adds a session whose chat has nonce.
+// addNonce adds a session whose chat's VA desk data holds nonce.
 func (m *memRelay) addNonce(session string, chat bridge.AgentChatID, nonce string) {
+	m.addDeskData(session, chat, `{"nonce":"`+nonce+`"}`)
+}
+
+// addDeskData adds a session whose chat has the desk data.
+func (m *memRelay) addDeskData(session string, chat bridge.AgentChatID, data string) {
 	s := m.add(session, chat)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s.nonce = nonce
+	s.deskData = data
 }
 
 func vaCallback(chat, nonce string, body string, extra string) []byte {
@@ -377,8 +391,8 @@ func TestVAWithFakeInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay.addNonce("s-1", chat, vaNonce)
-	c, _ := findVA(t, in, chat)
+	relay.addDeskData("s-1", chat.ID, chat.Data)
+	c, _ := findVA(t, in, chat.ID)
 	if err := in.Accept(c.Group, "Beth Anglin"); err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +412,7 @@ func TestVAWithFakeInstance(t *testing.T) {
 	if err := in.WaitDeliveries(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := relay.session(chat)
+	s := relay.session(chat.ID)
 	want := []string{"Beth Anglin has entered the chat.", snowtest.DefaultGreeting, "one", "two", "three", "Beth Anglin has left the support session"}
 	if got := s.texts(); !slices.Equal(got, want) {
 		t.Errorf("delivered %q\nwant      %q", got, want)

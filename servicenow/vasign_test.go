@@ -85,7 +85,7 @@ func TestVASignatureDocumentedRecipe(t *testing.T) {
 	if log := in.VALog(); len(log) != 0 {
 		t.Fatalf("the instance dropped signed requests: %q", log)
 	}
-	c, _ := findVA(t, in, chat)
+	c, _ := findVA(t, in, chat.ID)
 	if msgs := in.Messages(c.Group); !strings.Contains(msgs[len(msgs)-1].Text, "Café 😀 <b>&amp;") {
 		t.Errorf("text did not arrive intact: %q", msgs[len(msgs)-1].Text)
 	}

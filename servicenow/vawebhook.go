@@ -181,8 +181,21 @@ func (h *VAWebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		webhookError(w, http.StatusInternalServerError, "Could not look the chat up")
 		return
 	}
+	if cb.Nonce == "" && want != "" {
+		// The secret header was right, so this is most likely ServiceNow
+		// itself not echoing clientVariables (unconfirmed on real instances):
+		// every callback of the chat will be refused until that is fixed.
+		h.log.ErrorContext(ctx, "servicenow va callback without the session nonce in clientVariables: refused",
+			"chat_id", chat, "request_id", cb.RequestID,
+			"check", "the callback carried the right "+h.cfg.Header+" header but no clientVariables.nonce; check that the "+
+				"instance echoes clientVariables in its callbacks (VA Bot Integration outbound REST configuration, "+
+				"the provider's script include) and that nothing between ServiceNow and the bridge rewrites the body; "+
+				"the agent's messages for this chat do not reach the user until then")
+		webhookError(w, http.StatusUnauthorized, "Callback authentication failed: clientVariables.nonce missing")
+		return
+	}
 	if want == "" || subtle.ConstantTimeCompare([]byte(cb.Nonce), []byte(want)) != 1 {
-		h.log.WarnContext(ctx, "servicenow va callback rejected", "reason", "missing or wrong nonce", "chat_id", chat)
+		h.log.WarnContext(ctx, "servicenow va callback rejected", "reason", "wrong nonce", "chat_id", chat)
 		webhookError(w, http.StatusUnauthorized, "Callback authentication failed")
 		return
 	}
@@ -208,9 +221,9 @@ func (h *VAWebhookHandler) nonce(ctx context.Context, chat bridge.AgentChatID) (
 	}
 	deadline := time.Now().Add(h.cfg.OpenWait)
 	for {
-		n, err := h.sessions.NonceFor(ctx, chat)
+		data, err := h.sessions.DeskData(ctx, chat)
 		if !errors.Is(err, bridge.ErrNotFound) || time.Now().After(deadline) {
-			return n, err
+			return parseVAData(data).Nonce, err
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {

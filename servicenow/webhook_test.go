@@ -360,7 +360,7 @@ func TestWebhookEventsMatchPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.Advance(time.Second)
-	if err := c.Send(context.Background(), chat, bridge.DeskMessage{Key: "k", Text: "thanks"}); err != nil {
+	if err := c.Send(context.Background(), dc(chat), bridge.DeskMessage{Key: "k", Text: "thanks"}); err != nil {
 		t.Fatal(err)
 	}
 	in.Advance(time.Second)

@@ -76,7 +76,7 @@ func session(id bridge.SessionID, conv bridge.ConversationID, created time.Time)
 	return bridge.Session{
 		ID: id, Conversation: conv, State: bridge.StateBot,
 		UserID: "29:user", UserName: "Ana Lima", UserAADID: "aad-1", UserEmail: "ana@example.com",
-		TenantID: "tenant-1", Nonce: "nonce-" + string(id),
+		TenantID: "tenant-1", DeskData: `{"nonce":"n-` + string(id) + `"}`, DeskPosts: 3,
 		CreatedAt: created, UpdatedAt: created,
 	}
 }

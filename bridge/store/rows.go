@@ -27,7 +27,8 @@ type sessionRow struct {
 	AgentChatID         string `gorm:"column:agent_chat_id"`
 	Queue               string `gorm:"column:queue"`
 	Reason              string `gorm:"column:reason"`
-	Nonce               string `gorm:"column:nonce"`
+	DeskData            string `gorm:"column:desk_data"`
+	DeskPosts           int    `gorm:"column:desk_posts"`
 	CreatedMS           int64  `gorm:"column:created_at"`
 	QueuedMS            int64  `gorm:"column:queued_at"`
 	LiveMS              int64  `gorm:"column:live_at"`
@@ -52,7 +53,8 @@ func sessionToRow(s bridge.Session) sessionRow {
 		AgentChatID:         string(s.AgentChatID),
 		Queue:               s.Queue,
 		Reason:              s.Reason,
-		Nonce:               s.Nonce,
+		DeskData:            s.DeskData,
+		DeskPosts:           s.DeskPosts,
 		CreatedMS:           toMS(s.CreatedAt),
 		QueuedMS:            toMS(s.QueuedAt),
 		LiveMS:              toMS(s.LiveAt),
@@ -77,7 +79,8 @@ func (r sessionRow) columns() map[string]any {
 		"agent_chat_id":       r.AgentChatID,
 		"queue":               r.Queue,
 		"reason":              r.Reason,
-		"nonce":               r.Nonce,
+		"desk_data":           r.DeskData,
+		"desk_posts":          r.DeskPosts,
 		"created_at":          r.CreatedMS,
 		"queued_at":           r.QueuedMS,
 		"live_at":             r.LiveMS,
@@ -101,7 +104,8 @@ func (r sessionRow) domain() bridge.Session {
 		AgentChatID:       bridge.AgentChatID(r.AgentChatID),
 		Queue:             r.Queue,
 		Reason:            r.Reason,
-		Nonce:             r.Nonce,
+		DeskData:          r.DeskData,
+		DeskPosts:         r.DeskPosts,
 		CreatedAt:         fromMS(r.CreatedMS),
 		QueuedAt:          fromMS(r.QueuedMS),
 		LiveAt:            fromMS(r.LiveMS),

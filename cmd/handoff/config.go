@@ -50,6 +50,7 @@ type Config struct {
 	SNQueue             string
 	SNEndPhrases        []string
 	SNTimeout           time.Duration
+	SNCommitWait        time.Duration
 	Delivery            string
 	PollInterval        time.Duration
 	PollBatch           bool
@@ -255,6 +256,7 @@ var settings = []setting{
 	{Name: "HANDOFF_SERVICENOW_QUEUE", Group: "ServiceNow", Help: "sys_id of the Connect Support queue chats open in (connect desk)", set: str(func(c *Config) *string { return &c.SNQueue })},
 	{Name: "HANDOFF_SERVICENOW_END_PHRASES", Default: "has closed the support session=agent_closed,has left the support session=agent_left", Group: "ServiceNow", Help: "comma-separated text=reason entries (reason agent_closed or agent_left) that end a chat; localise them if your instance does", set: list(func(c *Config) *[]string { return &c.SNEndPhrases })},
 	{Name: "HANDOFF_SERVICENOW_TIMEOUT", Default: "15s", Group: "ServiceNow", Help: "timeout of one ServiceNow request", set: dur(func(c *Config) *time.Duration { return &c.SNTimeout }, 100*time.Millisecond)},
+	{Name: "HANDOFF_SERVICENOW_COMMIT_WAIT", Default: "10s", Group: "ServiceNow", Help: "Connect desk: how long a message post that timed out is given to appear in the chat before it is posted again", set: dur(func(c *Config) *time.Duration { return &c.SNCommitWait }, 100*time.Millisecond)},
 	{Name: "HANDOFF_SERVICENOW_MAX_RETRIES", Default: "4", Group: "ServiceNow", Help: "retries of a safe request inside one call (GETs, leave, detected-duplicate posts)", set: integer(func(c *Config) *int { return &c.SNMaxRetries }, 0, 20)},
 	{Name: "HANDOFF_DELIVERY", Default: "poll", Group: "Delivery", Help: "how agent messages arrive: poll, webhook (POST /webhooks/servicenow, or /webhooks/servicenow/va for the va desk) or hybrid (webhook plus a slow reconciling poll); the va desk needs webhook", set: oneOf(func(c *Config) *string { return &c.Delivery }, "poll", "webhook", "hybrid")},
 	{Name: "HANDOFF_POLL_INTERVAL", Default: "3s", Group: "Delivery", Help: "poll interval (poll mode); ServiceNow limits requests per user per hour", set: dur(func(c *Config) *time.Duration { return &c.PollInterval }, 500*time.Millisecond)},

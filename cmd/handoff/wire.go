@@ -69,7 +69,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return err
 	}
 	snCfg := servicenow.Config{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
-		Queue: cfg.SNQueue, BridgeUser: cfg.SNUser, EndPhrases: phrases, Timeout: cfg.SNTimeout,
+		Queue: cfg.SNQueue, BridgeUser: cfg.SNUser, EndPhrases: phrases, Timeout: cfg.SNTimeout, CommitWait: cfg.SNCommitWait,
 		MaxRetries: snRetries(cfg.SNMaxRetries), TranscriptTurns: cfg.TranscriptTurns, HTTPClient: hc, Logger: log.With("system", "servicenow")}
 	switch cfg.SNAuth {
 	case "oauth-password":
@@ -85,7 +85,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	switch cfg.Desk {
 	case "va":
 		va, err = servicenow.NewVA(servicenow.VAConfig{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
-			OAuth: snCfg.OAuth, Token: cfg.VAToken, Secret: cfg.VASecret, Queue: cfg.SNQueue, TranscriptTurns: cfg.TranscriptTurns,
+			OAuth: snCfg.OAuth, Token: cfg.VAToken, Secret: cfg.VASecret, NonceKey: cfg.VACallbackSecret, Queue: cfg.SNQueue, TranscriptTurns: cfg.TranscriptTurns,
 			Timeout: cfg.SNTimeout, MaxRetries: snRetries(cfg.SNMaxRetries), HTTPClient: hc, Logger: log.With("system", "servicenow-va")})
 		if err != nil {
 			return fmt.Errorf("configure servicenow va desk (HANDOFF_SERVICENOW_*, HANDOFF_VA_*): %w", err)
@@ -150,9 +150,6 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	a.leader = leader
 	a.loops = append(a.loops, loop{name: "leader", stage: stageLeader, run: leader.Run})
 
-	if va != nil {
-		va.UseSessions(relay)
-	}
 	if err := a.wireDelivery(relay, sn, phrases); err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package snowtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -33,6 +35,11 @@ type Fault struct {
 	// AfterHandler lets the request take effect first and then applies
 	// Status or Drop: the answer to a post that did happen is lost.
 	AfterHandler bool
+	// CommitAfterGone holds the request without an answer until the client
+	// gives up (its timeout), then lets it take effect CommitDelay later:
+	// an instance that handles a post after the caller stopped waiting.
+	CommitAfterGone bool
+	CommitDelay     time.Duration
 }
 
 type faultState struct {
@@ -128,6 +135,17 @@ func (in *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.mux.ServeHTTP(w, r)
 		return
 	}
+	if f.CommitAfterGone {
+		in.late.Add(1)
+		defer in.late.Done()
+		body, _ := io.ReadAll(r.Body)
+		<-r.Context().Done()
+		time.Sleep(f.CommitDelay) // the instance's own slowness, not a test synchronisation
+		late := r.Clone(context.WithoutCancel(r.Context()))
+		late.Body = io.NopCloser(bytes.NewReader(body))
+		in.mux.ServeHTTP(httptest.NewRecorder(), late)
+		return
+	}
 	if f.Latency > 0 {
 		t := time.NewTimer(f.Latency)
 		select {
@@ -162,6 +180,10 @@ func (in *Instance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.mux.ServeHTTP(w, r)
 	}
 }
+
+// WaitLateCommits waits until every request held by a CommitAfterGone fault
+// has taken effect.
+func (in *Instance) WaitLateCommits() { in.late.Wait() }
 
 // drop closes the client's connection without answering.
 func drop(w http.ResponseWriter) {

@@ -98,6 +98,8 @@ type Instance struct {
 	mux  *http.ServeMux
 	opts Options
 
+	late sync.WaitGroup // requests held by CommitAfterGone faults
+
 	mu       sync.Mutex
 	frozen   bool
 	fixed    time.Time     // the frozen clock

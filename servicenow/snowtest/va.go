@@ -110,6 +110,7 @@ type VAConversation struct {
 	Group            string // the chat (Chat.Group)
 	UserID           string
 	EmailID          string
+	LastEmailID      string // emailId of the latest request ("" if it had none)
 	User             string // the calling user the messages are written as
 	ContextVariables map[string]string
 	ClientVariables  map[string]any
@@ -430,12 +431,12 @@ func (in *Instance) vaAct(va *vaState, action string, req vaRequest, user string
 	conv := va.bySession[req.ClientSessionID]
 	if conv != nil {
 		conv.Actions = append(conv.Actions, action)
-		if len(req.ClientVariables) > 0 {
-			conv.ClientVariables = maps.Clone(req.ClientVariables)
-		}
+		// Callbacks echo the clientVariables of the latest request.
+		conv.ClientVariables = maps.Clone(req.ClientVariables)
 		if req.EmailID != "" {
 			conv.EmailID = req.EmailID
 		}
+		conv.LastEmailID = req.EmailID
 	}
 	var msg vaText
 	_ = json.Unmarshal(req.Message, &msg)
