@@ -161,13 +161,21 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 		convert: func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent {
 			msgs := make([]message, 0, len(items))
 			seen := make(map[string]bool, len(items))
+			var (
+				entry   *QueueEntry // a closed state from the queue-entry rule
+				entryAt time.Time
+			)
 			for _, it := range items {
+				if it.msg.entry != nil {
+					entry, entryAt = it.msg.entry, it.msg.At
+					continue
+				}
 				if !seen[it.msg.SysID] {
 					seen[it.msg.SysID] = true
 					msgs = append(msgs, it.msg)
 				}
 			}
-			return cls.events(chat, msgs, nil, time.Time{})
+			return cls.events(chat, msgs, entry, entryAt)
 		}}
 	return h, nil
 }
@@ -374,6 +382,29 @@ type webhookPayload struct {
 	CreatedOn        field `json:"created_on"`
 	Timestamp        field `json:"timestamp"`
 	Profile          field `json:"profile"`
+	// Queue-entry state events (businessrule/chat_queue_entry_webhook.js).
+	Table      field `json:"table"`
+	State      field `json:"state"`
+	AssignedTo field `json:"assigned_to"`
+}
+
+// parseStateEvent reads a queue-entry state change: a closed state (3, 4,
+// 7, 8) becomes a message-less item whose entry ends the chat.
+func parseStateEvent(p webhookPayload) (message, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(p.State.Value))
+	st := QueueState(n)
+	if err != nil || !st.Closed() {
+		return message{}, fmt.Errorf("chat_queue_entry state %.10q is not a closed state (3, 4, 7, 8)", p.State.Value)
+	}
+	group := strings.TrimSpace(p.Group.Value)
+	if !validSysID(group) {
+		return message{}, fmt.Errorf("group %.40q is not a sys_id", group)
+	}
+	m := message{Group: group, entry: &QueueEntry{Group: group, State: st, AssignedTo: p.AssignedTo.Display}}
+	if ms, ok := parseMillis(p.Timestamp.Value); ok && ms > 0 {
+		m.At, m.Millis = time.UnixMilli(ms).UTC(), true
+	}
+	return m, nil
 }
 
 // parseWebhook reads a webhook body: one message object or an array of at
@@ -416,6 +447,9 @@ func parseWebhookMessage(raw []byte) (message, error) {
 	var p webhookPayload
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return message{}, err
+	}
+	if p.Table.Value == "chat_queue_entry" {
+		return parseStateEvent(p)
 	}
 	m := message{
 		SysID:      strings.TrimSpace(p.SysID.Value),

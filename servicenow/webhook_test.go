@@ -436,3 +436,40 @@ func FuzzParseWebhook(f *testing.F) {
 		}
 	})
 }
+
+// TestWebhookStateEvent: the queue-entry rule's state event ends the chat with
+// the state's reason; a state that is not closed is refused.
+func TestWebhookStateEvent(t *testing.T) {
+	tests := []struct {
+		state string
+		code  int
+		want  []bridge.CloseReason
+	}{
+		{"3", 200, []bridge.CloseReason{bridge.ReasonAgentClosed}},
+		{"7", 200, []bridge.CloseReason{bridge.ReasonDeskClosed}},
+		{"8", 200, []bridge.CloseReason{bridge.ReasonDeskAbandoned}},
+		{"2", 400, nil},
+	}
+	for _, tc := range tests {
+		t.Run("state "+tc.state, func(t *testing.T) {
+			now := time.Now()
+			relay := &memRelay{}
+			relay.add("s-1", whGroup)
+			h := newWebhook(t, relay, nil)
+			body, _ := json.Marshal(map[string]any{"table": "chat_queue_entry", "sys_id": "qe1", "group": whGroup,
+				"state": tc.state, "assigned_to": "Beth Anglin", "timestamp": now.UnixMilli()})
+			stamp, sig := signHex(whSecret, now, body)
+			req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
+			req.Header.Set(servicenow.HeaderTimestamp, stamp)
+			req.Header.Set(servicenow.HeaderSignature, sig)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.code {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.code, rec.Body)
+			}
+			if got := relay.session(whGroup).ended; !slices.Equal(got, tc.want) {
+				t.Errorf("ended %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -217,6 +217,9 @@ type message struct {
 	Text       string
 	At         time.Time // UTC; ms precision when Millis
 	Millis     bool      // At came from the ms timestamp, not the seconds of created_on
+	// entry is set instead of the fields above for a webhook's queue-entry
+	// state event (a chat closed without a message in the chat).
+	entry *QueueEntry
 }
 
 // wireMessage is the Connect message object, with the fields the bridge reads.

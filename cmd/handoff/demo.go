@@ -48,7 +48,7 @@ func runDemo(ctx context.Context, e env, args []string) int {
 	o := demoOptions{}
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8080", "address of the demo pages")
 	fs.StringVar(&o.BridgeAddr, "bridge-addr", "127.0.0.1:0", "address of the bridge itself (port 0 picks a free one)")
-	fs.StringVar(&o.Delivery, "delivery", "poll", "how agent messages reach the bridge: poll, webhook or hybrid")
+	fs.StringVar(&o.Delivery, "delivery", "hybrid", "how agent messages reach the bridge: hybrid (webhooks plus a reconciling poll, recommended), poll or webhook")
 	fs.StringVar(&o.RasaURL, "rasa-url", "", "use this Rasa server (e.g. http://localhost:5005) instead of the scripted bot")
 	fs.StringVar(&o.RasaToken, "rasa-token", "", "the Rasa server's --auth-token, for its tracker API (with --rasa-url)")
 	fs.StringVar(&o.DB, "db", "", "SQLite file to keep the demo's data (and review records) across runs; chats left open by an earlier run end,\n"+

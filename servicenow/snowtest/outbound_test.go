@@ -101,7 +101,7 @@ func TestBusinessRuleWebhook(t *testing.T) {
 		if want := "sha256=" + base64.StdEncoding.EncodeToString(m.Sum(nil)); r.Header.Get("X-Handoff-Signature") != want {
 			t.Errorf("signature %q, want %q", r.Header.Get("X-Handoff-Signature"), want)
 		}
-		if r.Header.Get("Content-Type") != "application/json" {
+		if r.Header.Get("Content-Type") != "application/json; charset=utf-8" {
 			t.Errorf("content type %q", r.Header.Get("Content-Type"))
 		}
 		var p map[string]any

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf16"
 )
 
 // This file is the instance's outgoing side: the Business Rule on
@@ -45,6 +47,16 @@ type WebhookOptions struct {
 	// Clock signs the requests (the instance's own clock, not the message
 	// clock of SetNow/Advance). Default time.Now.
 	Clock func() time.Time
+}
+
+// sign adds what HandoffWebhook.js adds: the signature, or Basic auth.
+func (o WebhookOptions) sign(body []byte, h http.Header) {
+	if o.Secret != "" {
+		maps.Copy(h, SignWebhook(o.Secret, o.Clock(), body, o.HexSignature))
+	}
+	if o.Username != "" {
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(o.Username+":"+o.Password)))
+	}
 }
 
 // EnableWebhooks turns the Business Rule on: from now on every new message of
@@ -363,6 +375,9 @@ func (o *outbound) send(d *delivery) Delivery {
 		req.Header = http.Header{}
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if d.kind == "webhook" {
+		req.Header.Set("Content-Type", "application/json; charset=utf-8") // as HandoffWebhook.js sets it
+	}
 	req.Header.Set("User-Agent", "ServiceNow/1.0")
 	if d.sign != nil {
 		d.sign(d.body, req.Header)
@@ -380,7 +395,7 @@ func (o *outbound) send(d *delivery) Delivery {
 
 // webhookPayload renders m as the Business Rule sends it.
 func webhookPayload(m *Message) []byte {
-	b, _ := json.Marshal(map[string]any{
+	return ruleJSON(map[string]any{
 		"table":          "live_message",
 		"sys_id":         m.SysID,
 		"group":          m.Group,
@@ -391,7 +406,26 @@ func webhookPayload(m *Message) []byte {
 		"sys_created_on": fmtTime(m.At),
 		"timestamp":      m.At.UnixMilli(),
 	})
-	return b
+}
+
+// ruleJSON encodes v as HandoffWebhook.js does: JSON.stringify, then every
+// non-ASCII character as a \uXXXX escape (UTF-16 code units).
+func ruleJSON(v any) []byte {
+	raw, _ := json.Marshal(v)
+	canon, _ := jsRestringify(raw) // JSON.stringify's form: "<", ">", "&" raw
+	var out bytes.Buffer
+	for _, r := range string(canon) {
+		switch {
+		case r < 0x80:
+			out.WriteRune(r)
+		case r > 0xffff:
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&out, `\u%04x\u%04x`, hi, lo)
+		default:
+			fmt.Fprintf(&out, `\u%04x`, r)
+		}
+	}
+	return out.Bytes()
 }
 
 // SignWebhook returns the headers the Business Rule sends for body signed at
@@ -425,14 +459,7 @@ func (in *Instance) messageAdded(c *chat, m *Message) {
 	opts := *rule
 	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m), timeout: opts.Timeout,
 		header: http.Header{}}
-	d.sign = func(body []byte, h http.Header) {
-		if opts.Secret != "" {
-			maps.Copy(h, SignWebhook(opts.Secret, opts.Clock(), body, opts.HexSignature))
-		}
-		if opts.Username != "" {
-			h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(opts.Username+":"+opts.Password)))
-		}
-	}
+	d.sign = opts.sign
 	in.out.enqueue(d)
 }
 
@@ -442,4 +469,24 @@ func (in *Instance) stateChanged(c *chat, prev State) {
 	if in.out != nil && in.out.va != nil {
 		in.vaStateChanged(c, prev)
 	}
+	in.queueEntryRule(c, prev)
+}
+
+// queueEntryRule is chat_queue_entry_webhook.js: a chat the bridge opened
+// whose state changes to 3, 4, 7 or 8 is POSTed as a state event. Callers
+// hold in.mu.
+func (in *Instance) queueEntryRule(c *chat, prev State) {
+	if in.out == nil || in.out.rule == nil || in.out.rule.URL == "" || c.State == prev || !c.State.Closed() {
+		return
+	}
+	opts := *in.out.rule
+	if opts.SkipCreatedBy != "" && c.OpenedBy != opts.SkipCreatedBy {
+		return // not a chat the bridge opened
+	}
+	body := ruleJSON(map[string]any{"table": "chat_queue_entry", "sys_id": c.QueueEntry, "group": c.Group,
+		"state": strconv.Itoa(int(c.State)), "assigned_to": c.AssignedTo, "timestamp": opts.Clock().UnixMilli()})
+	d := &delivery{kind: "webhook", chat: c.Group, key: "state:" + c.QueueEntry + ":" + strconv.Itoa(int(c.State)), url: opts.URL,
+		body: body, timeout: opts.Timeout, header: http.Header{}}
+	d.sign = opts.sign
+	in.out.enqueue(d)
 }
