@@ -583,6 +583,9 @@ func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, no
 			return err
 		}
 	}
+	if err := r.offerCSAT(ctx, tx, s, now); err != nil {
+		return err
+	}
 	if r.reviewer != nil {
 		rec, err := tx.Review(ctx, s.ID)
 		if err != nil && !errors.Is(err, ErrNotFound) {

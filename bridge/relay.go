@@ -75,6 +75,7 @@ type RelayConfig struct {
 	// activity needs a token that is still valid.
 	ActivityMemory time.Duration
 	Texts          Texts
+	CSAT           CSATConfig // the employee's rating of agent-handled chats (off when Expiry is 0)
 	Now            func() time.Time
 	Logger         *slog.Logger
 }
@@ -110,6 +111,7 @@ func NewRelay(store Store, bot Bot, desk AgentDesk, user UserChannel, reviewer R
 	}
 	def := DefaultTexts()
 	fillTexts(&cfg.Texts, def)
+	cfg.CSAT.fill()
 	return &Relay{store: store, bot: bot, desk: desk, user: user, reviewer: reviewer, cfg: cfg,
 		log: cfg.Logger, kick: make(chan struct{}, 1)}
 }
@@ -279,6 +281,9 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 	}
 	if !a.Personal() {
 		return r.say(ctx, tx, s, "group:"+a.ID, r.cfg.Texts.GroupChat, now)
+	}
+	if rated, err := r.csatReply(ctx, tx, s, m, now); rated || err != nil {
+		return err // the employee's rating: stored on the review record, never relayed
 	}
 	switch s.State {
 	case StateBot, StateClosing:

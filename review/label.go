@@ -132,3 +132,9 @@ func (r *Recorder) Label(rec bridge.ReviewRecord, found bool, text, agent string
 	}
 	return rec, ack, true
 }
+
+var _ bridge.CSATCleaner = (*Recorder)(nil)
+
+// CleanText implements bridge.CSATCleaner: the employee's rating comment is
+// redacted like the transcripts.
+func (r *Recorder) CleanText(s string) string { return r.cleaner("")(s) }

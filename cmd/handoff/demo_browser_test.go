@@ -296,6 +296,11 @@ func TestDemoInBrowser(t *testing.T) {
 	emp.waitText(".msg-notice .bubble", tx.AgentClosed)
 	emp.waitText(".msg-notice .bubble", tx.BotBack)
 	emp.waitText("#status", "Virtual assistant")
+	// One tap rates the chat; the bridge answers, Rasa never sees it.
+	emp.waitText(".card-btn", "4 ★")
+	emp.clickText(".card-btn", "4 ★")
+	emp.waitText(".msg-notice .bubble", "Thanks for rating the chat 4/5")
+	emp.screenshot("rated")
 
 	// 6. The bot answers again.
 	emp.say("#text", "#send", "what are your opening hours?")
@@ -486,6 +491,7 @@ func reviewInbox(t *testing.T, b *tab, reviewPage, topic string, human []string)
 	b.do("open the handoff", chromedp.Click(chromedp.CSS("#cases tr.case a")))
 	b.waitLoaded("#bot-part", "how do I reset my password?")
 	b.waitText("#verdict", topic)
+	b.waitText("#csat", "4/5")
 	botPart := b.text("#bot-part")
 	for _, h := range human {
 		b.waitText("#human-part", h)

@@ -256,6 +256,7 @@ func demoFlow(t *testing.T, delivery string) {
 		"agent: second answer",
 		"notice: The agent has closed",
 		"notice: You're back with the",
+		"notice: How did the live",
 		"user: what are your opening",
 		"bot: The IT service desk",
 	}

@@ -10,12 +10,14 @@ import (
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
-// TestAgentLabelNeverReachesTeams runs a live chat in which the agent writes
-// private labels between ordinary messages: the labels land on the review
-// record, the agent gets an acknowledgment in the desk chat, the employee sees
-// the ordinary messages and never a label, and the labels stay out of the
-// human turns of the record. A custom prefix works the same way.
-func TestAgentLabelNeverReachesTeams(t *testing.T) {
+// TestAgentLabelAndCSAT runs a live chat in which the agent writes private
+// labels between ordinary messages: the labels land on the review record, the
+// agent gets an acknowledgment in the desk chat, the employee sees the
+// ordinary messages and never a label, and the labels stay out of the human
+// turns of the record. A custom prefix works the same way. After the chat the
+// employee rates it (CSAT round trip through the real service and the Teams
+// and Rasa fakes).
+func TestAgentLabelAndCSAT(t *testing.T) {
 	for _, tc := range []struct{ name, prefix string }{{"default prefix", ""}, {"custom prefix", "!!"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			extra := map[string]string{}
@@ -56,14 +58,7 @@ func TestAgentLabelNeverReachesTeams(t *testing.T) {
 				t.Errorf("the ordinary agent message did not reach the employee: %q", w.userLines(u))
 			}
 
-			var rec bridge.ReviewRecord
-			err := w.current().store.Update(context.Background(), func(tx bridge.Tx) (err error) {
-				rec, err = tx.Review(context.Background(), s.ID)
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := w.review(s.ID)
 			v := rec.Verdict
 			if v == nil || v.Topic != "reset MFA on new phone" || v.BotCouldHave != "mfa_reset" || !v.NeededHuman || v.Agent == "" || v.At.IsZero() {
 				t.Fatalf("verdict on the record = %+v", v)
@@ -73,6 +68,26 @@ func TestAgentLabelNeverReachesTeams(t *testing.T) {
 					t.Errorf("a label is in the human turns: %q", tu.Text)
 				}
 			}
+			// The employee rates the chat with one tap and adds a comment;
+			// both land on the record and neither reaches Rasa.
+			w.waitUser(u, bridge.DefaultCSATTexts.Prompt, wait)
+			w.say(u, "/csat 4")
+			w.waitUser(u, "Thanks for rating the chat 4/5", wait)
+			w.say(u, "/comment quick, mail me at lena@contoso.com")
+			w.waitUser(u, bridge.DefaultCSATTexts.Comment, wait)
+			rec = w.review(s.ID)
+			if c := rec.CSAT; c == nil || c.Rating != 4 || c.Comment != "quick, mail me at [email]" {
+				t.Errorf("CSAT on the record = %+v", c)
+			}
+			for _, c := range w.rasa.Calls() {
+				if strings.Contains(string(c.Body), "/csat") || strings.Contains(string(c.Body), "/comment") {
+					t.Errorf("Rasa received the rating: %s %s", c.Path, c.Body)
+				}
+			}
+			if n := len(w.agentGot(group)); strings.Contains(strings.Join(w.agentGot(group), "\n"), "/csat") {
+				t.Errorf("the agent received the rating (%d lines)", n)
+			}
+
 			// Two ordinary agent messages (the greeting and the instruction)
 			// and the "#hashtag" line count; the labels do not.
 			if rec.AgentMessages != 3 {
@@ -80,4 +95,18 @@ func TestAgentLabelNeverReachesTeams(t *testing.T) {
 			}
 		})
 	}
+}
+
+// review returns the review record of a session.
+func (w *world) review(id bridge.SessionID) bridge.ReviewRecord {
+	w.t.Helper()
+	var rec bridge.ReviewRecord
+	err := w.current().store.Update(context.Background(), func(tx bridge.Tx) (err error) {
+		rec, err = tx.Review(context.Background(), id)
+		return err
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return rec
 }
