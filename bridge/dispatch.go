@@ -579,12 +579,12 @@ func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, no
 		if err := r.say(ctx, tx, s, "end:"+string(s.ID), line, now); err != nil {
 			return err
 		}
+		if err := r.offerCSAT(ctx, tx, s, now); err != nil { // before "back", so the rating follows the chat it rates
+			return err
+		}
 		if err := r.say(ctx, tx, s, "back:"+string(s.ID), t.BotBack, now); err != nil {
 			return err
 		}
-	}
-	if err := r.offerCSAT(ctx, tx, s, now); err != nil {
-		return err
 	}
 	if r.reviewer != nil {
 		rec, err := tx.Review(ctx, s.ID)

@@ -255,8 +255,8 @@ func demoFlow(t *testing.T, delivery string) {
 		"user: second question",
 		"agent: second answer",
 		"notice: The agent has closed",
-		"notice: You're back with the",
 		"notice: How did the live",
+		"notice: You're back with the",
 		"user: what are your opening",
 		"bot: The IT service desk",
 	}
