@@ -289,7 +289,7 @@ func vaSummary(h bridge.Handoff) string {
 	if reason == "" {
 		reason = "(not given)"
 	}
-	return "Chat handed over from the Teams bot. User: " + user + ". Reason for handoff: " + reason + "."
+	return "Chat handed over from the Teams bot.\nUser: " + user + "\nReason for handoff: " + reason
 }
 
 // history renders the transcript as the API's history entries, oldest first.

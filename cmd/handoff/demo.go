@@ -31,6 +31,7 @@ const (
 	demoTenant        = "72f988bf-0000-0000-0000-0000000de770"
 	demoRasaToken     = "demo-rasa-token"
 	demoWebhookSecret = "demo-webhook-secret"
+	demoVAToken       = "demo-va-token"
 	demoReviewToken   = "demo-review-token"
 	demoAgentPassword = "demo-agent-secret"
 )
@@ -48,7 +49,9 @@ func runDemo(ctx context.Context, e env, args []string) int {
 	o := demoOptions{}
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8080", "address of the demo pages")
 	fs.StringVar(&o.BridgeAddr, "bridge-addr", "127.0.0.1:0", "address of the bridge itself (port 0 picks a free one)")
-	fs.StringVar(&o.Delivery, "delivery", "hybrid", "how agent messages reach the bridge: hybrid (webhooks plus a reconciling poll, recommended), poll or webhook")
+	fs.StringVar(&o.Desk, "desk", "connect", "which ServiceNow desk: connect (Connect Support) or va (Virtual Agent Bot Integration API, Agent Workspace)")
+	fs.StringVar(&o.Delivery, "delivery", "", "how agent messages reach the bridge: hybrid (webhooks plus a reconciling poll; the default for\n"+
+		"--desk connect), poll or webhook (the only mode, and the default, for --desk va)")
 	fs.StringVar(&o.RasaURL, "rasa-url", "", "use this Rasa server (e.g. http://localhost:5005) instead of the scripted bot")
 	fs.StringVar(&o.RasaToken, "rasa-token", "", "the Rasa server's --auth-token, for its tracker API (with --rasa-url)")
 	fs.StringVar(&o.DB, "db", "", "SQLite file to keep the demo's data (and review records) across runs; chats left open by an earlier run end,\n"+
@@ -61,10 +64,8 @@ func runDemo(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "handoff demo: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	switch o.Delivery {
-	case "poll", "webhook", "hybrid":
-	default:
-		fmt.Fprintf(e.stderr, "handoff demo: --delivery expects poll, webhook or hybrid, not %q\n", o.Delivery)
+	if msg := o.check(); msg != "" {
+		fmt.Fprintf(e.stderr, "handoff demo: %s\n", msg)
 		return exitUsage
 	}
 	if o.RasaURL != "" {
@@ -102,12 +103,41 @@ func runDemo(ctx context.Context, e env, args []string) int {
 type demoOptions struct {
 	Addr       string // the demo pages
 	BridgeAddr string // the bridge
-	Delivery   string // poll, webhook, hybrid
+	Desk       string // connect (default) or va
+	Delivery   string // poll, webhook, hybrid; "" = the desk's default
 	RasaURL    string // "" = the scripted rasatest bot
 	RasaToken  string
 	DB         string // SQLite file; "" = a new one in a temporary directory
 	// PollWait bounds the pages' long-polls (default 25s; tests shorten it).
 	PollWait time.Duration
+}
+
+// check fills the defaults of Desk and Delivery and returns what is wrong
+// with them ("" if nothing).
+func (o *demoOptions) check() string {
+	if o.Desk == "" {
+		o.Desk = "connect"
+	}
+	switch o.Desk {
+	case "connect":
+		if o.Delivery == "" {
+			o.Delivery = "hybrid"
+		}
+	case "va":
+		if o.Delivery == "" {
+			o.Delivery = "webhook"
+		}
+		if o.Delivery != "webhook" {
+			return fmt.Sprintf("--desk va works with --delivery webhook only (the Virtual Agent API has no polling endpoint), not %q", o.Delivery)
+		}
+	default:
+		return fmt.Sprintf("--desk expects connect or va, not %q", o.Desk)
+	}
+	switch o.Delivery {
+	case "poll", "webhook", "hybrid":
+		return ""
+	}
+	return fmt.Sprintf("--delivery expects poll, webhook or hybrid, not %q", o.Delivery)
 }
 
 // demo is a running demo: the three fakes, the real bridge and the pages.
@@ -133,6 +163,9 @@ type demo struct {
 // startDemo starts the fakes, the bridge wired to them, and the pages. On
 // error everything started so far is stopped again.
 func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, err error) {
+	if msg := o.check(); msg != "" {
+		return nil, errors.New(msg)
+	}
 	d = &demo{opts: o}
 	defer func() {
 		if err != nil {
@@ -200,6 +233,11 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		"HANDOFF_REVIEW_SALT":                 "handoff-demo-salt",
 		"HANDOFF_REVIEW_TOKEN":                demoReviewToken,
 		"HANDOFF_REVIEW_DIR":                  filepath.Join(dir, "review-exports"),
+		"HANDOFF_DESK":                        o.Desk,
+	}
+	if o.Desk == "va" {
+		env["HANDOFF_VA_TOKEN"] = demoVAToken
+		env["HANDOFF_VA_CALLBACK_SECRET"] = demoWebhookSecret
 	}
 	cfg, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
@@ -313,18 +351,25 @@ handoff demo is running: the real bridge, with simulated Teams, Rasa and Service
   Review of the handoffs       %s
   Review inbox (annotate)      %s  (token %s)
 
-  Start page %s · bridge %s · delivery %s · %s · database %s
+  Start page %s · bridge %s · desk %s · delivery %s · %s · database %s
 
 Say "talk to live agent" in the employee chat, then accept the chat in the agent console.
 Press Ctrl-C to stop.
 `, emp(demoEmployees[0]), emp(demoEmployees[1]), d.URL+"/agent", d.URL+"/review",
-		d.BridgeURL+"/review", demoReviewToken, d.URL+"/", d.BridgeURL, d.opts.Delivery, bot, d.dbPath)
+		d.BridgeURL+"/review", demoReviewToken, d.URL+"/", d.BridgeURL, d.opts.Desk, d.opts.Delivery, bot, d.dbPath)
 }
 
 // checkDelivery makes sure agent messages can reach the bridge in the chosen
 // mode: webhook delivery needs the bridge's webhook endpoint and a fake
 // instance that calls it.
 func (d *demo) checkDelivery(ctx context.Context, log *slog.Logger) error {
+	if d.opts.Desk == "va" {
+		// The fake instance plays the Virtual Agent API: its callbacks go to
+		// the bridge with the secret header of the outbound configuration.
+		d.sn.EnableVA(snowtest.VAOptions{Token: demoVAToken, CallbackURL: d.BridgeURL + "/webhooks/servicenow/va",
+			CallbackHeaders: map[string]string{"X-Handoff-Secret": demoWebhookSecret}})
+		return nil
+	}
 	if d.opts.Delivery == "poll" {
 		return nil
 	}
