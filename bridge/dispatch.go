@@ -338,7 +338,7 @@ func (r *Relay) botSend(ctx context.Context, it OutboxItem, p OutboxPayload) err
 	in := BotInput{Conversation: it.Conversation, Text: m.Text, Metadata: map[string]any{
 		"teams": map[string]any{"user_id": ref.UserID, "user_name": ref.UserName, "aad_object_id": ref.UserAADID,
 			"tenant_id": ref.TenantID, "locale": ref.Locale, "email": s.UserEmail},
-	}}
+	}, Key: m.ExternalID, Retry: it.Attempts > 1}
 	replies, err := r.bot.Send(ctx, in)
 	if err != nil {
 		return fmt.Errorf("bot send: %w", err)

@@ -110,6 +110,12 @@ type BotInput struct {
 	Conversation ConversationID // used as the bot's sender id
 	Text         string
 	Metadata     map[string]any // e.g. the Teams user's name and tenant
+	// Key is the stable id of the message (the channel's activity id); the
+	// bot stores it with the message.
+	Key string
+	// Retry is true when an earlier attempt may have reached the bot; the bot
+	// should return its stored answer instead of processing Key again.
+	Retry bool
 }
 
 // BotReply is one message the bot answered with.
@@ -152,6 +158,8 @@ type Handback struct {
 type Bot interface {
 	// Send relays one user message and returns the replies in order. Transport
 	// failures and 5xx are returned as errors (retryable); 4xx as Permanent.
+	// With in.Retry, a message the bot already processed under in.Key is not
+	// processed again: its stored replies are returned.
 	Send(ctx context.Context, in BotInput) ([]BotReply, error)
 	// Context reads the conversation's tracker. ErrNotFound if the bot has no
 	// tracker for it.

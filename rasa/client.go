@@ -19,7 +19,12 @@ import (
 
 // Defaults used when the corresponding Config field is zero.
 const (
-	DefaultTimeout           = 10 * time.Second
+	// DefaultTimeout bounds one call. Rasa answers a message only after its
+	// whole prediction loop, custom actions (each an HTTP call to the action
+	// server) included; a typical chain takes a few seconds, a slow one
+	// (an action calling a backend) 10 s or more. 18 s stays under the
+	// dispatcher's call deadline (two thirds of the 30 s lease).
+	DefaultTimeout           = 18 * time.Second
 	DefaultSlotHandoffActive = "handoff_active"
 	DefaultSlotOutcome       = "handoff_outcome"
 	// DefaultHandoffReason is the reason given to a handoff payload without one.
@@ -38,7 +43,8 @@ type Config struct {
 	// Token is Rasa's --auth-token. When set it is sent as ?token= on every
 	// request (the REST channel ignores it; the HTTP API requires it).
 	Token string
-	// Timeout bounds each call, on top of the caller's context. Default 10 s.
+	// Timeout bounds each call, on top of the caller's context. Default
+	// DefaultTimeout (18 s).
 	Timeout time.Duration
 	// SlotHandoffActive is the bool slot set to false on handback. Default
 	// "handoff_active".
@@ -124,14 +130,44 @@ type webhookRequest struct {
 // Send posts the user's message to Rasa's REST channel and returns the bot's
 // replies in order (none is a valid answer). Transport failures and 5xx are
 // returned as plain errors (retryable); 4xx (but 408, 409, 429) are Permanent;
-// 401/403 match bridge.ErrUnauthorized. Rasa runs the whole prediction loop
-// before answering, so a timeout does not mean the message was not processed:
-// retrying may make the bot answer twice.
+// 401/403 match bridge.ErrUnauthorized.
+//
+// Rasa runs the whole prediction loop (custom actions included) before
+// answering, so a timeout does not mean the message was not processed. The
+// message therefore carries in.Key as metadata.activity_id, which Rasa stores
+// on the "user" tracker event; with in.Retry the tracker is read first, and
+// if its latest user event carries in.Key nothing is sent: the bot events
+// after it are returned as the replies. (A retry that reads the tracker while
+// Rasa is still processing the earlier attempt cannot see it; Timeout is
+// therefore longer than a typical action-server chain.)
 func (c *Client) Send(ctx context.Context, in bridge.BotInput) ([]bridge.BotReply, error) {
 	if in.Conversation == "" {
 		return nil, bridge.Permanent(errors.New("rasa: send: empty conversation id"))
 	}
-	body := webhookRequest{Sender: string(in.Conversation), Message: in.Text, Metadata: in.Metadata}
+	if in.Retry && in.Key != "" {
+		data, err := c.do(ctx, "read tracker before a retry", http.MethodGet, c.conversationPath(in.Conversation, "/tracker"), nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		replies, done, err := answeredInTracker(data, in.Key, c.log.With("conversation_id", string(in.Conversation)))
+		if err != nil {
+			return nil, fmt.Errorf("rasa: read tracker before a retry: %w", err)
+		}
+		if done {
+			c.log.InfoContext(ctx, "rasa: an earlier attempt was processed; its replies are taken from the tracker",
+				"conversation_id", string(in.Conversation), "activity_id", in.Key, "replies", len(replies))
+			return replies, nil
+		}
+	}
+	meta := in.Metadata
+	if in.Key != "" {
+		meta = make(map[string]any, len(in.Metadata)+1)
+		for k, v := range in.Metadata {
+			meta[k] = v
+		}
+		meta[MetadataKey] = in.Key
+	}
+	body := webhookRequest{Sender: string(in.Conversation), Message: in.Text, Metadata: meta}
 	data, err := c.do(ctx, "send", http.MethodPost, "/webhooks/rest/webhook", nil, body)
 	if err != nil {
 		return nil, err

@@ -243,7 +243,7 @@ var settings = []setting{
 
 	{Name: "HANDOFF_RASA_URL", Group: "Rasa", Help: "Rasa server base URL, e.g. http://rasa:5005 (required to serve)", set: httpURL(func(c *Config) *string { return &c.RasaURL })},
 	{Name: "HANDOFF_RASA_TOKEN", Group: "Rasa", Help: "Rasa's --auth-token, sent as ?token=", Secret: true, set: str(func(c *Config) *string { return &c.RasaToken })},
-	{Name: "HANDOFF_RASA_TIMEOUT", Default: "10s", Group: "Rasa", Help: "timeout of one Rasa call", set: dur(func(c *Config) *time.Duration { return &c.RasaTimeout }, 100*time.Millisecond)},
+	{Name: "HANDOFF_RASA_TIMEOUT", Default: "18s", Group: "Rasa", Help: "timeout of one Rasa call: Rasa answers only after its whole action chain, so keep it above your slowest custom actions and below two thirds of HANDOFF_DISPATCH_LEASE", set: dur(func(c *Config) *time.Duration { return &c.RasaTimeout }, 100*time.Millisecond)},
 	{Name: "HANDOFF_RASA_SLOT_HANDOFF_ACTIVE", Default: "handoff_active", Group: "Rasa", Help: "slot set to false on handback", set: str(func(c *Config) *string { return &c.RasaSlotActive })},
 	{Name: "HANDOFF_RASA_SLOT_OUTCOME", Default: "handoff_outcome", Group: "Rasa", Help: "slot set to the close reason on handback", set: str(func(c *Config) *string { return &c.RasaSlotOutcome })},
 

@@ -70,6 +70,8 @@ type Server struct {
 	failN    int
 	failCode int
 	latency  time.Duration
+	process  time.Duration          // SetProcessingDelay
+	convLock map[string]*sync.Mutex // Rasa's lock store: one message per conversation at a time
 	msgSeq   int
 }
 
@@ -217,6 +219,17 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetProcessingDelay makes every REST channel message take d to process (0
+// to stop), as a slow custom action does. Like Rasa, the fake keeps
+// processing when the client hangs up, handles one message per conversation
+// at a time, and stores the message's events in the tracker only when it
+// is done, just before answering.
+func (s *Server) SetProcessingDelay(d time.Duration) {
+	s.mu.Lock()
+	s.process = d
+	s.mu.Unlock()
+}
+
 // Reset forgets all conversations, counters, calls and injected faults.
 func (s *Server) Reset() {
 	s.mu.Lock()
@@ -224,7 +237,7 @@ func (s *Server) Reset() {
 	s.trackers = map[string]*tracker{}
 	s.stats = Stats{}
 	s.calls = nil
-	s.failN, s.failCode, s.latency = 0, 0, 0
+	s.failN, s.failCode, s.latency, s.process = 0, 0, 0, 0
 }
 
 const maxBody = 10 << 20
@@ -416,6 +429,30 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 	metadata, _ := req["metadata"].(map[string]any)
+
+	s.mu.Lock()
+	delay := s.process
+	if s.convLock == nil {
+		s.convLock = map[string]*sync.Mutex{}
+	}
+	lock, ok := s.convLock[sender]
+	if !ok {
+		lock = &sync.Mutex{}
+		s.convLock[sender] = lock
+	}
+	s.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
+	if delay > 0 {
+		// Not cut short by the client hanging up: Rasa finishes the message.
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-s.done:
+			timer.Stop()
+			return
+		}
+	}
 
 	s.mu.Lock()
 	s.stats.Messages++
