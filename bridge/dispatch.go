@@ -343,6 +343,7 @@ func (r *Relay) botSend(ctx context.Context, it OutboxItem, p OutboxPayload) err
 	if err != nil {
 		return fmt.Errorf("bot send: %w", err)
 	}
+	r.observe(DirBot, m.CreatedAt)
 	var (
 		sig *HandoffSignal
 		bc  BotContext
@@ -494,6 +495,7 @@ func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if err := r.desk.Send(ctx, s.DeskChat(), dm); err != nil {
 		return fmt.Errorf("desk send: %w", err)
 	}
+	r.observe(DirUserToAgent, m.CreatedAt)
 	return r.complete(ctx, it, func(tx Tx, now time.Time) error { return deskPosted(ctx, tx, it.SessionID, now) })
 }
 
@@ -632,6 +634,7 @@ func (r *Relay) userSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if _, err := r.user.Send(ctx, ref, um); err != nil {
 		return fmt.Errorf("user send: %w", err)
 	}
+	r.observeUserSend(m)
 	return r.complete(ctx, it, func(tx Tx, now time.Time) error {
 		if m.Source != SourceAgent {
 			return nil

@@ -76,6 +76,7 @@ type RelayConfig struct {
 	ActivityMemory time.Duration
 	Texts          Texts
 	CSAT           CSATConfig // the employee's rating of agent-handled chats (off when Expiry is 0)
+	Observer       Observer   // told delivery latencies (optional)
 	Now            func() time.Time
 	Logger         *slog.Logger
 }

@@ -18,6 +18,7 @@ import (
 // environment variables and validated before anything starts.
 type Config struct {
 	Addr            string
+	MetricsAddr     string
 	DatabaseURL     string
 	LogFormat       string
 	LogLevel        slog.Level
@@ -210,6 +211,13 @@ func httpURL(p func(*Config) *string) func(*Config, string) error {
 // output and the README table all come from it.
 var settings = []setting{
 	{Name: "HANDOFF_ADDR", Default: ":8080", Group: "Server", Help: "listen address (host:port)", set: str(func(c *Config) *string { return &c.Addr })},
+	{Name: "HANDOFF_METRICS_ADDR", Group: "Server", Help: "serve /metrics on this separate address (host:port, e.g. :9090) instead of HANDOFF_ADDR, so metrics are not public with the bot endpoint", set: func(c *Config, v string) error {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(v)); err != nil {
+			return errors.New("expects host:port such as :9090 or 127.0.0.1:9090")
+		}
+		c.MetricsAddr = strings.TrimSpace(v)
+		return nil
+	}},
 	{Name: "HANDOFF_DATABASE_URL", Default: "sqlite:handoff.db", Group: "Server", Help: "sqlite:<file> (embedded default) or postgres://user:pass@host:5432/db", set: func(c *Config, v string) error {
 		if !strings.HasPrefix(v, "sqlite:") && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
 			return errors.New("expects sqlite:<file> or postgres://user:pass@host:5432/db")

@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
@@ -74,7 +77,7 @@ type overrides struct {
 
 // relayStore is the store the relay works on.
 func (a *app) relayStore(ov *overrides) bridge.Store {
-	var st bridge.Store = a.store
+	var st bridge.Store = observedStore{Store: a.store, m: a.metrics.relay}
 	if ov != nil && ov.wrapStore != nil {
 		st = ov.wrapStore(st)
 	}
@@ -93,7 +96,18 @@ func newApp(ctx context.Context, cfg *Config, log *slog.Logger, ov *overrides) (
 		return nil, fmt.Errorf("migrate %s: %w", redactURL(cfg.DatabaseURL), err)
 	}
 	a := &app{cfg: cfg, log: log, store: st, metrics: newMetrics(), mux: http.NewServeMux()}
-	baseRoutes(a.mux, a.metrics, a.ready)
+	baseRoutes(a.mux, a.metrics, a.ready, cfg.MetricsAddr == "")
+	a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "handoff_ready",
+		Help: "1 when this replica is ready (database reachable, schema current; what /readyz answers), else 0.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if a.ready(ctx) != "" {
+			return 0
+		}
+		return 1
+	}))
 	if cfg.Integrated() {
 		if err := a.wire(ctx, ov); err != nil {
 			st.Close()
@@ -139,6 +153,14 @@ func (a *app) serve(ctx context.Context, started chan<- string) error {
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	a.log.Info("listening", "addr", ln.Addr().String())
+	if a.cfg.MetricsAddr != "" {
+		msrv, err := a.serveMetrics()
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer func() { _ = msrv.Close() }()
+	}
 	loops := a.startLoops()
 	if started != nil {
 		started <- ln.Addr().String()
@@ -158,4 +180,23 @@ func (a *app) serve(ctx context.Context, started chan<- string) error {
 		a.log.Error("background loop stopped; shutting down", "loop", e.name, "err", e.err)
 	}
 	return errors.Join(cause, a.shutdown(srv, loops))
+}
+
+// serveMetrics serves /metrics alone on HANDOFF_METRICS_ADDR. It is closed
+// last, so the final scrape of a stopping replica still answers.
+func (a *app) serveMetrics() (*http.Server, error) {
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (HANDOFF_METRICS_ADDR): %w", a.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.handler())
+	srv := newHTTPServer(a.cfg.MetricsAddr, mux, a.log)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	a.log.Info("metrics listening", "addr", ln.Addr().String())
+	return srv, nil
 }

@@ -21,6 +21,7 @@ type readiness func(ctx context.Context) (reason string)
 type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
+	relay    *relayMetrics
 }
 
 func newMetrics() *metrics {
@@ -34,6 +35,7 @@ func newMetrics() *metrics {
 		}, []string{"route", "status"}),
 	}
 	reg.MustRegister(m.requests)
+	m.relay = newRelayMetrics(reg)
 	return m
 }
 
@@ -83,7 +85,9 @@ func instrument(next *http.ServeMux, m *metrics, maxBody int64, log *slog.Logger
 }
 
 // baseRoutes registers the operations surface.
-func baseRoutes(mux *http.ServeMux, m *metrics, ready readiness) {
+// /metrics is left out when withMetrics is false (HANDOFF_METRICS_ADDR serves
+// it on its own listener).
+func baseRoutes(mux *http.ServeMux, m *metrics, ready readiness, withMetrics bool) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -96,8 +100,12 @@ func baseRoutes(mux *http.ServeMux, m *metrics, ready readiness) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	if withMetrics {
+		mux.Handle("GET /metrics", m.handler())
+	}
 }
+
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-cleanhttp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -57,9 +58,11 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	if ov != nil {
 		hc = ov.httpClient
 	}
+	// Outbound requests are counted per system (handoff_outbound_requests_total).
+	snHC := a.metrics.relay.outboundClient(hc, "servicenow", 0, cleanhttp.DefaultPooledTransport())
 
 	bot, err := rasa.New(rasa.Config{URL: cfg.RasaURL, Token: cfg.RasaToken, Timeout: cfg.RasaTimeout,
-		SlotHandoffActive: cfg.RasaSlotActive, SlotOutcome: cfg.RasaSlotOutcome, HTTPClient: hc, Logger: log.With("system", "rasa")})
+		SlotHandoffActive: cfg.RasaSlotActive, SlotOutcome: cfg.RasaSlotOutcome, HTTPClient: a.metrics.relay.outboundClient(hc, "rasa", cfg.RasaTimeout, nil), Logger: log.With("system", "rasa")})
 	if err != nil {
 		return fmt.Errorf("configure rasa (HANDOFF_RASA_*): %w", err)
 	}
@@ -70,7 +73,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	}
 	snCfg := servicenow.Config{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
 		Queue: cfg.SNQueue, BridgeUser: cfg.SNUser, EndPhrases: phrases, Timeout: cfg.SNTimeout, CommitWait: cfg.SNCommitWait,
-		MaxRetries: snRetries(cfg.SNMaxRetries), TranscriptTurns: cfg.TranscriptTurns, HTTPClient: hc, Logger: log.With("system", "servicenow")}
+		MaxRetries: snRetries(cfg.SNMaxRetries), TranscriptTurns: cfg.TranscriptTurns, HTTPClient: snHC, Logger: log.With("system", "servicenow")}
 	switch cfg.SNAuth {
 	case "oauth-password":
 		snCfg.OAuth = &servicenow.OAuth{GrantType: servicenow.GrantPassword, ClientID: cfg.SNClientID, ClientSecret: cfg.SNClientSecret}
@@ -86,7 +89,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	case "va":
 		va, err = servicenow.NewVA(servicenow.VAConfig{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
 			OAuth: snCfg.OAuth, Token: cfg.VAToken, Secret: cfg.VASecret, NonceKey: cfg.VACallbackSecret, Queue: cfg.SNQueue, TranscriptTurns: cfg.TranscriptTurns,
-			Timeout: cfg.SNTimeout, MaxRetries: snRetries(cfg.SNMaxRetries), HTTPClient: hc, Logger: log.With("system", "servicenow-va")})
+			Timeout: cfg.SNTimeout, MaxRetries: snRetries(cfg.SNMaxRetries), HTTPClient: snHC, Logger: log.With("system", "servicenow-va")})
 		if err != nil {
 			return fmt.Errorf("configure servicenow va desk (HANDOFF_SERVICENOW_*, HANDOFF_VA_*): %w", err)
 		}
@@ -111,7 +114,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 
 	user, err := teams.NewClient(teams.ClientConfig{AppID: cfg.TeamsAppID, AppPassword: cfg.TeamsAppPassword,
 		TenantID: cfg.TeamsTenantID, MultiTenant: cfg.TeamsMultiTenant, TokenURL: cfg.TeamsTokenURL,
-		ExtraServiceURLHosts: cfg.TeamsAllowedHosts, AnonymousDev: cfg.TeamsAnonymousDev, HTTPClient: hc}, log.With("system", "teams"))
+		ExtraServiceURLHosts: cfg.TeamsAllowedHosts, AnonymousDev: cfg.TeamsAnonymousDev, HTTPClient: a.metrics.relay.outboundClient(hc, "teams", 0, nil)}, log.With("system", "teams"))
 	if err != nil {
 		return fmt.Errorf("configure teams client (HANDOFF_TEAMS_*): %w", err)
 	}
@@ -122,7 +125,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		return fmt.Errorf("configure review (HANDOFF_REVIEW_*): %w", err)
 	}
 
-	relay := bridge.NewRelay(a.relayStore(ov), bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns,
+	relay := bridge.NewRelay(a.relayStore(ov), bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns, Observer: a.metrics.relay,
 		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry}, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
 		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff, Lease: cfg.DispatchLease,
@@ -160,7 +163,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	if err := a.wireReview(); err != nil {
 		return err
 	}
-	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller}, leaderCollector{leader})
+	a.metrics.reg.MustRegister(&bridgeCollector{store: a.store, disp: disp, poller: a.parts.poller,
+		oldest: a.store.OldestPendingOutbox, now: time.Now, leads: func() bool { return a.leads(jobSweeper) }}, leaderCollector{leader})
 	return nil
 }
 
@@ -278,6 +282,13 @@ type bridgeCollector struct {
 	}
 	disp   *bridge.Dispatcher
 	poller *bridge.Poller
+	// oldest is when the oldest pending outbox item was created (zero: none).
+	oldest func(ctx context.Context) (time.Time, error)
+	now    func() time.Time
+	// leads reports whether this replica exports the gauges read from the
+	// shared database (sessions, outbox items, outbox age), so that summing
+	// them across replicas is right; nil means a single process.
+	leads func() bool
 }
 
 var (
@@ -291,11 +302,12 @@ var (
 	descPollEvent = prometheus.NewDesc("handoff_poll_events_total", "Desk events the poller stored.", nil, nil)
 	descPollErr   = prometheus.NewDesc("handoff_poll_errors_total", "Poll requests, listings or stores that failed.", nil, nil)
 	descPollLast  = prometheus.NewDesc("handoff_poll_last_duration_seconds", "Duration of the last poller run.", nil, nil)
+	descOldest    = prometheus.NewDesc("handoff_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox item (0 when none).", nil, nil)
 )
 
 func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOutbox, descDelivered, descRetried, descFailed, descSessions,
-		descPollRuns, descPollSkip, descPollEvent, descPollErr, descPollLast} {
+		descPollRuns, descPollSkip, descPollEvent, descPollErr, descPollLast, descOldest} {
 		ch <- d
 	}
 }
@@ -303,6 +315,24 @@ func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if c.leads == nil || c.leads() {
+		c.collectShared(ctx, ch)
+	}
+	c.collectOwn(ch)
+}
+
+// collectShared exports the gauges every replica would read identically
+// from the database.
+func (c *bridgeCollector) collectShared(ctx context.Context, ch chan<- prometheus.Metric) {
+	if c.oldest != nil {
+		if t, err := c.oldest(ctx); err == nil {
+			age := 0.0
+			if !t.IsZero() {
+				age = max(c.now().Sub(t).Seconds(), 0)
+			}
+			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
+		}
+	}
 	_ = c.store.View(ctx, func(tx bridge.Tx) error {
 		stats, err := tx.OutboxStats(ctx)
 		if err != nil {
@@ -320,6 +350,14 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return nil
 	})
+}
+
+// outboxKinds are the kinds whose counters start at 0.
+var outboxKinds = []bridge.OutboxKind{bridge.KindBotSend, bridge.KindBotHandback, bridge.KindDeskOpen, bridge.KindDeskSend,
+	bridge.KindDeskLeave, bridge.KindDeskTyping, bridge.KindDeskReceipt, bridge.KindDeskNote, bridge.KindUserSend, bridge.KindUserTyping}
+
+// collectOwn exports what this replica did.
+func (c *bridgeCollector) collectOwn(ch chan<- prometheus.Metric) {
 	if c.poller != nil {
 		ps := c.poller.Stats()
 		ch <- prometheus.MustNewConstMetric(descPollRuns, prometheus.CounterValue, float64(ps.Runs))
@@ -333,6 +371,13 @@ func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
 		d *prometheus.Desc
 		m map[bridge.OutboxKind]int64
 	}{{descDelivered, delivered}, {descRetried, retried}, {descFailed, failed}} {
+		// Every kind is present from the start (0 until it happens), so
+		// rates and alerts see the series before the first failure.
+		for _, k := range outboxKinds {
+			if _, ok := pair.m[k]; !ok {
+				ch <- prometheus.MustNewConstMetric(pair.d, prometheus.CounterValue, 0, string(k))
+			}
+		}
 		for k, v := range pair.m {
 			ch <- prometheus.MustNewConstMetric(pair.d, prometheus.CounterValue, float64(v), string(k))
 		}
