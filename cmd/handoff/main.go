@@ -4,6 +4,7 @@
 //	handoff demo               run the whole handoff on one machine, in the browser
 //	handoff migrate up|status  apply or list database migrations
 //	handoff review export      export why-handoff records
+//	handoff teams-app          write the Teams app package (manifest and icons)
 //	handoff version            print the version
 //	handoff help               describe every subcommand and variable
 package main
@@ -67,6 +68,7 @@ func commands() []command {
 		{"demo", "run the whole handoff on one machine with simulated Teams, Rasa and ServiceNow", runDemo},
 		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
 		{"review", "export why-handoff records: review export --from --to --format --out", runReview},
+		{"teams-app", "write the Teams app package to upload: teams-app --out handoff-teams.zip", runTeamsApp},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) int {
 			fmt.Fprintf(e.stdout, "handoff %s (commit %s, built %s, %s)\n", buildVersion(), orUnknown(commit), orUnknown(buildDate), runtime.Version())
 			return exitOK
