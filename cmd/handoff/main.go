@@ -4,6 +4,8 @@
 //	handoff demo               run the whole handoff on one machine, in the browser
 //	handoff migrate up|status  apply or list database migrations
 //	handoff review export      export why-handoff records
+//	handoff outbox list|retry  inspect and repair outward calls
+//	handoff sessions list      list sessions
 //	handoff teams-app          write the Teams app package (manifest and icons)
 //	handoff version            print the version
 //	handoff help               describe every subcommand and variable
@@ -68,6 +70,8 @@ func commands() []command {
 		{"demo", "run the whole handoff on one machine with simulated Teams, Rasa and ServiceNow", runDemo},
 		{"migrate", "apply (up) or list (status) the database migrations", runMigrate},
 		{"review", "export why-handoff records: review export --from --to --format --out", runReview},
+		{"outbox", "inspect and repair outward calls: outbox list [--dead], outbox retry ID", runOutbox},
+		{"sessions", "list sessions: sessions list [--state STATE]", runSessions},
 		{"teams-app", "write the Teams app package to upload: teams-app --out handoff-teams.zip", runTeamsApp},
 		{"version", "print the version", func(_ context.Context, e env, _ []string) int {
 			fmt.Fprintf(e.stdout, "handoff %s (commit %s, built %s, %s)\n", buildVersion(), orUnknown(commit), orUnknown(buildDate), runtime.Version())
