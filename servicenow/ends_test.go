@@ -3,6 +3,8 @@ package servicenow_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +93,51 @@ func TestBatchPagingSameSecond(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("chat %s: %d messages, want its 1 first message", chat, n)
+		}
+	}
+}
+
+// TestBatchPagingACL: the instance leaves rows the integration user may not
+// read out of each page without notice (the page comes back short, while
+// X-Total-Count still counts them). Paging goes on to X-Total-Count, so the
+// readable rows of later pages still arrive.
+func TestBatchPagingACL(t *testing.T) {
+	in := newFake(t, snowtest.Options{Now: t0})
+	c := newClient(t, in, func(cfg *servicenow.Config) { cfg.BatchLimit = 5 })
+	chat := openChat(t, c, "s-1")
+	in.Advance(time.Second) // every row in its own second: no re-read through the Connect API
+	if err := in.Accept(string(chat), "Beth Anglin"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		in.Advance(time.Second)
+		if _, err := in.Say(string(chat), "Beth Anglin", fmt.Sprintf("secret %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.Advance(time.Second)
+	if _, err := in.Say(string(chat), "Beth Anglin", "visible at the end"); err != nil {
+		t.Fatal(err)
+	}
+	in.SetTableACL(func(_, table string, row map[string]string) bool {
+		return table != "live_message" || !strings.HasPrefix(row["message"], "secret")
+	})
+	res, err := c.PollMany(context.Background(), map[bridge.AgentChatID]time.Time{chat: {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, e := range res[chat] {
+		if e.Kind == bridge.AgentMessage {
+			texts = append(texts, e.Text)
+		}
+	}
+	if !slices.Contains(texts, "visible at the end") {
+		t.Errorf("got %q: the readable row after pages of hidden rows is missing", texts)
+	}
+	for _, x := range texts {
+		if strings.HasPrefix(x, "secret") {
+			t.Errorf("a row the ACL hides was returned: %q", x)
 		}
 	}
 }

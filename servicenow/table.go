@@ -32,7 +32,9 @@ const queueEntryFields = "sys_id,group,state,assigned_to,work_start,sys_updated_
 // the others), one Table API read of chat_queue_entry and one of live_message
 // (groupIN…^sys_created_on>=<the chunk's oldest cursor>^ORDERBYsys_created_on
 // ^ORDERBYsys_id),
-// paged with sysparm_offset when a page is full (sys_id breaks the ties of
+// paged with sysparm_offset until X-Total-Count is reached (a page can come
+// back short when ACLs hide rows; without the header a short page ends it;
+// sys_id breaks the ties of
 // the one-second sys_created_on, so rows of one second cannot move between
 // pages). Rows are filtered per chat by its own cursor at second resolution
 // (the Table API has no ms timestamp, so the rows of the cursor's second come
@@ -138,7 +140,7 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		limit  = c.cfg.BatchLimit
 	)
 	for offset := 0; ; offset += limit {
-		r, err := c.do(ctx, call{op: "poll chats", method: http.MethodGet, path: pathLiveMessage, retry: true, query: url.Values{
+		r, hdr, err := c.t.doHeader(ctx, call{op: "poll chats", method: http.MethodGet, path: pathLiveMessage, retry: true, query: url.Values{
 			"sysparm_query":                  {query},
 			"sysparm_fields":                 {liveMessageFields},
 			"sysparm_display_value":          {"all"},
@@ -171,7 +173,13 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		if bad > 0 {
 			c.log.Warn("servicenow live_message rows skipped", "skipped", bad)
 		}
-		if len(rows) < limit {
+		// Rows an ACL hides are left out of a page without notice, so a
+		// short page is the last one only when X-Total-Count says so.
+		if total, err := strconv.Atoi(hdr.Get("X-Total-Count")); err == nil {
+			if offset+limit >= total {
+				break
+			}
+		} else if len(rows) < limit {
 			break
 		}
 	}

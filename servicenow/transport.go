@@ -118,21 +118,28 @@ type answer struct {
 // answerError for the sentinels they wrap), throttle answers
 // *bridge.ThrottledError.
 func (t *transport) do(ctx context.Context, cl call) (json.RawMessage, error) {
+	r, _, err := t.doHeader(ctx, cl)
+	return r, err
+}
+
+// doHeader is do that also returns the answer's headers (the Table API's
+// X-Total-Count and Link).
+func (t *transport) doHeader(ctx context.Context, cl call) (json.RawMessage, http.Header, error) {
 	a, err := t.exchange(ctx, cl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := t.answerError(cl.op, a); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(bytes.TrimSpace(a.body)) == 0 {
-		return nil, nil
+		return nil, a.header, nil
 	}
 	var env envelope
 	if err := json.Unmarshal(a.body, &env); err != nil {
-		return nil, fmt.Errorf("servicenow: %s: decode response: %w", cl.op, err)
+		return nil, nil, fmt.Errorf("servicenow: %s: decode response: %w", cl.op, err)
 	}
-	return env.Result, nil
+	return env.Result, a.header, nil
 }
 
 // encodeJSON encodes v compactly the way JavaScript's JSON.stringify writes

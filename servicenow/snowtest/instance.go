@@ -87,6 +87,10 @@ type Options struct {
 	ConnectDisabled bool
 	// RateLimit limits requests per user (rejections answer 429).
 	RateLimit RateLimit
+	// TableACL decides which Table API rows a user may read (nil: all).
+	// Unreadable rows are left out silently after paging, as the instance's
+	// ACLs do: a page comes back short while X-Total-Count still counts them.
+	TableACL TableACL
 	// Now starts the instance clock frozen at this time. Zero: the clock
 	// follows real time until SetNow freezes it.
 	Now time.Time
@@ -224,6 +228,17 @@ func (in *Instance) Advance(d time.Duration) {
 	} else {
 		in.offset += d
 	}
+}
+
+// TableACL reports whether user may read row (column values by name) of
+// table through the Table API.
+type TableACL func(user, table string, row map[string]string) bool
+
+// SetTableACL replaces the Table API's ACL (nil: every row is readable).
+func (in *Instance) SetTableACL(acl TableACL) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.opts.TableACL = acl
 }
 
 // SetRateLimit replaces the rate-limit rule (windows restart).
