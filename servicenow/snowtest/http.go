@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/handoffhq/handoff/servicenow/recorded"
 )
 
 // Fault is an injected failure for requests matching Method and Path.
@@ -262,6 +264,8 @@ func (in *Instance) allow(w http.ResponseWriter, r *http.Request, user string) b
 	}
 	in.mu.Unlock()
 
+	// The headers and the body follow the recorded 429
+	// (servicenow/recorded/ratelimit_429.json).
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(rl.Limit))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(float64(reset.UnixMilli())/1000)), 10))
@@ -279,10 +283,21 @@ func (in *Instance) allow(w http.ResponseWriter, r *http.Request, user string) b
 	if rl.Window != time.Hour {
 		per = rl.Window.String()
 	}
-	writeError(w, http.StatusTooManyRequests, "Rate limit exceeded",
+	writeError(w, http.StatusTooManyRequests, rateLimitMessage,
 		fmt.Sprintf("Rate limit of %d requests per %s for %s exceeded", rl.Limit, per, api))
 	return false
 }
+
+// rateLimitMessage is the message of the recorded 429.
+var rateLimitMessage = func() string {
+	var b struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(recorded.Load("ratelimit_429.json").Body, &b)
+	return b.Error.Message
+}()
 
 // connect guards the Connect Support endpoints of an instance without the
 // plugin.

@@ -1,0 +1,55 @@
+// Package recorded holds ServiceNow request and response payloads written from
+// ServiceNow's own documented examples (the REST API reference, the Virtual
+// Agent Bot Integration API page, the OAuth and rate-limiting pages; see
+// reference/servicenow.md). The client's tests parse them and the fake
+// instance (servicenow/snowtest) answers in their shape, so the client and the
+// fake cannot agree on a shape the real service does not send.
+//
+// (They live in a package of their own rather than in servicenow/testdata,
+// because the fake is a package of its own that must embed them too.)
+package recorded
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+)
+
+//go:embed *.json
+var files embed.FS
+
+// Exchange is one recorded HTTP exchange: what was sent (Request, a JSON body,
+// nil if none) and what came back.
+type Exchange struct {
+	Source  string            `json:"source"` // where the example comes from
+	Method  string            `json:"method,omitempty"`
+	Path    string            `json:"path,omitempty"`
+	Request json.RawMessage   `json:"request,omitempty"`
+	Status  int               `json:"status"`
+	Header  map[string]string `json:"header,omitempty"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+// Load returns the exchange in name (e.g. "ratelimit_429.json"). It panics on
+// a name that does not exist or does not parse: both are programming errors.
+func Load(name string) Exchange {
+	raw, err := files.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("recorded: %v", err))
+	}
+	var x Exchange
+	if err := json.Unmarshal(raw, &x); err != nil {
+		panic(fmt.Sprintf("recorded: %s: %v", name, err))
+	}
+	return x
+}
+
+// Names lists the recorded exchanges.
+func Names() []string {
+	entries, _ := files.ReadDir(".")
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
