@@ -218,7 +218,7 @@ var settings = []setting{
 		c.MetricsAddr = strings.TrimSpace(v)
 		return nil
 	}},
-	{Name: "HANDOFF_DATABASE_URL", Default: "sqlite:handoff.db", Group: "Server", Help: "sqlite:<file> (embedded default) or postgres://user:pass@host:5432/db", set: func(c *Config, v string) error {
+	{Name: "HANDOFF_DATABASE_URL", Default: "sqlite:handoff.db", Group: "Server", Help: "sqlite:<file> (embedded default) or postgres://user:pass@host:5432/db", Secret: true, set: func(c *Config, v string) error {
 		if !strings.HasPrefix(v, "sqlite:") && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
 			return errors.New("expects sqlite:<file> or postgres://user:pass@host:5432/db")
 		}

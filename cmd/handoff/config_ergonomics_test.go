@@ -49,22 +49,26 @@ func TestConfigErrorsReportedAtOnce(t *testing.T) {
 // is an error naming the variable; a missing file is an error naming _FILE.
 func TestSecretFromFile(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "secret")
-	if err := os.WriteFile(path, []byte("s3cret-from-file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
 	for _, s := range settings {
 		if !s.Secret {
 			continue
 		}
 		n++
+		secret := "s3cret-from-file"
+		if s.Name == "HANDOFF_DATABASE_URL" {
+			secret = "postgres://handoff:s3cret@db:5432/handoff"
+		}
+		path := filepath.Join(dir, s.Name)
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		t.Run(s.Name, func(t *testing.T) {
 			cfg, err := LoadConfig(mapEnv(map[string]string{s.Name + "_FILE": path}))
 			if err != nil {
 				t.Fatalf("LoadConfig with %s_FILE: %v", s.Name, err)
 			}
-			viaEnv, err := LoadConfig(mapEnv(map[string]string{s.Name: "s3cret-from-file"}))
+			viaEnv, err := LoadConfig(mapEnv(map[string]string{s.Name: secret}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +94,7 @@ func TestSecretFromFile(t *testing.T) {
 		t.Fatalf("only %d secret settings; the test lost its subject", n)
 	}
 	// A variable that is not a secret has no _FILE form.
-	cfg, err := LoadConfig(mapEnv(map[string]string{"HANDOFF_RASA_URL_FILE": path}))
+	cfg, err := LoadConfig(mapEnv(map[string]string{"HANDOFF_RASA_URL_FILE": filepath.Join(dir, "HANDOFF_REVIEW_SALT")}))
 	if err != nil || cfg.RasaURL != "" {
 		t.Fatalf("HANDOFF_RASA_URL_FILE was read: %v %q", err, cfg.RasaURL)
 	}

@@ -245,10 +245,10 @@ func configSummary(getenv func(string) string) []any {
 	var attrs []any
 	for _, s := range settings {
 		v := getenv(s.Name)
-		if v == "" || s.Secret {
+		if v == "" || (s.Secret && s.Name != "HANDOFF_DATABASE_URL") {
 			continue
 		}
-		if s.Name == "HANDOFF_DATABASE_URL" {
+		if s.Name == "HANDOFF_DATABASE_URL" { // logged without its password
 			v = redactURL(v)
 		}
 		attrs = append(attrs, strings.ToLower(strings.TrimPrefix(s.Name, "HANDOFF_")), v)
