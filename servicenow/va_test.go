@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -449,4 +450,44 @@ func FuzzParseVACallback(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVACallbackWithoutNonceIsLoud: a callback with the right secret header
+// but no nonce in clientVariables (ServiceNow not echoing them, which is
+// unconfirmed on real instances) is refused and logged at error level with
+// what to check; a wrong nonce is only a warning.
+func TestVACallbackWithoutNonceIsLoud(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		level string
+	}{
+		{"no nonce", []byte(`{"clientSessionId":"handoff-s-1","body":[{"uiType":"OutputText","value":"hi","agentInfo":{"sentFromAgent":true}}]}`), "ERROR"},
+		{"wrong nonce", vaCallback("handoff-s-1", "f00", `[]`, ""), "WARN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			relay := &memRelay{}
+			relay.addNonce("s-1", "handoff-s-1", vaNonce)
+			h, err := servicenow.NewVAWebhookHandler(servicenow.VAWebhookConfig{Header: vaCallbackHeader, Secret: vaCallbackSecret,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))}, relay, relay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(tc.body))
+			req.Header.Set(vaCallbackHeader, vaCallbackSecret)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || len(relay.session("handoff-s-1").delivered) != 0 {
+				t.Fatalf("status %d, delivered %d: want 401 and nothing stored", rec.Code, len(relay.session("handoff-s-1").delivered))
+			}
+			out := logs.String()
+			if !strings.Contains(out, "level="+tc.level) {
+				t.Errorf("log %q: want level %s", out, tc.level)
+			}
+			if tc.level == "ERROR" && (!strings.Contains(out, "clientVariables") || !strings.Contains(out, "check=")) {
+				t.Errorf("log %q does not say what to check", out)
+			}
+		})
+	}
 }

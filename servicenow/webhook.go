@@ -400,10 +400,12 @@ func parseStateEvent(p webhookPayload) (message, error) {
 	if !validSysID(group) {
 		return message{}, fmt.Errorf("group %.40q is not a sys_id", group)
 	}
-	m := message{Group: group, entry: &QueueEntry{Group: group, State: st, AssignedTo: p.AssignedTo.Display}}
-	if ms, ok := parseMillis(p.Timestamp.Value); ok && ms > 0 {
-		m.At, m.Millis = time.UnixMilli(ms).UTC(), true
+	ms, ok := parseMillis(p.Timestamp.Value)
+	if !ok || ms <= 0 {
+		return message{}, errors.New("chat_queue_entry event without a timestamp")
 	}
+	m := message{Group: group, entry: &QueueEntry{Group: group, State: st, AssignedTo: p.AssignedTo.Display}}
+	m.At, m.Millis = time.UnixMilli(ms).UTC(), true
 	return m, nil
 }
 

@@ -411,6 +411,8 @@ func FuzzParseWebhook(f *testing.F) {
 	f.Add([]byte(`{"sys_id":1,"group":"` + whGroup + `","timestamp":"1.7e12"}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"table":"chat_queue_entry","sys_id":"q","group":"` + whGroup + `","state":"7","timestamp":1714658591123}`))
+	f.Add([]byte(`{"table":"chat_queue_entry","group":"` + whGroup + `","state":"8"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sink := &countingSink{}
 		h := newWebhook(t, sink, func(c *servicenow.WebhookConfig) { c.OrderWindow = -1; c.MaxBody = 1 << 20 })
