@@ -30,6 +30,15 @@ type Retention interface {
 	DeleteReviewsBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
+// RelayPruner deletes the relay's own data (sessions, messages, outbox rows)
+// past its retention. bridge/store.Store implements it.
+type RelayPruner interface {
+	// PruneRelayData deletes closed sessions that closed before `before` with
+	// everything they hold, messages of bot-owned sessions written before
+	// it, and done outbox rows finished before doneBefore.
+	PruneRelayData(ctx context.Context, before, doneBefore time.Time) (sessions, messages, outbox int64, err error)
+}
+
 // WeeklyConfig configures the weekly export job.
 type WeeklyConfig struct {
 	// Dir receives the files; it is created if missing. Required.
@@ -45,6 +54,11 @@ type WeeklyConfig struct {
 	// MaxAge is the retention: after exporting, records whose handoff started
 	// more than MaxAge ago are deleted. 0 means DefaultMaxAge.
 	MaxAge time.Duration
+	// MessageMaxAge is the retention of the relay's messages: each run
+	// deletes chats that closed more than MessageMaxAge ago and older messages
+	// of conversations the bot still owns, and prunes done outbox rows older
+	// than a day, when the retention store is also a RelayPruner. 0 keeps them.
+	MessageMaxAge time.Duration
 	// Timeout bounds one run. 0 means DefaultRunTimeout.
 	Timeout time.Duration
 	// Formats to write. nil means all of Formats.
@@ -87,7 +101,7 @@ func NewWeekly(cfg WeeklyConfig, src Source, ret Retention, exp *Exporter, logge
 		return nil, errors.New("review: weekly: a directory for the exports is required")
 	case src == nil || ret == nil:
 		return nil, errors.New("review: weekly: a source and a retention store are required")
-	case cfg.MaxAge < 0:
+	case cfg.MaxAge < 0 || cfg.MessageMaxAge < 0:
 		return nil, fmt.Errorf("review: weekly: max age must be >= 0, got %s", cfg.MaxAge)
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("review: weekly: timeout must be >= 0, got %s", cfg.Timeout)
@@ -133,6 +147,9 @@ type WeeklyRun struct {
 	Records  int       // records in the week
 	Cutoff   time.Time // retention cutoff: records started before it were deleted
 	Deleted  int64     // records deleted by the retention
+
+	// What the message retention deleted (MessageMaxAge).
+	PrunedSessions, PrunedMessages, PrunedOutbox int64
 }
 
 // PreviousISOWeek returns the last complete ISO week before now in loc:
@@ -187,6 +204,16 @@ func (w *Weekly) RunOnce(ctx context.Context, now time.Time) (WeeklyRun, error) 
 	} else {
 		run.Deleted = deleted
 		log.Info("review: retention applied", "cutoff", run.Cutoff, "max_age", w.cfg.MaxAge, "deleted", deleted)
+	}
+	if p, ok := w.ret.(RelayPruner); ok && w.cfg.MessageMaxAge > 0 {
+		sessions, messages, outbox, err := p.PruneRelayData(ctx, now.Add(-w.cfg.MessageMaxAge), now.Add(-24*time.Hour))
+		if err != nil {
+			log.Error("review: message retention failed", "err", err)
+			errs = append(errs, fmt.Errorf("review: message retention: %w", err))
+		} else {
+			run.PrunedSessions, run.PrunedMessages, run.PrunedOutbox = sessions, messages, outbox
+			log.Info("review: message retention applied", "max_age", w.cfg.MessageMaxAge, "sessions", sessions, "messages", messages, "outbox_done", outbox)
+		}
 	}
 	log.Info("review: weekly export finished", "files", len(run.Files), "records", run.Records, "deleted", run.Deleted, "failed", len(errs))
 	return run, errors.Join(errs...)

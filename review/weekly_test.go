@@ -387,3 +387,44 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// pruningSource is a memSource whose store also prunes relay data.
+type pruningSource struct {
+	*memSource
+	before, doneBefore time.Time
+	calls              int
+}
+
+func (p *pruningSource) PruneRelayData(_ context.Context, before, doneBefore time.Time) (int64, int64, int64, error) {
+	p.calls++
+	p.before, p.doneBefore = before, doneBefore
+	return 2, 17, 40, nil
+}
+
+// TestWeeklyMessageRetention: each run prunes the relay's messages past
+// MessageMaxAge and done outbox rows older than a day, and reports it; with
+// no MessageMaxAge nothing is pruned.
+func TestWeeklyMessageRetention(t *testing.T) {
+	src := &pruningSource{memSource: &memSource{records: fixtureRecords()}}
+	w, err := NewWeekly(WeeklyConfig{Dir: t.TempDir(), MessageMaxAge: 30 * 24 * time.Hour}, src, src, testExporter(t, ExportConfig{}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := w.RunOnce(context.Background(), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.calls != 1 || !src.before.Equal(testNow.AddDate(0, 0, -30)) || !src.doneBefore.Equal(testNow.Add(-24*time.Hour)) {
+		t.Errorf("pruned %d times, before %v, done before %v", src.calls, src.before, src.doneBefore)
+	}
+	if run.PrunedSessions != 2 || run.PrunedMessages != 17 || run.PrunedOutbox != 40 {
+		t.Errorf("run = %+v", run)
+	}
+	off := &pruningSource{memSource: &memSource{records: fixtureRecords()}}
+	if w, err = NewWeekly(WeeklyConfig{Dir: t.TempDir()}, off, off, testExporter(t, ExportConfig{}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.RunOnce(context.Background(), testNow); err != nil || off.calls != 0 {
+		t.Errorf("without MessageMaxAge: %d prunes, %v", off.calls, err)
+	}
+}

@@ -41,6 +41,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxEnqueueSerializesLane", testOutboxEnqueueSerializesLane},
 		{"Reviews", testReviews},
 		{"ReviewInbox", testReviewInbox},
+		{"PruneRelayData", testPruneRelayData},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -249,7 +249,7 @@ func (a *app) wireReview() error {
 		return fmt.Errorf("create HANDOFF_REVIEW_DIR %s: %w", cfg.ReviewDir, err)
 	}
 	w, err := review.NewWeekly(review.WeeklyConfig{Dir: cfg.ReviewDir, Schedule: cfg.ReviewSchedule, Location: loc,
-		MaxAge: cfg.ReviewRetention, Lease: a.leader.Job(jobWeekly)}, a.store, a.store, exp, a.log.With("component", "review-weekly"))
+		MaxAge: cfg.ReviewRetention, MessageMaxAge: cfg.MessageRetention, Lease: a.leader.Job(jobWeekly)}, a.store, a.store, exp, a.log.With("component", "review-weekly"))
 	if err != nil {
 		return fmt.Errorf("configure weekly review export (HANDOFF_REVIEW_SCHEDULE, HANDOFF_REVIEW_DIR): %w", err)
 	}
