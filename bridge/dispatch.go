@@ -490,7 +490,7 @@ func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 			return r.say(ctx, tx, s, fmt.Sprintf("late:%d", m.ID), r.cfg.Texts.LateMessage, now)
 		})
 	}
-	dm := DeskMessage{Key: fmt.Sprintf("%s/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
+	dm := DeskMessage{Key: fmt.Sprintf("%s/%d", s.ID, m.ID), Text: m.Text, Author: m.Author, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
 		Confirmed: s.DeskPosts}
 	if err := r.desk.Send(ctx, s.DeskChat(), dm); err != nil {
 		return fmt.Errorf("desk send: %w", err)
@@ -522,7 +522,7 @@ func (r *Relay) deskLeave(ctx context.Context, it OutboxItem, p OutboxPayload, l
 		return err
 	}
 	if leaveErr == nil && s.AgentChatID != "" && s.State == StateClosing {
-		if err := r.desk.Leave(ctx, s.DeskChat()); err != nil {
+		if err := r.leaveDesk(ctx, s); err != nil {
 			return fmt.Errorf("desk leave: %w", err)
 		}
 	}
@@ -539,6 +539,15 @@ func (r *Relay) deskLeave(ctx context.Context, it OutboxItem, p OutboxPayload, l
 		}
 		return nil
 	})
+}
+
+// leaveDesk leaves the session's desk chat, telling a desk that can show it
+// why the chat ended.
+func (r *Relay) leaveDesk(ctx context.Context, s Session) error {
+	if o, ok := r.desk.(DeskOutcome); ok {
+		return o.LeaveWithOutcome(ctx, s.DeskChat(), s.CloseReason)
+	}
+	return r.desk.Leave(ctx, s.DeskChat())
 }
 
 // finish closes a closing session: ending notice, bot-back notice, review

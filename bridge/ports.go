@@ -189,6 +189,9 @@ type Handoff struct {
 type DeskMessage struct {
 	Key  string // stable id of the message in our store
 	Text string
+	// Author is the employee's display name for a user message, "" for the
+	// bridge's own notes to the agent.
+	Author string
 	// Retry is true when an earlier attempt may have reached the desk; the
 	// desk should check whether it did before posting again.
 	Retry    bool
@@ -223,6 +226,14 @@ type AgentDesk interface {
 	// Leave ends the bridge's part in the chat. Leaving a chat that is already
 	// closed or left returns nil; ErrChatClosed only if it cannot be located.
 	Leave(ctx context.Context, chat DeskChat) error
+}
+
+// DeskOutcome is an optional AgentDesk feature: leave the chat knowing why it
+// ended, so the desk can show the outcome to its agents (Slack updates the
+// handoff's parent message). When a desk implements it, the relay calls
+// LeaveWithOutcome instead of Leave; the same rules apply.
+type DeskOutcome interface {
+	LeaveWithOutcome(ctx context.Context, chat DeskChat, reason CloseReason) error
 }
 
 // DeskTyping is an optional AgentDesk feature: show the agent that the user
