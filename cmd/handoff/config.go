@@ -64,6 +64,11 @@ type Config struct {
 	VASecret            string
 	VACallbackHeader    string
 	VACallbackSecret    string
+	SlackToken          string
+	SlackSigningSecret  string
+	SlackChannel        string
+	SlackAPIURL         string
+	SlackOrderWindow    time.Duration
 	TranscriptTurns     int
 	QueueTimeout        time.Duration
 	IdleTimeout         time.Duration
@@ -256,7 +261,7 @@ var settings = []setting{
 	{Name: "HANDOFF_RASA_SLOT_HANDOFF_ACTIVE", Default: "handoff_active", Group: "Rasa", Help: "slot set to false on handback", set: str(func(c *Config) *string { return &c.RasaSlotActive })},
 	{Name: "HANDOFF_RASA_SLOT_OUTCOME", Default: "handoff_outcome", Group: "Rasa", Help: "slot set to the close reason on handback", set: str(func(c *Config) *string { return &c.RasaSlotOutcome })},
 
-	{Name: "HANDOFF_DESK", Default: "connect", Group: "ServiceNow", Help: "connect (Connect Support REST) or va (Virtual Agent Bot Integration API)", set: oneOf(func(c *Config) *string { return &c.Desk }, "connect", "va")},
+	{Name: "HANDOFF_DESK", Default: "connect", Group: "ServiceNow", Help: "connect (Connect Support REST), va (Virtual Agent Bot Integration API) or slack (a thread per handoff in a Slack channel, see HANDOFF_SLACK_*)", set: oneOf(func(c *Config) *string { return &c.Desk }, "connect", "va", "slack")},
 	{Name: "HANDOFF_SERVICENOW_URL", Group: "ServiceNow", Help: "instance URL, e.g. https://acme.service-now.com (required to serve)", set: httpURL(func(c *Config) *string { return &c.SNURL })},
 	{Name: "HANDOFF_SERVICENOW_AUTH", Default: "basic", Group: "ServiceNow", Help: "basic, oauth-password or oauth-client", set: oneOf(func(c *Config) *string { return &c.SNAuth }, "basic", "oauth-password", "oauth-client")},
 	{Name: "HANDOFF_SERVICENOW_USER", Group: "ServiceNow", Help: "integration user name (also how the bridge recognises its own echoed messages)", set: str(func(c *Config) *string { return &c.SNUser })},
@@ -280,6 +285,19 @@ var settings = []setting{
 	{Name: "HANDOFF_VA_SECRET", Group: "Delivery", Help: "VA desk: secret for the x-b2b-signature HMAC-SHA1 (instead of the token)", Secret: true, set: str(func(c *Config) *string { return &c.VASecret })},
 	{Name: "HANDOFF_VA_CALLBACK_HEADER", Default: "X-Handoff-Secret", Group: "Delivery", Help: "VA desk: custom header the outbound configuration sends with every callback to /webhooks/servicenow/va", set: str(func(c *Config) *string { return &c.VACallbackHeader })},
 	{Name: "HANDOFF_VA_CALLBACK_SECRET", Group: "Delivery", Help: "VA desk: value of that header (callbacks must also echo the session nonce in clientVariables)", Secret: true, set: str(func(c *Config) *string { return &c.VACallbackSecret })},
+
+	{Name: "HANDOFF_SLACK_BOT_TOKEN", Group: "Slack", Help: "slack desk: the app's bot token (xoxb-…; OAuth & Permissions page)", Secret: true, set: str(func(c *Config) *string { return &c.SlackToken })},
+	{Name: "HANDOFF_SLACK_SIGNING_SECRET", Group: "Slack", Help: "slack desk: the app's signing secret (Basic Information page); requests to /webhooks/slack and /webhooks/slack/interactive must carry its v0 signature, at most 5 minutes old", Secret: true, set: str(func(c *Config) *string { return &c.SlackSigningSecret })},
+	{Name: "HANDOFF_SLACK_CHANNEL", Group: "Slack", Help: "slack desk: id of the support channel handoffs are posted to (C…; the app must be invited)", set: func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if !regexp.MustCompile(`^[CG][A-Z0-9]{6,}$`).MatchString(v) {
+			return errors.New("expects a channel id such as C0123ABCD (channel details → About), not its name")
+		}
+		c.SlackChannel = v
+		return nil
+	}},
+	{Name: "HANDOFF_SLACK_API_URL", Default: "https://slack.com/api/", Group: "Slack", Help: "slack desk: Web API base URL (tests point it at a fake)", set: httpURL(func(c *Config) *string { return &c.SlackAPIURL })},
+	{Name: "HANDOFF_SLACK_ORDER_WINDOW", Default: "300ms", Group: "Slack", Help: "slack desk: how long events of one thread are held so replies Slack delivered in parallel are stored in ts order (0s: no holding); every request is still answered well inside Slack's 3 s", set: dur(func(c *Config) *time.Duration { return &c.SlackOrderWindow }, 0)},
 
 	{Name: "HANDOFF_TRANSCRIPT_TURNS", Default: "10", Group: "Relay", Help: "recent turns shown to the agent when a chat opens", set: integer(func(c *Config) *int { return &c.TranscriptTurns }, 0, 100)},
 	{Name: "HANDOFF_QUEUE_TIMEOUT", Default: "15m", Group: "Relay", Help: "end a handoff no agent accepted within this (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.QueueTimeout }, 0)},
@@ -455,7 +473,7 @@ func editDistance(a, b string) int {
 // Integrated reports whether any outside system is configured; serve then
 // requires all of them.
 func (c *Config) Integrated() bool {
-	return c.TeamsAppID != "" || c.TeamsAnonymousDev || c.RasaURL != "" || c.SNURL != ""
+	return c.TeamsAppID != "" || c.TeamsAnonymousDev || c.RasaURL != "" || c.SNURL != "" || c.SlackToken != ""
 }
 
 // ValidateServe checks what serve needs beyond the individual values. Every
@@ -464,7 +482,7 @@ func (c *Config) ValidateServe() error {
 	if c.TeamsAnonymousDev && !loopback(c.Addr) {
 		return &ConfigError{Name: "HANDOFF_TEAMS_ANONYMOUS_DEV", Msg: "is only allowed when HANDOFF_ADDR listens on loopback only (e.g. 127.0.0.1:8080)"}
 	}
-	if c.TeamsAppID == "" && !c.TeamsAnonymousDev && c.RasaURL == "" && c.SNURL == "" {
+	if c.TeamsAppID == "" && !c.TeamsAnonymousDev && c.RasaURL == "" && c.SNURL == "" && c.SlackToken == "" {
 		// A bridge without Teams would answer 404 on /api/messages while
 		// /readyz says ready: refuse instead.
 		return &ConfigError{Name: "HANDOFF_TEAMS_APP_ID", Msg: "is required to serve: nothing is configured. Set HANDOFF_TEAMS_APP_ID, HANDOFF_RASA_URL and HANDOFF_SERVICENOW_URL (see 'handoff help'), or try 'handoff demo'"}
@@ -477,7 +495,6 @@ func (c *Config) ValidateServe() error {
 	}
 	checks := []error{
 		need("HANDOFF_RASA_URL", c.RasaURL, "to serve (e.g. http://rasa:5005)"),
-		need("HANDOFF_SERVICENOW_URL", c.SNURL, "to serve (e.g. https://acme.service-now.com)"),
 		need("HANDOFF_REVIEW_SALT", c.ReviewSalt, "to serve (a long random secret; keep it stable)"),
 	}
 	if !c.TeamsAnonymousDev {
@@ -487,6 +504,14 @@ func (c *Config) ValidateServe() error {
 			checks = append(checks, need("HANDOFF_TEAMS_TENANT_ID", c.TeamsTenantID, "for a single-tenant bot (or set HANDOFF_TEAMS_MULTI_TENANT=true)"))
 		}
 	}
+	if c.Desk == "slack" {
+		checks = append(checks,
+			need("HANDOFF_SLACK_BOT_TOKEN", c.SlackToken, "for the slack desk (the app's xoxb- bot token)"),
+			need("HANDOFF_SLACK_SIGNING_SECRET", c.SlackSigningSecret, "for the slack desk (the app's signing secret)"),
+			need("HANDOFF_SLACK_CHANNEL", c.SlackChannel, "for the slack desk (the support channel's id)"))
+		return errors.Join(checks...)
+	}
+	checks = append(checks, need("HANDOFF_SERVICENOW_URL", c.SNURL, "to serve (e.g. https://acme.service-now.com)"))
 	switch c.SNAuth {
 	case "basic", "oauth-password":
 		checks = append(checks, need("HANDOFF_SERVICENOW_USER", c.SNUser, "for "+c.SNAuth+" auth"),

@@ -14,6 +14,7 @@ import (
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/rasa/rasatest"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
+	"github.com/handoffhq/handoff/slack/slacktest"
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
@@ -36,12 +37,13 @@ type world struct {
 	channel *teamstest.Channel
 	rasa    *rasatest.Server
 	sn      *snowtest.Instance
+	slack   *slacktest.Server // the slack desk's workspace
 	app     *app
 	base    string
 	stop    func()
 	env     map[string]string
 	ov      *overrides // in-process hooks (the crash test's failing store)
-	desk    string     // connect or va
+	desk    string     // connect, va or slack
 	mu      sync.Mutex // guards app, base, stop and channel across restarts
 }
 
@@ -61,7 +63,7 @@ func (w *world) halt() {
 
 type worldOpts struct {
 	delivery string // poll (default), webhook, hybrid
-	desk     string // connect (default) or va
+	desk     string // connect (default), va or slack
 	dbURL    string // default: a fresh SQLite file
 	extra    map[string]string
 	ov       *overrides
@@ -82,6 +84,8 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	t.Cleanup(w.rasa.Close)
 	w.sn = snowtest.New(snowtest.Options{})
 	t.Cleanup(w.sn.Close)
+	w.slack = slacktest.New(slacktest.Options{RetryDelays: []time.Duration{100 * time.Millisecond, time.Second, 3 * time.Second}})
+	t.Cleanup(w.slack.Close)
 
 	if o.delivery == "" {
 		o.delivery = "poll"
@@ -110,6 +114,10 @@ func newWorld(t *testing.T, o worldOpts) *world {
 		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
 		"HANDOFF_VA_TOKEN":                    e2eVAToken,
 		"HANDOFF_VA_CALLBACK_SECRET":          e2eCallbackSecret,
+		"HANDOFF_SLACK_BOT_TOKEN":             w.slack.Token(),
+		"HANDOFF_SLACK_SIGNING_SECRET":        w.slack.SigningSecret(),
+		"HANDOFF_SLACK_CHANNEL":               w.slack.Channel(),
+		"HANDOFF_SLACK_API_URL":               w.slack.URL(),
 		"HANDOFF_POLL_INTERVAL":               "1s",
 		"HANDOFF_RECONCILE_INTERVAL":          "1s",
 		"HANDOFF_DISPATCH_MAX_ATTEMPTS":       "2",
@@ -178,6 +186,8 @@ func (w *world) start() {
 // webhook and hybrid delivery, the callbacks for the va desk.
 func (w *world) pointDeliveries() {
 	switch {
+	case w.desk == "slack":
+		w.slack.SetTargets(w.base+"/webhooks/slack", w.base+"/webhooks/slack/interactive")
 	case w.desk == "va":
 		w.sn.EnableVA(snowtest.VAOptions{Token: e2eVAToken, CallbackURL: w.base + "/webhooks/servicenow/va",
 			CallbackHeaders: map[string]string{"X-Handoff-Secret": e2eCallbackSecret}})

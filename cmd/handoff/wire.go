@@ -16,6 +16,7 @@ import (
 	"github.com/handoffhq/handoff/rasa"
 	"github.com/handoffhq/handoff/review"
 	"github.com/handoffhq/handoff/servicenow"
+	"github.com/handoffhq/handoff/slack"
 	"github.com/handoffhq/handoff/teams"
 )
 
@@ -84,8 +85,14 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		desk bridge.AgentDesk
 		sn   *servicenow.Client   // the connect desk (and the poller's feed)
 		va   *servicenow.VAClient // the va desk
+		sl   *slack.Client        // the slack desk
 	)
 	switch cfg.Desk {
+	case "slack":
+		if sl, err = a.slackDesk(ctx, hc); err != nil {
+			return err
+		}
+		desk = sl
 	case "va":
 		va, err = servicenow.NewVA(servicenow.VAConfig{InstanceURL: cfg.SNURL, Username: cfg.SNUser, Password: cfg.SNPassword,
 			OAuth: snCfg.OAuth, Token: cfg.VAToken, Secret: cfg.VASecret, NonceKey: cfg.VACallbackSecret, Queue: cfg.SNQueue, TranscriptTurns: cfg.TranscriptTurns,
@@ -153,7 +160,12 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	a.leader = leader
 	a.loops = append(a.loops, loop{name: "leader", stage: stageLeader, run: leader.Run})
 
-	if err := a.wireDelivery(relay, sn, phrases); err != nil {
+	if sl != nil {
+		err = a.wireSlackEvents(relay, sl)
+	} else {
+		err = a.wireDelivery(relay, sn, phrases)
+	}
+	if err != nil {
 		return err
 	}
 

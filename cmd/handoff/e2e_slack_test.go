@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/slack/slacktest"
+	"github.com/handoffhq/handoff/teams/teamstest"
+)
+
+// slackAgent is the Slack user who answers in the e2e tests.
+const slackAgent = "U0AGENT001"
+
+// slackParentOf waits for the parent message posted for u's handoff.
+func (w *world) slackParentOf(u teamstest.User, timeout time.Duration) slacktest.Message {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, p := range w.slack.Parents() {
+			if strings.Contains(p.Text, u.Name) {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("no Slack parent message was posted for %s", u.Name)
+	return slacktest.Message{}
+}
+
+// slackGot returns what the bridge posted into the thread.
+func (w *world) slackGot(ts string) []string {
+	var out []string
+	for _, m := range w.slack.Thread(ts) {
+		if m.BotID == slacktest.BotID {
+			out = append(out, m.Text)
+		}
+	}
+	return out
+}
+
+func (w *world) waitSlack(ts, want string, timeout time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, g := range w.slackGot(ts) {
+			if strings.Contains(g, want) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("the thread never got %q; got %q", want, w.slackGot(ts))
+}
+
+// slackReply posts an agent reply and checks Slack's first delivery got 200.
+func (w *world) slackReply(ts, text string) slacktest.Posted {
+	w.t.Helper()
+	p, err := w.slack.Reply(slackAgent, ts, text)
+	if err != nil || p.Status != http.StatusOK {
+		w.t.Fatalf("reply %q: %d %v", text, p.Status, err)
+	}
+	return p
+}
+
+func (w *world) slackClick(ts, action string) {
+	w.t.Helper()
+	code, err := w.slack.Click(slackAgent, ts, action)
+	if err != nil || code != http.StatusOK {
+		w.t.Fatalf("click %s: %d %v", action, code, err)
+	}
+}
+
+func blocksText(bs []map[string]any) string {
+	b, _ := json.Marshal(bs)
+	return string(b)
+}
+
+// slackEndings are the ways a Slack handoff ends in the lifecycle test.
+func slackEndings() []ending {
+	tx := bridge.DefaultTexts()
+	return []ending{
+		{name: "agent types #handback", reason: bridge.ReasonAgentClosed, line: tx.AgentClosed, act: func(w *world, u teamstest.User, ts string) {
+			w.slackReply(ts, "#handback")
+		}},
+		{name: "agent presses Close", reason: bridge.ReasonAgentClosed, line: tx.AgentClosed, act: func(w *world, u teamstest.User, ts string) {
+			w.slackClick(ts, "handoff_close")
+		}},
+		{name: "user ends", reason: bridge.ReasonUserEnded, line: tx.UserEnded, act: func(w *world, u teamstest.User, ts string) {
+			w.say(u, "/end_chat")
+		}},
+		{name: "user restarts", reason: bridge.ReasonUserRestarted, line: tx.UserRestart, restart: true, act: func(w *world, u teamstest.User, ts string) {
+			w.say(u, " /Restart ")
+		}},
+		// The app cannot post any more, so the thread cannot be told either:
+		// the employee hears that the chat could not be located.
+		{name: "app removed from the channel mid-chat", reason: bridge.ReasonRelayError, line: tx.LeaveFailed, act: func(w *world, u teamstest.User, ts string) {
+			w.slack.FailThread(ts, "not_in_channel")
+			w.say(u, "are you still there?")
+		}},
+	}
+}
+
+// runSlackConversation drives one employee through a handoff to Slack: the
+// parent message, taking it (button or first reply), three messages each
+// way, the ending, and the parent's outcome.
+func runSlackConversation(w *world, u teamstest.User, e ending, takeByButton bool) {
+	t := w.t
+	const wait = 30 * time.Second
+	w.say(u, "hello")
+	w.waitUser(u, "IT helpdesk bot", wait)
+	w.say(u, "how do I reset my password?")
+	w.waitUser(u, "password", wait)
+	w.say(u, "talk to live agent")
+	w.waitUser(u, bridge.DefaultTexts().Connecting, wait)
+	parent := w.slackParentOf(u, wait)
+	ts := parent.TS
+	shown := blocksText(parent.Blocks)
+	for _, want := range []string{u.Name, "user_asked", "reset my password", "handoff_take", "handoff_close"} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("%s: the parent message lacks %q:\n%s", u.Name, want, shown)
+		}
+	}
+	var userSaid, agentSaid []string
+	if takeByButton {
+		w.slackClick(ts, "handoff_take")
+	} else {
+		am := "hi, this is " + agentName
+		w.slackReply(ts, am)
+		agentSaid = append(agentSaid, am)
+	}
+	w.waitUser(u, agentName+" joined the chat.", wait)
+	for i := 1; i <= 3; i++ {
+		um := fmt.Sprintf("%s question %d", u.Name, i)
+		w.say(u, um)
+		w.waitSlack(ts, um, wait)
+		userSaid = append(userSaid, um)
+		am := fmt.Sprintf("answer %d for %s", i, u.Name)
+		p := w.slackReply(ts, am)
+		if i == 2 {
+			// Slack retries an event it thinks was not answered in time: the
+			// retry must not deliver the message again.
+			if code, err := w.slack.Redeliver(p.EventID, 1); err != nil || code != http.StatusOK {
+				t.Errorf("%s: retried event answered %d %v", u.Name, code, err)
+			}
+		}
+		w.waitUser(u, am, wait)
+		agentSaid = append(agentSaid, am)
+	}
+	if s := w.session(u); s.State != bridge.StateLive {
+		t.Errorf("%s: session %s after the agent took it, want live", u.Name, s.State)
+	}
+	e.act(w, u, ts)
+	s := w.waitClosed(u, wait)
+	if s.CloseReason != e.reason {
+		t.Errorf("%s: closed with %s, want %s", u.Name, s.CloseReason, e.reason)
+	}
+	if want := bridge.AgentChatID(w.slack.Channel() + ":" + ts); s.AgentChatID != want {
+		t.Errorf("%s: session chat %s, want %s", u.Name, s.AgentChatID, want)
+	}
+	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
+	lines := w.userLines(u)
+	if !strings.Contains(strings.Join(lines, "\n"), e.line) {
+		t.Errorf("%s: no ending line %q in %q", u.Name, e.line, lines)
+	}
+	var seen []string
+	joined := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, "answer ") || strings.HasPrefix(l, "hi, this is") {
+			seen = append(seen, l)
+		}
+		if strings.Contains(l, "joined the chat") {
+			joined++
+		}
+	}
+	if !slices.Equal(seen, agentSaid) {
+		t.Errorf("%s: agent messages seen %q, want %q", u.Name, seen, agentSaid)
+	}
+	if joined != 1 {
+		t.Errorf("%s: saw the joined line %d times, want once", u.Name, joined)
+	}
+	var relayed []string
+	for _, g := range w.slackGot(ts) {
+		if strings.Contains(g, "question") {
+			relayed = append(relayed, g)
+			if !strings.HasPrefix(g, "*"+u.Name+":* ") {
+				t.Errorf("%s: thread post %q lacks the employee's name", u.Name, g)
+			}
+		}
+	}
+	if len(relayed) != len(userSaid) {
+		t.Errorf("%s: thread got %q, want one post per %q", u.Name, relayed, userSaid)
+	}
+	if e.reason != bridge.ReasonRelayError {
+		// The parent shows the outcome and no more buttons; the thread is told.
+		p, _ := w.slack.Parent(ts)
+		if got := blocksText(p.Blocks); strings.Contains(got, "handoff_take") || strings.Contains(got, "handoff_close") || !strings.Contains(got, "Ended") {
+			t.Errorf("%s: parent after the end still offers buttons or lacks the outcome:\n%s", u.Name, got)
+		}
+		got := strings.Join(w.slackGot(ts), "\n")
+		if e.reason == bridge.ReasonUserEnded || e.reason == bridge.ReasonUserRestarted {
+			if !strings.Contains(got, "The employee ended the chat") {
+				t.Errorf("%s: the thread was not told the employee left:\n%s", u.Name, got)
+			}
+		}
+	}
+	w.checkHandedBack(u, e)
+}
+
+// checkHandedBack checks that Rasa got the handback (and never the human
+// stretch) and answers the employee again.
+func (w *world) checkHandedBack(u teamstest.User, e ending) {
+	t := w.t
+	conv := w.ch().ConversationID(u)
+	var names []string
+	var outcome any
+	for _, ev := range w.rasa.Events(conv) {
+		names = append(names, ev.Name())
+		if ev.Name() == "user" {
+			if txt, _ := ev["text"].(string); strings.Contains(txt, "question") {
+				t.Errorf("%s: Rasa received %q, which was meant for the agent", u.Name, txt)
+			}
+		}
+		if ev.Name() == "slot" && ev["name"] == "handoff_outcome" {
+			outcome = ev["value"]
+		}
+	}
+	if !slices.Contains(names, "resume") || e.restart != slices.Contains(names, "restart") {
+		t.Errorf("%s: Rasa events %v (restart wanted: %v)", u.Name, names, e.restart)
+	}
+	if !e.restart && outcome != string(e.reason) {
+		t.Errorf("%s: handoff_outcome slot = %v, want %s", u.Name, outcome, e.reason)
+	}
+	n := len(w.userLines(u))
+	w.say(u, "hello")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && len(w.userLines(u)) == n {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l := w.userLines(u); len(l) == n || !strings.Contains(l[len(l)-1], "IT helpdesk bot") {
+		t.Errorf("%s: the bot did not answer after the handback: %q", u.Name, l[n:])
+	}
+}
+
+// TestLifecycleEndToEndSlack runs five employees at once against the Slack
+// desk, one per ending; some agents take the handoff with the button, others
+// by replying first.
+func TestLifecycleEndToEndSlack(t *testing.T) {
+	w := newWorld(t, worldOpts{desk: "slack"})
+	w.slack.AddUser(slackAgent, agentName)
+	var wg sync.WaitGroup
+	for i, e := range slackEndings() {
+		u := teamstest.NewUser(fmt.Sprintf("Employee %d", i+1))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runSlackConversation(w, u, e, i%2 == 0)
+		}()
+	}
+	wg.Wait()
+	if n := len(w.slack.Parents()); n != 5 {
+		t.Errorf("%d parent messages, want one per handoff (5)", n)
+	}
+	checkReviewExport(t, w)
+}
+
+// TestSlackForgedSignatures sends Slack requests with a forged, a stale and a
+// missing signature to the real service: each gets 401 and nothing is stored.
+func TestSlackForgedSignatures(t *testing.T) {
+	w := newWorld(t, worldOpts{desk: "slack"})
+	body := []byte(`{"type":"event_callback","event_id":"Ev0FORGED","event":{"type":"message","channel":"` + w.slack.Channel() +
+		`","user":"U0AGENT001","text":"forged","ts":"1700000001.000100","thread_ts":"1700000000.000100"}}`)
+	now := time.Now().Unix()
+	for _, c := range []struct {
+		name, path, ts, sig string
+	}{
+		{"wrong secret", "/webhooks/slack", strconv.FormatInt(now, 10), slacktest.Sign("not-the-secret", now, body)},
+		{"stale", "/webhooks/slack", strconv.FormatInt(now-6*60, 10), slacktest.Sign(w.slack.SigningSecret(), now-6*60, body)},
+		{"from the future", "/webhooks/slack", strconv.FormatInt(now+6*60, 10), slacktest.Sign(w.slack.SigningSecret(), now+6*60, body)},
+		{"missing", "/webhooks/slack", "", ""},
+		{"interactive, wrong secret", "/webhooks/slack/interactive", strconv.FormatInt(now, 10), slacktest.Sign("x", now, body)},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, w.base+c.path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if c.ts != "" {
+			req.Header.Set("X-Slack-Request-Timestamp", c.ts)
+			req.Header.Set("X-Slack-Signature", c.sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: status %d, want 401", c.name, resp.StatusCode)
+		}
+	}
+	err := w.current().store.Update(context.Background(), func(tx bridge.Tx) error {
+		stats, err := tx.OutboxStats(context.Background())
+		if err != nil {
+			return err
+		}
+		counts, err := tx.CountSessions(context.Background())
+		for st, n := range counts {
+			if n != 0 {
+				t.Errorf("%d sessions in %s after forged requests", n, st)
+			}
+		}
+		for k, n := range stats {
+			if n != 0 {
+				t.Errorf("%d outbox items %s after forged requests", n, k)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
