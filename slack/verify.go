@@ -52,7 +52,7 @@ func verify(secret string, maxSkew time.Duration, now time.Time, h http.Header, 
 	if tsv == "" || sig == "" {
 		return errNoSignature
 	}
-	ts, err := strconv.ParseInt(tsv, 10, 64)
+	ts, err := parseUnix(tsv)
 	if err != nil {
 		return fmt.Errorf("X-Slack-Request-Timestamp %q is not Unix seconds", clip(tsv, 40))
 	}
@@ -68,3 +68,5 @@ func verify(secret string, maxSkew time.Duration, now time.Time, h http.Header, 
 	}
 	return nil
 }
+
+func parseUnix(s string) (int64, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }

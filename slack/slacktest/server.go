@@ -403,9 +403,10 @@ func (s *Server) postMessage(args map[string]any) (map[string]any, string) {
 	}
 	s.messages = append(s.messages, m)
 	ev := s.messageEventLocked(m, "")
+	answer := map[string]any{"channel": s.opts.Channel, "ts": m.TS, "message": s.wire(m)}
 	s.mu.Unlock()
 	s.sendAsync(ev)
-	return map[string]any{"channel": s.opts.Channel, "ts": m.TS, "message": s.wire(m)}, ""
+	return answer, ""
 }
 
 func (s *Server) update(args map[string]any) (map[string]any, string) {
@@ -437,11 +438,24 @@ func (s *Server) update(args map[string]any) (map[string]any, string) {
 	return map[string]any{"channel": s.opts.Channel, "ts": m.TS, "text": m.Text}, ""
 }
 
-// wire renders m as Slack's API returns a message.
+func (s *Server) repliesLocked(ts string) int {
+	n := 0
+	for _, m := range s.messages {
+		if m.ThreadTS == ts && !m.Deleted {
+			n++
+		}
+	}
+	return n
+}
+
+// wire renders m as Slack's API returns a message (the caller holds s.mu).
 func (s *Server) wire(m *Message) map[string]any {
 	out := map[string]any{"type": "message", "user": m.User, "text": m.Text, "ts": m.TS, "team": DefaultTeam}
 	if m.ThreadTS != "" {
 		out["thread_ts"] = m.ThreadTS
+	} else if n := s.repliesLocked(m.TS); n > 0 {
+		// A parent with replies carries its own ts as thread_ts.
+		out["thread_ts"], out["reply_count"] = m.TS, n
 	}
 	if m.BotID != "" {
 		out["bot_id"] = m.BotID

@@ -1,0 +1,346 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+)
+
+const testSecret = "test-signing-secret"
+
+// testHandler returns a handler for channel C0HANDOFF1 whose users.info
+// answers from testdata, and its sink.
+func testHandler(t *testing.T, now time.Time, window time.Duration) (*Handler, *recordingSink) {
+	t.Helper()
+	srv, _ := apiServer(t, 200, nil, example(t, "api_users_info.json"))
+	c := testClient(t, srv.URL, now)
+	sink := &recordingSink{}
+	h, err := NewHandler(HandlerConfig{SigningSecret: testSecret, OrderWindow: window, Now: func() time.Time { return now }}, c, sink, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, sink
+}
+
+func signed(t *testing.T, path string, body []byte, ts int64, secret string) *http.Request {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	r.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
+	r.Header.Set("X-Slack-Signature", Sign(secret, ts, body))
+	return r
+}
+
+func serve(h http.HandlerFunc, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h(w, r)
+	return w
+}
+
+// Slack's worked example of a signature verifies; the bridge's Sign agrees.
+func TestSignatureDocumentedExample(t *testing.T) {
+	var ex struct {
+		Secret    string `json:"signing_secret"`
+		Timestamp int64  `json:"timestamp"`
+		Body      string `json:"body"`
+		Signature string `json:"signature"`
+	}
+	if err := json.Unmarshal(example(t, "signature.json"), &ex); err != nil {
+		t.Fatal(err)
+	}
+	if got := Sign(ex.Secret, ex.Timestamp, []byte(ex.Body)); got != ex.Signature {
+		t.Fatalf("Sign = %s, want %s", got, ex.Signature)
+	}
+	h := http.Header{}
+	h.Set(HeaderTimestamp, strconv.FormatInt(ex.Timestamp, 10))
+	h.Set(HeaderSignature, ex.Signature)
+	if err := verify(ex.Secret, DefaultMaxSkew, time.Unix(ex.Timestamp+299, 0), h, []byte(ex.Body)); err != nil {
+		t.Errorf("documented example refused 299 s later: %v", err)
+	}
+	if err := verify(ex.Secret, DefaultMaxSkew, time.Unix(ex.Timestamp+301, 0), h, []byte(ex.Body)); err == nil {
+		t.Error("documented example accepted 301 s later")
+	}
+}
+
+// Forged, stale, future and unsigned requests get 401 and reach nothing.
+func TestForgedRequestsRefused(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	body := example(t, "event_message_reply.json")
+	form := []byte(url.Values{"payload": {string(example(t, "interactive_block_actions.json"))}}.Encode())
+	for _, tt := range []struct {
+		name   string
+		path   string
+		body   []byte
+		ts     int64
+		secret string
+		strip  string // header to remove
+		tamper bool
+	}{
+		{"wrong secret", "/webhooks/slack", body, now.Unix(), "guess", "", false},
+		{"stale", "/webhooks/slack", body, now.Unix() - 301, testSecret, "", false},
+		{"future", "/webhooks/slack", body, now.Unix() + 301, testSecret, "", false},
+		{"no signature", "/webhooks/slack", body, now.Unix(), testSecret, HeaderSignature, false},
+		{"no timestamp", "/webhooks/slack", body, now.Unix(), testSecret, HeaderTimestamp, false},
+		{"body changed after signing", "/webhooks/slack", body, now.Unix(), testSecret, "", true},
+		{"interactive wrong secret", "/webhooks/slack/interactive", form, now.Unix(), "guess", "", false},
+		{"interactive stale", "/webhooks/slack/interactive", form, now.Unix() - 3600, testSecret, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, sink := testHandler(t, now, -1)
+			r := signed(t, tt.path, tt.body, tt.ts, tt.secret)
+			if tt.strip != "" {
+				r.Header.Del(tt.strip)
+			}
+			if tt.tamper {
+				r = httptest.NewRequest(http.MethodPost, tt.path, bytes.NewReader(bytes.Replace(tt.body, []byte("reset page"), []byte("phish page"), 1)))
+				r.Header.Set(HeaderTimestamp, strconv.FormatInt(tt.ts, 10))
+				r.Header.Set(HeaderSignature, Sign(testSecret, tt.ts, tt.body))
+			}
+			serveFn := h.ServeEvents
+			if strings.HasSuffix(tt.path, "interactive") {
+				serveFn = h.ServeInteractive
+			}
+			if w := serve(serveFn, r); w.Code != http.StatusUnauthorized {
+				t.Errorf("status %d, want 401", w.Code)
+			}
+			if calls, _ := sink.snapshot(); calls != 0 {
+				t.Errorf("sink called %d times for a refused request", calls)
+			}
+		})
+	}
+}
+
+func TestURLVerification(t *testing.T) {
+	now := time.Now()
+	h, sink := testHandler(t, now, -1)
+	w := serve(h.ServeEvents, signed(t, "/webhooks/slack", example(t, "event_url_verification.json"), now.Unix(), testSecret))
+	var got map[string]string
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil || got["challenge"] != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if calls, _ := sink.snapshot(); calls != 0 {
+		t.Error("url_verification reached the sink")
+	}
+}
+
+// Each documented event becomes what the relay needs, or nothing.
+func TestEventConversion(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	chat := ChatID("C0HANDOFF1", "1712345678.000100")
+	for _, tt := range []struct {
+		file string
+		want []bridge.AgentEvent // Kind, ExternalID, Author, Text, System, EndReason compared
+	}{
+		{"event_message_reply.json", []bridge.AgentEvent{
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
+			{Kind: bridge.AgentMessage, ExternalID: "1712345690.000200", Author: "Beth A.", Text: "Try the reset page (https://aka.ms/sspr) & tell me if it works"}}},
+		{"event_message_bot.json", nil},
+		{"event_message_deleted.json", nil},
+		{"event_message_changed.json", []bridge.AgentEvent{
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
+			{Kind: bridge.AgentMessage, ExternalID: "edit:1712345690.000200:1712345700.000000", Author: "Beth A.", Text: "(edited) Try the reset page at https://aka.ms/sspr"}}},
+		{"event_file_share.json", []bridge.AgentEvent{
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
+			{Kind: bridge.AgentMessage, ExternalID: "1712345720.000500", Author: "Beth A.", Text: "Here is the guide\nvpn-guide.pdf: https://handoff.slack.com/files/U0AGENT001/F0GUIDE0001/vpn-guide.pdf"}}},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			h, sink := testHandler(t, now, -1)
+			w := serve(h.ServeEvents, signed(t, "/webhooks/slack", example(t, tt.file), now.Unix(), testSecret))
+			if w.Code != 200 {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			_, got := sink.snapshot()
+			if len(got) != len(tt.want) {
+				t.Fatalf("events %+v, want %+v", got, tt.want)
+			}
+			for i, g := range got {
+				wt := tt.want[i]
+				if g.Kind != wt.Kind || g.ExternalID != wt.ExternalID || g.Author != wt.Author || g.Text != wt.Text || g.System != wt.System || g.Chat != chat {
+					t.Errorf("event %d = %+v, want %+v", i, g, wt)
+				}
+			}
+		})
+	}
+}
+
+func replyEvent(t *testing.T, eventID, ts, text string) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(example(t, "event_message_reply.json"), &env); err != nil {
+		t.Fatal(err)
+	}
+	env["event_id"] = eventID
+	ev := env["event"].(map[string]any)
+	ev["ts"], ev["event_ts"], ev["text"] = ts, ts, text
+	b, _ := json.Marshal(env)
+	return b
+}
+
+// A retry of an event (same event_id, X-Slack-Retry-Num) maps to the same
+// key, so the store keeps it once; "#handback" ends the chat and is never
+// relayed as text.
+func TestRetriedEventSameKeyAndHandback(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	h, sink := testHandler(t, now, -1)
+	body := replyEvent(t, "Ev1", "1712345690.000200", "hello")
+	for retry := range 3 {
+		r := signed(t, "/webhooks/slack", body, now.Unix(), testSecret)
+		if retry > 0 {
+			r.Header.Set(HeaderRetryNum, strconv.Itoa(retry))
+			r.Header.Set(HeaderRetryCause, "http_timeout")
+		}
+		if w := serve(h.ServeEvents, r); w.Code != 200 {
+			t.Fatalf("attempt %d: %d", retry, w.Code)
+		}
+	}
+	serve(h.ServeEvents, signed(t, "/webhooks/slack", replyEvent(t, "Ev2", "1712345691.000300", "  #Handback  "), now.Unix(), testSecret))
+	calls, got := sink.snapshot()
+	if calls != 4 {
+		t.Errorf("sink calls %d, want 4", calls)
+	}
+	var msgs, ends int
+	for _, ev := range got {
+		switch {
+		case ev.Kind == bridge.AgentMessage && !ev.System:
+			msgs++
+		case ev.Kind == bridge.AgentEnded:
+			ends++
+			if ev.EndReason != bridge.ReasonAgentClosed {
+				t.Errorf("handback reason %s", ev.EndReason)
+			}
+		}
+	}
+	if msgs != 1 || ends != 1 {
+		t.Errorf("stored %d messages and %d endings, want 1 and 1: %+v", msgs, ends, got)
+	}
+}
+
+// A failing store answers 500 so that Slack retries; an event of a thread
+// that is no handoff is acknowledged and dropped.
+func TestStoreFailureAndUnknownThread(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	h, sink := testHandler(t, now, -1)
+	sink.err = errors.New("database is locked")
+	if w := serve(h.ServeEvents, signed(t, "/webhooks/slack", example(t, "event_message_reply.json"), now.Unix(), testSecret)); w.Code != 500 {
+		t.Errorf("status %d with a failing store, want 500", w.Code)
+	}
+	h2, sink2 := testHandler(t, now, -1)
+	h2.cfg.OpenWait = 10 * time.Millisecond
+	sink2.known = map[bridge.AgentChatID]bool{}
+	if w := serve(h2.ServeEvents, signed(t, "/webhooks/slack", example(t, "event_message_reply.json"), now.Unix(), testSecret)); w.Code != 200 {
+		t.Errorf("status %d for another thread, want 200", w.Code)
+	}
+	if calls, _ := sink2.snapshot(); calls != 0 {
+		t.Error("an event of an unknown thread reached the sink")
+	}
+}
+
+// Replies that Slack delivered in parallel, newest first, are stored in one
+// batch in ts order.
+func TestOrderWindowSortsByTS(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	h, sink := testHandler(t, now, time.Hour) // the window ends when both have arrived: see below
+	var wg sync.WaitGroup
+	results := make(chan int, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	for i, ts := range []string{"1712345695.000900", "1712345691.000100"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := signed(t, "/webhooks/slack", replyEvent(t, "Ev"+ts, ts, "m"+strconv.Itoa(i)), now.Unix(), testSecret).WithContext(ctx)
+			results <- serve(h.ServeEvents, r).Code
+		}()
+	}
+	// Close the window explicitly once both requests joined the batch.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		h.order.mu.Lock()
+		n := 0
+		for _, b := range h.order.chats {
+			n = len(b.events)
+		}
+		h.order.mu.Unlock()
+		if n == 4 { // two messages, each with its joined line
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // the leader stops waiting and stores the batch; followers get its result
+	wg.Wait()
+	close(results)
+	_, got := sink.snapshot()
+	var texts []string
+	for _, ev := range got {
+		if !ev.System {
+			texts = append(texts, ev.Text)
+		}
+	}
+	if strings.Join(texts, ",") != "m1,m0" {
+		t.Errorf("stored in order %v, want the older ts first", texts)
+	}
+	if calls, _ := sink.snapshot(); calls != 1 {
+		t.Errorf("%d store calls, want one batch", calls)
+	}
+}
+
+// Take moves the chat live with the agent's name and updates the parent to
+// name the agent and keep only Close; Close ends the chat.
+func TestInteractiveTakeAndClose(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	var updated updateMessage
+	done := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/users.info":
+			_, _ = w.Write(example(t, "api_users_info.json"))
+		case "/chat.update":
+			_ = json.NewDecoder(r.Body).Decode(&updated)
+			_, _ = w.Write(example(t, "api_chat_update.json"))
+		}
+	}))
+	defer srv.Close()
+	sink := &recordingSink{}
+	h, err := NewHandler(HandlerConfig{SigningSecret: testSecret, OrderWindow: -1, Now: func() time.Time { return now }}, testClient(t, srv.URL, now), sink, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.afterTake = func() { done <- struct{}{} }
+	form := []byte(url.Values{"payload": {string(example(t, "interactive_block_actions.json"))}}.Encode())
+	if w := serve(h.ServeInteractive, signed(t, "/webhooks/slack/interactive", form, now.Unix(), testSecret)); w.Code != 200 {
+		t.Fatalf("take: %d %s", w.Code, w.Body)
+	}
+	<-done
+	_, got := sink.snapshot()
+	if len(got) != 2 || got[0].Kind != bridge.AgentJoined || got[0].Author != "Beth A." || got[1].Text != "Beth A. joined the chat." {
+		t.Fatalf("take stored %+v", got)
+	}
+	blocks := fmtBlocks(updated.Blocks)
+	if updated.TS != "1712345678.000100" || strings.Contains(blocks, actionTake) || !strings.Contains(blocks, actionClose) || !strings.Contains(blocks, "Taken by Beth A.") {
+		t.Errorf("parent update %s %s", updated.TS, blocks)
+	}
+	closeForm := []byte(url.Values{"payload": {strings.ReplaceAll(string(example(t, "interactive_block_actions.json")), `"action_id": "handoff_take",
+      "block_id"`, `"action_id": "handoff_close",
+      "block_id"`)}}.Encode())
+	if w := serve(h.ServeInteractive, signed(t, "/webhooks/slack/interactive", closeForm, now.Unix(), testSecret)); w.Code != 200 {
+		t.Fatalf("close: %d", w.Code)
+	}
+	_, got = sink.snapshot()
+	if last := got[len(got)-1]; last.Kind != bridge.AgentEnded || last.EndReason != bridge.ReasonAgentClosed {
+		t.Errorf("close stored %+v", last)
+	}
+}
+
+func fmtBlocks(bs []block) string {
+	b, _ := json.Marshal(bs)
+	return string(b)
+}
