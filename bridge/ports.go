@@ -229,9 +229,9 @@ type AgentDesk interface {
 }
 
 // DeskOutcome is an optional AgentDesk feature: leave the chat knowing why it
-// ended, so the desk can show the outcome to its agents (Slack updates the
-// handoff's parent message). When a desk implements it, the relay calls
-// LeaveWithOutcome instead of Leave; the same rules apply.
+// ended, so the desk can show the outcome to its agents. When a desk
+// implements it, the relay calls LeaveWithOutcome instead of Leave; the same
+// rules apply.
 type DeskOutcome interface {
 	LeaveWithOutcome(ctx context.Context, chat DeskChat, reason CloseReason) error
 }

@@ -103,10 +103,75 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// crashDesk is how the crash test acts as the agent on one desk.
+type crashDesk struct {
+	open     func(w *world, u teamstest.User) string // the desk chat opened for u
+	accept   func(w *world, id string) error
+	greeting string // what the employee sees when the agent takes the chat
+	say      func(w *world, id, text string) error
+	close    func(w *world, id string) error
+	got      func(w *world, id string) []string // what the bridge posted for the agent
+	chats    func(w *world) int
+}
+
+var crashDesks = map[string]crashDesk{
+	"connect": {
+		open:     func(w *world, u teamstest.User) string { return w.chatOf(u, 60*time.Second) },
+		accept:   func(w *world, id string) error { return w.sn.Accept(id, agentName) },
+		greeting: snowtest.DefaultGreeting,
+		say:      func(w *world, id, text string) error { _, err := w.sn.Say(id, agentName, text); return err },
+		close:    func(w *world, id string) error { return w.sn.CloseChat(id) },
+		got:      func(w *world, id string) []string { return w.agentGot(id) },
+		chats:    func(w *world) int { return len(w.sn.Chats()) },
+	},
+	"slack": {
+		open:     func(w *world, u teamstest.User) string { return w.slackParentOf(u, 60*time.Second).TS },
+		accept:   func(w *world, ts string) error { return clickUntilAccepted(w, ts, "handoff_take") },
+		greeting: agentName + " joined the chat.",
+		// Slack retries an event the bridge did not answer 200 (the fake
+		// like Slack, three times), so a reply made while the service is
+		// down still arrives.
+		say:   func(w *world, ts, text string) error { _, err := w.slack.Reply(slackAgent, ts, text); return err },
+		close: func(w *world, ts string) error { return clickUntilAccepted(w, ts, "handoff_close") },
+		got: func(w *world, ts string) []string {
+			var out []string
+			for _, g := range w.slackGot(ts) {
+				_, text, _ := strings.Cut(g, ":* ")
+				out = append(out, text)
+			}
+			return out
+		},
+		chats: func(w *world) int { return len(w.slack.Parents()) },
+	},
+}
+
+// clickUntilAccepted presses a button until the service answers 200, as an
+// agent would press it again when Slack shows an error.
+func clickUntilAccepted(w *world, ts, action string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, err := w.slack.Click(slackAgent, ts, action)
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("click %s: %d %v", action, code, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestCrashRecovery kills the service at random durable steps during a live
 // session and restarts it on the same database: the conversation completes
-// with nothing lost and nothing repeated.
+// with nothing lost and nothing repeated, on the connect and the slack desk.
 func TestCrashRecovery(t *testing.T) {
+	for _, desk := range []string{"connect", "slack"} {
+		t.Run(desk, func(t *testing.T) { crashRecovery(t, desk) })
+	}
+}
+
+func crashRecovery(t *testing.T, deskName string) {
+	desk := crashDesks[deskName]
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 42))
@@ -120,12 +185,13 @@ func TestCrashRecovery(t *testing.T) {
 		httpClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) { return crashTransport{current()}.RoundTrip(r) })},
 		wrapStore:  func(s bridge.Store) bridge.Store { return crashStore{Store: s, sw: current()} },
 	}
-	w := newWorld(t, worldOpts{ov: ov, extra: map[string]string{
+	w := newWorld(t, worldOpts{ov: ov, desk: deskName, extra: map[string]string{
 		"HANDOFF_ADDR":                  freeAddr(t),
 		"HANDOFF_DISPATCH_LEASE":        "2s",
 		"HANDOFF_DISPATCH_MAX_ATTEMPTS": "20",
 		"HANDOFF_LOG_LEVEL":             "warn",
 	}})
+	w.slack.AddUser(slackAgent, agentName)
 
 	// The restarter: when the switch trips, stop the dead process and start a
 	// new one on the same database.
@@ -174,29 +240,29 @@ func TestCrashRecovery(t *testing.T) {
 	w.waitUser(u, "IT helpdesk bot", wait)
 	arm()
 	post(w.ch().Message(u, "talk to live agent"))
-	group := w.chatOf(u, wait)
+	group := desk.open(w, u)
 	arm()
-	if err := w.sn.Accept(group, agentName); err != nil {
+	if err := desk.accept(w, group); err != nil {
 		t.Fatal(err)
 	}
-	w.waitUser(u, snowtest.DefaultGreeting, wait)
+	w.waitUser(u, desk.greeting, wait)
 	var userSaid, agentSaid []string
 	for i := 1; i <= 4; i++ {
 		arm()
 		um := fmt.Sprintf("crash question %d", i)
 		post(w.ch().Message(u, um))
-		w.waitAgent(group, um, wait)
+		waitFor(t, wait, func() bool { return slices.Contains(desk.got(w, group), um) })
 		userSaid = append(userSaid, um)
 		arm()
 		am := fmt.Sprintf("crash answer %d", i)
-		if _, err := w.sn.Say(group, agentName, am); err != nil {
+		if err := desk.say(w, group, am); err != nil {
 			t.Fatal(err)
 		}
 		w.waitUser(u, am, wait)
 		agentSaid = append(agentSaid, am)
 	}
 	arm()
-	if err := w.sn.CloseChat(group); err != nil {
+	if err := desk.close(w, group); err != nil {
 		t.Fatal(err)
 	}
 	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
@@ -232,13 +298,13 @@ func TestCrashRecovery(t *testing.T) {
 	if !slices.Equal(agentSeen, agentSaid) {
 		t.Errorf("agent messages seen by the user %q, want %q", agentSeen, agentSaid)
 	}
-	for _, l := range []string{snowtest.DefaultGreeting, bridge.DefaultTexts().Connecting, bridge.DefaultTexts().AgentClosed, bridge.DefaultTexts().BotBack} {
+	for _, l := range []string{desk.greeting, bridge.DefaultTexts().Connecting, bridge.DefaultTexts().AgentClosed, bridge.DefaultTexts().BotBack} {
 		if count[l] != 1 {
 			t.Errorf("user saw %q %d times, want once (all lines: %q)", l, count[l], lines)
 		}
 	}
 	var relayed []string
-	for _, g := range w.agentGot(group) {
+	for _, g := range desk.got(w, group) {
 		if strings.HasPrefix(g, "crash question") {
 			relayed = append(relayed, g)
 		}
@@ -249,8 +315,8 @@ func TestCrashRecovery(t *testing.T) {
 	if s := w.session(u); s.State != bridge.StateBot {
 		t.Errorf("after the handback the conversation is in %s, want a new bot session", s.State)
 	}
-	if chats := w.sn.Chats(); len(chats) != 1 {
-		t.Errorf("%d ServiceNow chats were opened, want 1", len(chats))
+	if n := desk.chats(w); n != 1 {
+		t.Errorf("%d %s chats were opened, want 1", n, deskName)
 	}
 }
 
