@@ -290,7 +290,7 @@ var settings = []setting{
 	{Name: "HANDOFF_SLACK_SIGNING_SECRET", Group: "Slack", Help: "slack desk: the app's signing secret (Basic Information page); requests to /webhooks/slack and /webhooks/slack/interactive must carry its v0 signature, at most 5 minutes old", Secret: true, set: str(func(c *Config) *string { return &c.SlackSigningSecret })},
 	{Name: "HANDOFF_SLACK_CHANNEL", Group: "Slack", Help: "slack desk: id of the support channel handoffs are posted to (C…; the app must be invited)", set: func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
-		if !regexp.MustCompile(`^[CG][A-Z0-9]{6,}$`).MatchString(v) {
+		if !slackChannelID.MatchString(v) {
 			return errors.New("expects a channel id such as C0123ABCD (channel details → About), not its name")
 		}
 		c.SlackChannel = v
@@ -345,6 +345,9 @@ var settings = []setting{
 	}},
 	{Name: "HANDOFF_REVIEW_LOW_CONFIDENCE", Default: "0.5", Group: "Review", Help: "intent confidence below which a trigger counts as low-confidence in the report", set: float(func(c *Config) *float64 { return &c.ReviewLowConfidence }, 0, 1)},
 }
+
+// slackChannelID is the shape of a public (C…) or private (G…) channel id.
+var slackChannelID = regexp.MustCompile(`^[CG][A-Z0-9]{6,}$`)
 
 // ConfigError names the variable that is wrong and what it expects.
 type ConfigError struct {

@@ -50,6 +50,8 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"HANDOFF_REVIEW_TIMEZONE", "Mars/Olympus", "HANDOFF_REVIEW_TIMEZONE", "IANA"},
 		{"HANDOFF_TEAMS_MULTI_TENANT", "maybe", "HANDOFF_TEAMS_MULTI_TENANT", "true or false"},
 		{"HANDOFF_TRANSCRIPT_TURNS", "1000", "HANDOFF_TRANSCRIPT_TURNS", "integer"},
+		{"HANDOFF_SLACK_CHANNEL", "#it-support", "HANDOFF_SLACK_CHANNEL", "channel id"},
+		{"HANDOFF_DESK", "zendesk", "HANDOFF_DESK", "slack"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -95,6 +97,13 @@ func TestValidateServe(t *testing.T) {
 		{"webhook without secret", with("HANDOFF_DELIVERY", "webhook"), "HANDOFF_WEBHOOK_SECRET"},
 		{"webhook with secret", with("HANDOFF_DELIVERY", "webhook", "HANDOFF_WEBHOOK_SECRET", "s"), ""},
 		{"va needs webhook delivery", with("HANDOFF_DESK", "va", "HANDOFF_VA_TOKEN", "t", "HANDOFF_VA_CALLBACK_SECRET", "c"), "HANDOFF_DELIVERY"},
+		{"slack desk needs no servicenow", with("HANDOFF_DESK", "slack", "HANDOFF_SERVICENOW_URL", "", "HANDOFF_SERVICENOW_USER", "", "HANDOFF_SERVICENOW_QUEUE", "",
+			"HANDOFF_SLACK_BOT_TOKEN", "xoxb-1", "HANDOFF_SLACK_SIGNING_SECRET", "s", "HANDOFF_SLACK_CHANNEL", "C0123ABCD"), ""},
+		{"slack desk needs its token", with("HANDOFF_DESK", "slack", "HANDOFF_SLACK_SIGNING_SECRET", "s", "HANDOFF_SLACK_CHANNEL", "C0123ABCD"), "HANDOFF_SLACK_BOT_TOKEN"},
+		{"slack desk needs its signing secret", with("HANDOFF_DESK", "slack", "HANDOFF_SLACK_BOT_TOKEN", "xoxb-1", "HANDOFF_SLACK_CHANNEL", "C0123ABCD"), "HANDOFF_SLACK_SIGNING_SECRET"},
+		{"slack desk needs its channel", with("HANDOFF_DESK", "slack", "HANDOFF_SLACK_BOT_TOKEN", "xoxb-1", "HANDOFF_SLACK_SIGNING_SECRET", "s"), "HANDOFF_SLACK_CHANNEL"},
+		{"slack desk still needs teams", with("HANDOFF_DESK", "slack", "HANDOFF_SLACK_BOT_TOKEN", "xoxb-1", "HANDOFF_SLACK_SIGNING_SECRET", "s", "HANDOFF_SLACK_CHANNEL", "C0123ABCD",
+			"HANDOFF_TEAMS_APP_ID", ""), "HANDOFF_TEAMS_APP_ID"},
 		{"anonymous on public addr", map[string]string{"HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_ADDR": ":8080"}, "HANDOFF_TEAMS_ANONYMOUS_DEV"},
 		{"anonymous alone needs the rest", map[string]string{"HANDOFF_TEAMS_ANONYMOUS_DEV": "true", "HANDOFF_ADDR": "127.0.0.1:3978"}, "HANDOFF_RASA_URL"},
 		{"anonymous needs no app credentials", with("HANDOFF_TEAMS_ANONYMOUS_DEV", "true", "HANDOFF_ADDR", "127.0.0.1:3978",
