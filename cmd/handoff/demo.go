@@ -20,6 +20,7 @@ import (
 	"github.com/handoffhq/handoff/rasa/rasatest"
 	"github.com/handoffhq/handoff/review"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
+	"github.com/handoffhq/handoff/slack/slacktest"
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
@@ -49,9 +50,10 @@ func runDemo(ctx context.Context, e env, args []string) int {
 	o := demoOptions{}
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:8080", "address of the demo pages")
 	fs.StringVar(&o.BridgeAddr, "bridge-addr", "127.0.0.1:0", "address of the bridge itself (port 0 picks a free one)")
-	fs.StringVar(&o.Desk, "desk", "connect", "which ServiceNow desk: connect (Connect Support) or va (Virtual Agent Bot Integration API, Agent Workspace)")
+	fs.StringVar(&o.Desk, "desk", "connect", "where the agents work: connect (ServiceNow Connect Support), va (Virtual Agent Bot Integration API,\n"+
+		"Agent Workspace) or slack (a thread per handoff in a simulated Slack channel, answered on its Slack-like page)")
 	fs.StringVar(&o.Delivery, "delivery", "", "how agent messages reach the bridge: hybrid (webhooks plus a reconciling poll; the default for\n"+
-		"--desk connect), poll or webhook (the only mode, and the default, for --desk va)")
+		"--desk connect), poll or webhook (the only mode, and the default, for --desk va); --desk slack always uses Slack's Events API")
 	fs.StringVar(&o.RasaURL, "rasa-url", "", "use this Rasa server (e.g. http://localhost:5005) instead of the scripted bot")
 	fs.StringVar(&o.RasaToken, "rasa-token", "", "the Rasa server's --auth-token, for its tracker API (with --rasa-url)")
 	fs.StringVar(&o.DB, "db", "", "SQLite file to keep the demo's data (and review records) across runs; chats left open by an earlier run end,\n"+
@@ -103,7 +105,7 @@ func runDemo(ctx context.Context, e env, args []string) int {
 type demoOptions struct {
 	Addr       string // the demo pages
 	BridgeAddr string // the bridge
-	Desk       string // connect (default) or va
+	Desk       string // connect (default), va or slack
 	Delivery   string // poll, webhook, hybrid; "" = the desk's default
 	RasaURL    string // "" = the scripted rasatest bot
 	RasaToken  string
@@ -123,6 +125,10 @@ func (o *demoOptions) check() string {
 		if o.Delivery == "" {
 			o.Delivery = "hybrid"
 		}
+	case "slack":
+		if o.Delivery == "" {
+			o.Delivery = "hybrid" // unused: Slack pushes events; the ServiceNow setting stays valid
+		}
 	case "va":
 		if o.Delivery == "" {
 			o.Delivery = "webhook"
@@ -131,7 +137,7 @@ func (o *demoOptions) check() string {
 			return fmt.Sprintf("--desk va works with --delivery webhook only (the Virtual Agent API has no polling endpoint), not %q", o.Delivery)
 		}
 	default:
-		return fmt.Sprintf("--desk expects connect or va, not %q", o.Desk)
+		return fmt.Sprintf("--desk expects connect, va or slack, not %q", o.Desk)
 	}
 	switch o.Delivery {
 	case "poll", "webhook", "hybrid":
@@ -152,6 +158,7 @@ type demo struct {
 	channel *teamstest.Channel
 	rasa    *rasatest.Server // nil with --rasa-url
 	sn      *snowtest.Instance
+	slack   *slacktest.Server // --desk slack
 	app     *app
 	web     *demoweb.Server
 
@@ -207,6 +214,13 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 	}
 	d.sn = snowtest.New(snowtest.Options{Users: users})
 	d.onClose(func() error { d.sn.Close(); return nil })
+	if o.Desk == "slack" {
+		d.slack = slacktest.New(slacktest.Options{})
+		d.onClose(func() error { d.slack.Close(); return nil })
+		for i, name := range demoAgents {
+			d.slack.AddUser(fmt.Sprintf("U0DEMOAG%02d", i+1), name)
+		}
+	}
 
 	// The real bridge, configured the way `handoff serve` is.
 	env := map[string]string{
@@ -239,6 +253,12 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		env["HANDOFF_VA_TOKEN"] = demoVAToken
 		env["HANDOFF_VA_CALLBACK_SECRET"] = demoWebhookSecret
 	}
+	if d.slack != nil {
+		env["HANDOFF_SLACK_BOT_TOKEN"] = d.slack.Token()
+		env["HANDOFF_SLACK_SIGNING_SECRET"] = d.slack.SigningSecret()
+		env["HANDOFF_SLACK_CHANNEL"] = d.slack.Channel()
+		env["HANDOFF_SLACK_API_URL"] = d.slack.URL()
+	}
 	cfg, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		return nil, fmt.Errorf("configure the bridge: %w", err)
@@ -269,7 +289,11 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		}
 		return nil
 	})
-	if err := d.checkDelivery(ctx, log); err != nil {
+	if d.slack != nil {
+		// The fake workspace plays Slack: replies and button presses are
+		// signed and sent to the bridge's Events API and interactivity URLs.
+		d.slack.SetTargets(d.BridgeURL+"/webhooks/slack", d.BridgeURL+"/webhooks/slack/interactive")
+	} else if err := d.checkDelivery(ctx, log); err != nil {
 		return nil, err
 	}
 
@@ -279,11 +303,15 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 	if o.RasaURL != "" {
 		bot = "Rasa at " + o.RasaURL
 	}
+	info := demoweb.Info{BridgeURL: d.BridgeURL, DeskURL: d.sn.URL(), Delivery: o.Delivery, Bot: bot, Database: d.dbPath,
+		ReviewInbox: d.BridgeURL + "/review", ReviewToken: demoReviewToken}
+	if d.slack != nil {
+		info.SlackURL, info.Delivery = d.slack.UIURL(), "slack events (POST /webhooks/slack)"
+	}
 	d.web, err = demoweb.New(demoweb.Config{
 		Channel: d.channel, Connector: d.conn, Desk: d.sn, Queue: snowtest.DefaultQueue,
 		Agents: agents, Employees: demoEmployees, Bridge: demoBridge{a: a}, PollWait: o.PollWait,
-		Info: demoweb.Info{BridgeURL: d.BridgeURL, DeskURL: d.sn.URL(), Delivery: o.Delivery, Bot: bot, Database: d.dbPath,
-			ReviewInbox: d.BridgeURL + "/review", ReviewToken: demoReviewToken},
+		Info:   info,
 		Logger: log.With("component", "demo"),
 	})
 	if err != nil {
@@ -341,6 +369,23 @@ func (d *demo) printURLs(w io.Writer) {
 	bot := "scripted IT-helpdesk bot"
 	if d.opts.RasaURL != "" {
 		bot = "Rasa at " + d.opts.RasaURL
+	}
+	if d.slack != nil {
+		fmt.Fprintf(w, `
+handoff demo is running: the real bridge, with simulated Teams, Rasa and Slack.
+
+  Employee chat (Teams)        %s
+  A second employee            %s
+  Agent channel (Slack)        %s
+  Review of the handoffs       %s
+
+  Start page %s · bridge %s · desk slack (events and buttons pushed to /webhooks/slack) · %s · database %s
+
+Say "talk to live agent" in the employee chat, then press Take (or reply in the thread) on the Slack page.
+Press Ctrl-C to stop.
+`, emp(demoEmployees[0]), emp(demoEmployees[1]), d.slack.UIURL(), d.URL+"/review",
+			d.URL+"/", d.BridgeURL, bot, d.dbPath)
+		return
 	}
 	fmt.Fprintf(w, `
 handoff demo is running: the real bridge, with simulated Teams, Rasa and ServiceNow.

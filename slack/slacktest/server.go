@@ -108,12 +108,16 @@ func New(o Options) *Server {
 		retryAfter: 1, calls: map[string]int{}, bodies: map[string][]byte{}, threadFault: map[string]string{}, closed: make(chan struct{}), hc: &http.Client{Timeout: 3 * time.Second}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/{method}", s.serveAPI)
+	mux.Handle("/ui/", http.StripPrefix("/ui", s.UIHandler()))
 	s.srv = httptest.NewServer(mux)
 	return s
 }
 
 // URL is the Web API base URL (…/api/), for the client's APIURL.
 func (s *Server) URL() string { return s.srv.URL + "/api/" }
+
+// UIURL is the agent page: a Slack-like view of the support channel.
+func (s *Server) UIURL() string { return s.srv.URL + "/ui/" }
 
 // Close stops the fake and waits for event deliveries under way.
 func (s *Server) Close() {

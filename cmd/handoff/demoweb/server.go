@@ -72,6 +72,9 @@ type Info struct {
 	// sign in with ("" when the inbox is off).
 	ReviewInbox string
 	ReviewToken string
+	// SlackURL is the simulated Slack channel's page when the agents work in
+	// Slack (demo --desk slack); the ServiceNow console is not linked then.
+	SlackURL string
 }
 
 // Config configures a Server.
