@@ -83,7 +83,8 @@ func TestClientAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, reqs := apiServer(t, tt.status, tt.header, example(t, tt.body))
 			c := testClient(t, srv.URL, now)
-			chat, err := c.Open(context.Background(), bridge.Handoff{Session: "s1", UserName: "Megan Bowen", Reason: "user_asked"})
+			dc, err := c.Open(context.Background(), bridge.Handoff{Session: "s1", UserName: "Megan Bowen", Reason: "user_asked"})
+			chat := dc.ID
 			if tt.check != nil {
 				tt.check(t, chat, err)
 			}
@@ -151,7 +152,7 @@ func TestSendRetryFindsEarlierPost(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := testClient(t, srv.URL, time.Now())
-	chat := ChatID("C0HANDOFF1", "1712345678.000100")
+	chat := bridge.DeskChat{ID: ChatID("C0HANDOFF1", "1712345678.000100")}
 	if err := c.Send(context.Background(), chat, bridge.DeskMessage{Key: "s1/7", Text: "my laptop is broken", Author: "Megan Bowen", Retry: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,17 +22,17 @@ const adoptWindow = 24 * time.Hour
 // Open posts the handoff's parent message to the support channel and returns
 // its thread as the chat. A retry first looks for a parent an earlier attempt
 // posted (by the session id in the message metadata) and adopts it.
-func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID, error) {
+func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
 	ch := c.cfg.Channel
 	if h.Retry {
 		ms, err := c.history(ctx, ch, c.now().Add(-adoptWindow))
 		if err != nil {
-			return "", fmt.Errorf("slack: look for an earlier parent message: %w", err)
+			return bridge.DeskChat{}, fmt.Errorf("slack: look for an earlier parent message: %w", err)
 		}
 		for _, m := range ms {
 			if m.Metadata != nil && m.Metadata.EventType == metaOpened && m.Metadata.EventPayload["session"] == string(h.Session) {
 				c.log.InfoContext(ctx, "adopted the parent message of an earlier attempt", "session_id", h.Session, "ts", m.TS)
-				return ChatID(ch, m.TS), nil
+				return bridge.DeskChat{ID: ChatID(ch, m.TS)}, nil
 			}
 		}
 	}
@@ -42,18 +42,18 @@ func (c *Client) Open(ctx context.Context, h bridge.Handoff) (bridge.AgentChatID
 	if err != nil {
 		if errors.Is(err, bridge.ErrChatClosed) {
 			// The channel itself is unusable: no retry can open a chat.
-			return "", bridge.Permanent(err)
+			return bridge.DeskChat{}, bridge.Permanent(err)
 		}
-		return "", err
+		return bridge.DeskChat{}, err
 	}
-	return ChatID(nonEmpty(out.Channel, ch), out.TS), nil
+	return bridge.DeskChat{ID: ChatID(nonEmpty(out.Channel, ch), out.TS)}, nil
 }
 
 // Send posts m into the thread as the bot, prefixed with the employee's name
 // (bridge notes go without). A retry first looks in the thread for the post
 // of an earlier attempt (by m.Key in the message metadata).
-func (c *Client) Send(ctx context.Context, chat bridge.AgentChatID, m bridge.DeskMessage) error {
-	ch, ts, err := SplitChatID(chat)
+func (c *Client) Send(ctx context.Context, chat bridge.DeskChat, m bridge.DeskMessage) error {
+	ch, ts, err := SplitChatID(chat.ID)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (c *Client) inThread(ctx context.Context, ch, ts, eventType, field, value s
 }
 
 // Leave ends the chat without a known reason.
-func (c *Client) Leave(ctx context.Context, chat bridge.AgentChatID) error {
+func (c *Client) Leave(ctx context.Context, chat bridge.DeskChat) error {
 	return c.LeaveWithOutcome(ctx, chat, "")
 }
 
@@ -101,8 +101,8 @@ func (c *Client) Leave(ctx context.Context, chat bridge.AgentChatID) error {
 // metadata on a retry) and updates the parent message to show the outcome
 // without buttons. A thread whose channel or parent is gone returns
 // bridge.ErrChatClosed.
-func (c *Client) LeaveWithOutcome(ctx context.Context, chat bridge.AgentChatID, reason bridge.CloseReason) error {
-	ch, ts, err := SplitChatID(chat)
+func (c *Client) LeaveWithOutcome(ctx context.Context, chat bridge.DeskChat, reason bridge.CloseReason) error {
+	ch, ts, err := SplitChatID(chat.ID)
 	if err != nil {
 		return err
 	}

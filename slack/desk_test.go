@@ -34,14 +34,14 @@ func TestOpenRetryAdoptsEarlierParent(t *testing.T) {
 	}
 	h.Retry = true
 	again, err := c.Open(ctx, h)
-	if err != nil || again != first {
+	if err != nil || again.ID != first.ID {
 		t.Fatalf("retry opened %s (%v), want the earlier %s", again, err, first)
 	}
 	if n := len(f.Parents()); n != 1 {
 		t.Fatalf("%d parents, want 1", n)
 	}
 	other, err := c.Open(ctx, bridge.Handoff{Session: "s2", UserName: "Alex Wilber", Retry: true})
-	if err != nil || other == first || len(f.Parents()) != 2 {
+	if err != nil || other.ID == first.ID || len(f.Parents()) != 2 {
 		t.Fatalf("another session's retry: %s %v, parents %d", other, err, len(f.Parents()))
 	}
 }
@@ -60,7 +60,7 @@ func TestLeaveWithOutcomeOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, ts, _ := SplitChatID(chat)
+	_, ts, _ := SplitChatID(chat.ID)
 	var lines []string
 	for _, m := range f.Thread(ts) {
 		lines = append(lines, m.Text)
@@ -72,7 +72,7 @@ func TestLeaveWithOutcomeOnce(t *testing.T) {
 	if got := fmtBlocksAny(p.Blocks); strings.Contains(got, actionTake) || strings.Contains(got, actionClose) || !strings.Contains(got, "Ended") {
 		t.Errorf("parent %s", got)
 	}
-	if err := c.Leave(ctx, ChatID(f.Channel(), "1.000001")); !errors.Is(err, bridge.ErrChatClosed) {
+	if err := c.Leave(ctx, bridge.DeskChat{ID: ChatID(f.Channel(), "1.000001")}); !errors.Is(err, bridge.ErrChatClosed) {
 		t.Errorf("leave of an unknown thread: %v, want ErrChatClosed", err)
 	}
 }
@@ -97,7 +97,7 @@ func TestSendRateLimited(t *testing.T) {
 	if err := c.Send(context.Background(), chat, bridge.DeskMessage{Key: "k1", Text: "hi", Author: "Megan", Retry: true}); err != nil {
 		t.Fatal(err)
 	}
-	_, ts, _ := SplitChatID(chat)
+	_, ts, _ := SplitChatID(chat.ID)
 	if th := f.Thread(ts); len(th) != 1 || th[0].Text != "*Megan:* hi" {
 		t.Errorf("thread %+v", th)
 	}

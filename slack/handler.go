@@ -17,7 +17,7 @@ import (
 // implements it; it returns an error wrapping bridge.ErrNotFound when no
 // session has the chat (yet).
 type SessionLookup interface {
-	NonceFor(ctx context.Context, chat bridge.AgentChatID) (string, error)
+	DeskData(ctx context.Context, chat bridge.AgentChatID) (string, error)
 }
 
 // HandlerConfig configures the receivers of Slack's requests.
@@ -113,7 +113,7 @@ func (h *Handler) known(ctx context.Context, chat bridge.AgentChatID) (bool, err
 	}
 	deadline := time.Now().Add(h.cfg.OpenWait)
 	for {
-		_, err := h.lookup.NonceFor(ctx, chat)
+		_, err := h.lookup.DeskData(ctx, chat)
 		if err == nil {
 			return true, nil
 		}

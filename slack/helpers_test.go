@@ -52,7 +52,7 @@ func (s *recordingSink) AgentEvents(_ context.Context, chat bridge.AgentChatID, 
 	return nil
 }
 
-func (s *recordingSink) NonceFor(_ context.Context, chat bridge.AgentChatID) (string, error) {
+func (s *recordingSink) DeskData(_ context.Context, chat bridge.AgentChatID) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.known == nil || s.known[chat] {
