@@ -288,7 +288,7 @@ func (in *Inbox) parseFilters(q url.Values) (filters, bridge.ReviewQuery, error)
 	bq.Reason, bq.Intent, bq.Topic = f.Reason, f.Intent, f.Topic
 	if f.Below != "" {
 		v, err := strconv.ParseFloat(f.Below, 64)
-		if err != nil || v <= 0 || v > 1 {
+		if err != nil || !(v > 0 && v <= 1) { // NaN too
 			return f, bq, fmt.Errorf("review: bad below %q: want a confidence in (0, 1], e.g. 0.5", f.Below)
 		}
 		bq.ConfidenceBelow = v

@@ -181,7 +181,7 @@ func TestInboxFilters(t *testing.T) {
 			t.Errorf("filter %q lists %v, want %v", tc.query, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"below=2", "csat=9", "reviewed=maybe", "from=yesterday", "page=0", "from=2026-11-12&to=2026-11-10"} {
+	for _, bad := range []string{"below=2", "below=NaN", "csat=9", "reviewed=maybe", "from=yesterday", "page=0", "from=2026-11-12&to=2026-11-10"} {
 		if code, body := c.do("GET", "/review?"+bad, nil, nil); code != 400 || !strings.Contains(body, `id="filter-error"`) {
 			t.Errorf("filter %q: %d, want 400 naming the problem", bad, code)
 		}
@@ -404,4 +404,32 @@ func checkStoriesFile(t *testing.T, out string) []story {
 		}
 	}
 	return typed.Stories
+}
+
+// FuzzInboxFilters feeds arbitrary query strings to the list's filter
+// parser: it never panics, and what it accepts is in range.
+func FuzzInboxFilters(f *testing.F) {
+	for _, s := range []string{"from=2026-11-01&to=2026-11-30", "below=0.5&csat=3&reviewed=yes", "page=2", "below=NaN", "csat=-1", "from=%zz"} {
+		f.Add(s)
+	}
+	in, err := NewInbox(nil, InboxConfig{Token: "t"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		_, bq, err := in.parseFilters(q)
+		if err != nil {
+			return
+		}
+		if !(bq.ConfidenceBelow >= 0 && bq.ConfidenceBelow <= 1) || bq.CSATMax < 0 || bq.CSATMax > 5 || bq.Offset < 0 {
+			t.Fatalf("accepted %q as %+v", raw, bq)
+		}
+		if !bq.From.IsZero() && !bq.To.IsZero() && !bq.From.Before(bq.To) {
+			t.Fatalf("accepted an empty range %q", raw)
+		}
+	})
 }
