@@ -371,7 +371,10 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		if n < 0 {
 			return 0, false
 		}
-		return min(time.Duration(n)*time.Second, maxRetryAfter), n <= int64(maxRetryAfter/time.Second)
+		if n > int64(maxRetryAfter/time.Second) { // also before n seconds overflow a Duration
+			return maxRetryAfter, false
+		}
+		return time.Duration(n) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return min(max(t.Sub(now), 0), maxRetryAfter), true

@@ -655,7 +655,7 @@ func parseErrorBody(body []byte) errorBody {
 		switch x := v.(type) {
 		case map[string]any:
 			for k, val := range x {
-				if s, ok := val.(string); ok && (strings.EqualFold(k, "code") || strings.EqualFold(k, "subCode")) {
+				if s, ok := val.(string); ok && s != "" && (strings.EqualFold(k, "code") || strings.EqualFold(k, "subCode")) {
 					e.codes = append(e.codes, s)
 				}
 				walk(val, depth+1)
@@ -696,7 +696,7 @@ func retryAfter(h string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if s, err := strconv.ParseFloat(h, 64); err == nil {
-		if s < 0 || s > 24*3600 {
+		if !(s >= 0 && s <= 24*3600) { // also NaN, which compares false
 			return 0, false
 		}
 		return time.Duration(s * float64(time.Second)), true

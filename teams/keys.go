@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -232,26 +233,54 @@ func (ks *keySet) refresh(ctx context.Context) error {
 
 // fetch reads the metadata and the key set it names.
 func (ks *keySet) fetch(ctx context.Context) (map[string]signingKey, error) {
+	body, err := ks.get(ctx, ks.metadataURL)
+	if err != nil {
+		return nil, fmt.Errorf("teams: openid metadata: %w", err)
+	}
+	jwksURI, err := parseOpenIDMetadata(body)
+	if err != nil {
+		return nil, err
+	}
+	if body, err = ks.get(ctx, jwksURI); err != nil {
+		return nil, fmt.Errorf("teams: jwks: %w", err)
+	}
+	return parseKeySet(body, ks.log)
+}
+
+// parseOpenIDMetadata returns the jwks_uri of an OpenID metadata document.
+func parseOpenIDMetadata(body []byte) (string, error) {
 	var meta struct {
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := ks.getJSON(ctx, ks.metadataURL, &meta); err != nil {
-		return nil, fmt.Errorf("teams: openid metadata: %w", err)
+	if err := json.Unmarshal(body, &meta); err != nil {
+		return "", fmt.Errorf("teams: openid metadata: %w", err)
 	}
-	if meta.JWKSURI == "" {
-		return nil, errors.New("teams: openid metadata has no jwks_uri")
+	u, err := url.Parse(meta.JWKSURI)
+	if meta.JWKSURI == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("teams: openid metadata has no usable jwks_uri (%.100q)", meta.JWKSURI)
 	}
+	return meta.JWKSURI, nil
+}
+
+// parseKeySet reads a JWKS document; entries that are not usable RSA signing
+// keys are skipped, and a set without any is an error.
+func parseKeySet(body []byte, log *slog.Logger) (map[string]signingKey, error) {
 	var doc struct {
-		Keys []jsonWebKey `json:"keys"`
+		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := ks.getJSON(ctx, meta.JWKSURI, &doc); err != nil {
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("teams: jwks: %w", err)
 	}
 	keys := make(map[string]signingKey, len(doc.Keys))
-	for _, k := range doc.Keys {
+	for _, raw := range doc.Keys {
+		var k jsonWebKey
+		if err := json.Unmarshal(raw, &k); err != nil {
+			log.Debug("teams: skipping malformed signing key", "err", err)
+			continue
+		}
 		sk, err := parseJWK(k)
 		if err != nil {
-			ks.log.Debug("teams: skipping signing key", "kid", k.Kid, "err", err)
+			log.Debug("teams: skipping signing key", "kid", k.Kid, "err", err)
 			continue
 		}
 		keys[k.Kid] = sk
@@ -262,25 +291,21 @@ func (ks *keySet) fetch(ctx context.Context) (map[string]signingKey, error) {
 	return keys, nil
 }
 
-func (ks *keySet) getJSON(ctx context.Context, url string, v any) error {
+func (ks *keySet) get(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := ks.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+		return nil, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyDocument))
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(body, v)
+	return io.ReadAll(io.LimitReader(resp.Body, maxKeyDocument))
 }
 
 // parseJWK turns a JWKS entry into an RSA public key.
