@@ -16,7 +16,7 @@ import (
 
 // apiServer answers every Web API call with status, headers and body, and
 // records the requests.
-func apiServer(t *testing.T, status int, header map[string]string, body []byte) (*httptest.Server, *[]*http.Request) {
+func apiServer(t testing.TB, status int, header map[string]string, body []byte) (*httptest.Server, *[]*http.Request) {
 	t.Helper()
 	var reqs []*http.Request
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -32,7 +32,7 @@ func apiServer(t *testing.T, status int, header map[string]string, body []byte) 
 	return srv, &reqs
 }
 
-func testClient(t *testing.T, url string, now time.Time) *Client {
+func testClient(t testing.TB, url string, now time.Time) *Client {
 	t.Helper()
 	c, err := New(Config{Token: "xoxb-test", Channel: "C0HANDOFF1", APIURL: url, Now: func() time.Time { return now }})
 	if err != nil {

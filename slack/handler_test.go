@@ -21,7 +21,7 @@ const testSecret = "test-signing-secret"
 
 // testHandler returns a handler for channel C0HANDOFF1 whose users.info
 // answers from testdata, and its sink.
-func testHandler(t *testing.T, now time.Time, window time.Duration) (*Handler, *recordingSink) {
+func testHandler(t testing.TB, now time.Time, window time.Duration) (*Handler, *recordingSink) {
 	t.Helper()
 	srv, _ := apiServer(t, 200, nil, example(t, "api_users_info.json"))
 	c := testClient(t, srv.URL, now)
@@ -33,7 +33,7 @@ func testHandler(t *testing.T, now time.Time, window time.Duration) (*Handler, *
 	return h, sink
 }
 
-func signed(t *testing.T, path string, body []byte, ts int64, secret string) *http.Request {
+func signed(t testing.TB, path string, body []byte, ts int64, secret string) *http.Request {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	r.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
@@ -173,7 +173,7 @@ func TestEventConversion(t *testing.T) {
 	}
 }
 
-func replyEvent(t *testing.T, eventID, ts, text string) []byte {
+func replyEvent(t testing.TB, eventID, ts, text string) []byte {
 	t.Helper()
 	var env map[string]any
 	if err := json.Unmarshal(example(t, "event_message_reply.json"), &env); err != nil {
