@@ -310,3 +310,17 @@ func TestSignDocumentedExample(t *testing.T) {
 		t.Errorf("Sign = %s, want %s", got, ex["signature"])
 	}
 }
+
+func TestMrkdwnEscapes(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"*Megan &lt;b&gt;:* hi", "<b>Megan &lt;b&gt;:</b> hi"},
+		{"see <https://x.example/a?b=1&amp;c=2|the page>", `see <a href="https://x.example/a?b=1&amp;c=2">the page</a>`},
+		{"<javascript:alert(1)|click>", "click"},
+		{"<script>", "script"}, // Slack escapes a literal <; a bare <token> is a reference, shown as text
+		{"_note_ and `#handback`", "<i>note</i> and <code>#handback</code>"},
+	} {
+		if got := string(mrkdwn(tt.in)); got != tt.want {
+			t.Errorf("mrkdwn(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,45 @@ import (
 //go:embed ui/*.html
 var uiFS embed.FS
 
+var (
+	slackLink = regexp.MustCompile(`<([^<>|]+)(?:\|([^<>]*))?>`)
+	slackBold = regexp.MustCompile(`\*([^*\n]+)\*`)
+	slackItal = regexp.MustCompile(`(^|\s)_([^_\n]+)_`)
+	slackCode = regexp.MustCompile("`([^`\n]+)`")
+)
+
+// mrkdwn renders the parts of Slack's mrkdwn the bridge uses (bold, italic,
+// code, links) as HTML, escaping everything else.
+func mrkdwn(s string) template.HTML {
+	unescape := strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+	style := func(t string) string {
+		t = template.HTMLEscapeString(unescape.Replace(t))
+		t = slackCode.ReplaceAllString(t, "<code>$1</code>")
+		t = slackBold.ReplaceAllString(t, "<b>$1</b>")
+		return slackItal.ReplaceAllString(t, "$1<i>$2</i>")
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range slackLink.FindAllStringSubmatchIndex(s, -1) {
+		b.WriteString(style(s[last:m[0]]))
+		target := unescape.Replace(s[m[2]:m[3]])
+		label := target
+		if m[4] >= 0 {
+			label = s[m[4]:m[5]]
+		}
+		if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") || strings.HasPrefix(target, "mailto:") {
+			b.WriteString(`<a href="` + template.HTMLEscapeString(target) + `">` + template.HTMLEscapeString(unescape.Replace(label)) + "</a>")
+		} else {
+			b.WriteString(template.HTMLEscapeString(label))
+		}
+		last = m[1]
+	}
+	b.WriteString(style(s[last:]))
+	return template.HTML(b.String()) //nolint:gosec // every piece above is escaped
+}
+
 var uiTmpl = template.Must(template.New("").Funcs(template.FuncMap{
+	"mrkdwn": mrkdwn,
 	"clock": func(ts string) string {
 		sec, _, _ := strings.Cut(ts, ".")
 		var n int64
