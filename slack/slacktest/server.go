@@ -79,7 +79,6 @@ type Server struct {
 	eventsURL   string
 	interactURL string
 	lastTS      time.Time
-	seq         int
 	deliveries  []Delivery
 	calls       map[string]int
 	bodies      map[string][]byte // event id → body, for Redeliver
