@@ -153,10 +153,13 @@ func (lm *limiter) idle(now time.Time) bool {
 type pacer struct {
 	cfg Pacing
 
-	mu      sync.Mutex // guards everything below and every limiter
-	tenants map[string]*limiter
-	convs   map[bridge.ConversationID]*list.Element // of *convPace
-	lru     *list.List                              // front: most recently used
+	mu sync.Mutex // guards everything below and every limiter
+	// admitted, when set (tests), is called with p.mu held for every
+	// request the pacer lets go.
+	admitted func(conv bridge.ConversationID, tenant string, at time.Time)
+	tenants  map[string]*limiter
+	convs    map[bridge.ConversationID]*list.Element // of *convPace
+	lru      *list.List                              // front: most recently used
 }
 
 type convPace struct {
@@ -282,6 +285,9 @@ func (p *pacer) take(cp *convPace) time.Duration {
 	cp.lim.take(now)
 	tl.take(now)
 	cp.pending = true
+	if p.admitted != nil {
+		p.admitted(cp.id, cp.tenant, now)
+	}
 	return 0
 }
 
