@@ -138,19 +138,33 @@ func newWorld(t *testing.T, o worldOpts) *world {
 // way SIGTERM would.
 func (w *world) start() {
 	w.t.Helper()
-	cfg, err := LoadConfig(mapEnv(w.env))
+	a, base, stop := launch(w.t, w.env, w.ov, slog.LevelInfo)
+	ch := &teamstest.Channel{Issuer: w.issuer, AppID: e2eAppID, ServiceURL: w.conn.ServiceURL(),
+		BotURL: base + "/api/messages", TenantID: e2eTenant}
+	w.mu.Lock()
+	w.app, w.base, w.stop, w.channel = a, base, stop, ch
+	w.mu.Unlock()
+	w.pointDeliveries()
+}
+
+// launch runs one service process in-process with env and returns it, its
+// base URL and a stop func that shuts it down the way SIGTERM would (also
+// called when the test ends).
+func launch(t *testing.T, env map[string]string, ov *overrides, level slog.Level) (*app, string, func()) {
+	t.Helper()
+	cfg, err := LoadConfig(mapEnv(env))
 	if err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := cfg.ValidateServe(); err != nil {
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, log, w.ov)
+	a, err := newApp(ctx, cfg, log, ov)
 	if err != nil {
 		cancel()
-		w.t.Fatal(err)
+		t.Fatal(err)
 	}
 	started := make(chan string, 1)
 	done := make(chan error, 1)
@@ -161,24 +175,19 @@ func (w *world) start() {
 		base = "http://" + addr
 	case err := <-done:
 		cancel()
-		w.t.Fatalf("serve: %v", err)
+		t.Fatalf("serve: %v", err)
 	}
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				w.t.Errorf("serve returned %v", err)
+				t.Errorf("serve returned %v", err)
 			}
 		})
 	}
-	w.t.Cleanup(stop)
-	ch := &teamstest.Channel{Issuer: w.issuer, AppID: e2eAppID, ServiceURL: w.conn.ServiceURL(),
-		BotURL: base + "/api/messages", TenantID: e2eTenant}
-	w.mu.Lock()
-	w.app, w.base, w.stop, w.channel = a, base, stop, ch
-	w.mu.Unlock()
-	w.pointDeliveries()
+	t.Cleanup(stop)
+	return a, base, stop
 }
 
 // pointDeliveries points the fake instance's outgoing calls at the service

@@ -336,23 +336,23 @@ func openBenchChat(b *testing.B, sn *snowtest.Instance, first string) {
 
 // benchSchemaIn creates a fresh schema in the database of u and returns a
 // URL that uses it; the schema is dropped when the benchmark ends.
-func benchSchemaIn(b *testing.B, u string) string {
-	b.Helper()
+func benchSchemaIn(tb testing.TB, u string) string {
+	tb.Helper()
 	admin, err := sql.Open("pgx", u)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	schema := "bench_" + randHex(6)
 	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() {
+	tb.Cleanup(func() {
 		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
 		_ = admin.Close()
 	})
 	pu, err := url.Parse(u)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	q := pu.Query()
 	q.Set("search_path", schema)
