@@ -49,9 +49,13 @@ type sequencer struct {
 	convert  func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	chats map[bridge.AgentChatID]*chatSeq
-	seq   uint64
+	mu     sync.Mutex
+	chats  map[bridge.AgentChatID]*chatSeq
+	seq    uint64
+	closed bool // Run's context ended: batches flush at once
+
+	// inflight counts the batches from their first item to their commit.
+	inflight sync.WaitGroup
 }
 
 type chatSeq struct {
@@ -60,10 +64,11 @@ type chatSeq struct {
 }
 
 type batch struct {
-	items []seqItem
-	prev  *batch // the chat's previous batch: committed before this one
-	done  chan struct{}
-	err   error
+	items   []seqItem
+	flushed bool   // handed to flush (by its timer or by Run); guarded by sequencer.mu
+	prev    *batch // the chat's previous batch: committed before this one
+	done    chan struct{}
+	err     error
 }
 
 // seqItem is one message (Connect) or callback (VA) of a batch.
@@ -95,7 +100,8 @@ func (q *sequencer) submit(ctx context.Context, chat bridge.AgentChatID, items [
 	if b == nil {
 		b = &batch{done: make(chan struct{})}
 		cs.pending = b
-		if q.window > 0 {
+		q.inflight.Add(1)
+		if q.window > 0 && !q.closed {
 			time.AfterFunc(q.window, func() { q.flush(chat, cs, b) })
 		} else {
 			now = true
@@ -119,9 +125,43 @@ func (q *sequencer) submit(ctx context.Context, chat bridge.AgentChatID, items [
 	}
 }
 
-// flush detaches b, waits for the chat's previous batch, and commits b.
+// Run is the sequencer's lifecycle: when ctx ends it flushes every batch
+// still inside its window at once and waits for the commits in flight, so
+// what a webhook handed over is committed before the store closes. Requests
+// arriving later are committed without a window. It returns nil.
+func (q *sequencer) Run(ctx context.Context) error {
+	<-ctx.Done()
+	type pending struct {
+		chat bridge.AgentChatID
+		cs   *chatSeq
+		b    *batch
+	}
+	var open []pending
+	q.mu.Lock()
+	q.closed = true
+	for chat, cs := range q.chats {
+		if cs.pending != nil {
+			open = append(open, pending{chat, cs, cs.pending})
+		}
+	}
+	q.mu.Unlock()
+	for _, p := range open {
+		go q.flush(p.chat, p.cs, p.b)
+	}
+	q.inflight.Wait()
+	return nil
+}
+
+// flush detaches b, waits for the chat's previous batch, and commits b. A
+// batch is flushed once: a second call (its timer after Run) does nothing.
 func (q *sequencer) flush(chat bridge.AgentChatID, cs *chatSeq, b *batch) {
 	q.mu.Lock()
+	if b.flushed {
+		q.mu.Unlock()
+		return
+	}
+	b.flushed = true
+	defer q.inflight.Done()
 	if cs.pending == b {
 		cs.pending = nil
 	}

@@ -151,6 +151,10 @@ func NewVAWebhookHandler(cfg VAWebhookConfig, sink EventSink, sessions SessionLo
 	return h, nil
 }
 
+// Run is the handler's lifecycle: when ctx ends it waits until every
+// accepted callback is committed. It returns nil.
+func (h *VAWebhookHandler) Run(ctx context.Context) error { return h.seq.Run(ctx) }
+
 // ServeHTTP implements http.Handler.
 func (h *VAWebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()

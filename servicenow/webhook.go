@@ -2,6 +2,7 @@ package servicenow
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -196,6 +197,12 @@ func readWebhookBody(w http.ResponseWriter, r *http.Request, limit int64, log *s
 	webhookError(w, http.StatusBadRequest, "Could not read the request body")
 	return nil, false
 }
+
+// Run is the handler's lifecycle: when ctx ends (after the HTTP server
+// drained), deliveries still inside their ordering window are committed at
+// once, and Run returns when every accepted delivery is committed. It returns
+// nil.
+func (h *WebhookHandler) Run(ctx context.Context) error { return h.seq.Run(ctx) }
 
 // ServeHTTP implements http.Handler.
 func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
