@@ -173,6 +173,14 @@ func (s *Store) openReaders(ctx context.Context, path string, logger *slog.Logge
 	return nil
 }
 
+// greatest names the two-argument maximum of the dialect.
+func (s *Store) greatest() string {
+	if s.dialect == DialectPostgres {
+		return "GREATEST"
+	}
+	return "MAX"
+}
+
 // reader is the pool for read-only work.
 func (s *Store) reader() *gorm.DB {
 	if s.rdb != nil {

@@ -93,9 +93,16 @@ func (t *tx) UpdateSession(ctx context.Context, s bridge.Session, expect bridge.
 		return fmt.Errorf("store: update session %q: invalid state %q", s.ID, s.State)
 	}
 	r := sessionToRow(s)
+	cols := r.columns()
+	// DeskPosts only grows (DeskMessage.Confirmed): a writer that read the
+	// session before a concurrent desk confirmation committed must not take
+	// the count back, or the desk would later take an unsent message for a
+	// sent one. The state compare-and-set does not cover it: on PostgreSQL
+	// transactions touching one session run concurrently.
+	cols["desk_posts"] = gorm.Expr(t.s.greatest()+"(desk_posts, ?)", r.DeskPosts)
 	res := t.q(ctx).Model(&sessionRow{}).
 		Where("id = ? AND state = ?", r.ID, string(expect)).
-		Updates(r.columns())
+		Updates(cols)
 	if err := res.Error; err != nil {
 		if errors.Is(err, gorm.ErrDuplicatedKey) {
 			return fmt.Errorf("store: update session %q: conversation %q already has another open session: %w",

@@ -125,3 +125,53 @@ func testView(t *testing.T, open opener) {
 		t.Fatal("a write inside View succeeded")
 	}
 }
+
+// TestDeskPostsNeverGoBack: two transactions read a session; one counts a
+// desk post, the other (stale) writes the session back afterwards. The count
+// must survive, or a later retry of an unsent message is taken for sent
+// (found by TestPostgresConnectionsDropped: a message lost on PostgreSQL).
+func TestDeskPostsNeverGoBackSQLite(t *testing.T) {
+	t.Parallel()
+	testDeskPostsNeverGoBack(t, openSQLite)
+}
+
+func TestDeskPostsNeverGoBackPostgres(t *testing.T) {
+	t.Parallel()
+	postgresBase(t)
+	testDeskPostsNeverGoBack(t, openPostgres)
+}
+
+func testDeskPostsNeverGoBack(t *testing.T, open opener) {
+	s := open(t)
+	ctx := t.Context()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	sess := bridge.Session{ID: "s1", Conversation: "c1", State: bridge.StateLive, AgentChatID: "chat", DeskPosts: 4, CreatedAt: now, UpdatedAt: now}
+	if err := s.Update(ctx, func(tx bridge.Tx) error { return tx.CreateSession(ctx, sess) }); err != nil {
+		t.Fatal(err)
+	}
+	stale := sess // read before the confirmation below committed
+	if err := s.Update(ctx, func(tx bridge.Tx) error {
+		cur, err := tx.Session(ctx, "s1")
+		if err != nil {
+			return err
+		}
+		cur.DeskPosts++
+		return tx.UpdateSession(ctx, cur, bridge.StateLive)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stale.UpdatedAt = now.Add(time.Second)
+	if err := s.Update(ctx, func(tx bridge.Tx) error { return tx.UpdateSession(ctx, stale, bridge.StateLive) }); err != nil {
+		t.Fatal(err)
+	}
+	var got bridge.Session
+	if err := s.View(ctx, func(tx bridge.Tx) (err error) { got, err = tx.Session(ctx, "s1"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got.DeskPosts != 5 || !got.UpdatedAt.Equal(stale.UpdatedAt) {
+		t.Fatalf("desk posts %d, updated %v; want 5 (the stale write must not take the count back) and the stale write's other fields", got.DeskPosts, got.UpdatedAt)
+	}
+}
