@@ -231,15 +231,35 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Signal once the load is going (an explicit condition, not a sleep).
+	loaded := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := ok
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+		if time.Now().After(loaded) {
+			t.Fatalf("only %d requests answered before SIGTERM", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
 
-	// Finish the in-flight request after the signal: it must be answered.
-	time.Sleep(300 * time.Millisecond)
+	// Finish the in-flight request once shutdown has begun: it must be
+	// answered.
+	began := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), `"msg":"shutting down"`) {
+		if time.Now().After(began) {
+			t.Fatalf("no shutdown logged after SIGTERM:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := io.WriteString(slow, activity[half:]); err != nil {
 		t.Fatalf("in-flight request cut off: %v", err)
 	}
