@@ -414,10 +414,16 @@ func runConversation(w *world, u teamstest.User, e ending) {
 		w.waitAgent(group, um, wait)
 		userSaid = append(userSaid, um)
 		am := fmt.Sprintf("answer %d for %s", i, u.Name)
-		if _, err := w.sn.Say(group, agentName, am); err != nil {
+		said, err := w.sn.Say(group, agentName, am)
+		if err != nil {
 			t.Fatal(err)
 		}
 		w.waitUser(u, am, wait)
+		if w.desk == "va" {
+			// The receipt follows the Teams send; an employee who ends the chat
+			// within that moment can overtake it (the desk is left first).
+			w.waitReceipt(group, said.SysID, wait)
+		}
 		agentSaid = append(agentSaid, am)
 	}
 	e.act(w, u, group)
@@ -531,6 +537,20 @@ func (w *world) checkTyping(u teamstest.User, group string, timeout time.Duratio
 	va, _ := w.sn.VAConversation(group)
 	w.t.Errorf("%s: typing not relayed: TYPING requests %d, typing activities in Teams %v", u.Name, va.Typing,
 		slices.ContainsFunc(w.conn.Sent(conv), func(s teamstest.Sent) bool { return s.Type == "typing" }))
+}
+
+// waitReceipt waits until the agent message id is reported delivered.
+func (w *world) waitReceipt(group, id string, wait time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		va, _ := w.sn.VAConversation(group)
+		if slices.ContainsFunc(va.Updates, func(up snowtest.VAUpdate) bool { return up.ID == id && up.Status == "sent_to_user" }) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Errorf("agent message %s was not reported delivered within %v", id, wait)
 }
 
 // checkReceipts checks that every agent message (by its ServiceNow id) was
