@@ -416,8 +416,9 @@ func (b *tab) waitPage(cond, sel, text string) {
 		if err == nil {
 			return
 		}
-		// The page the poll ran in went away: poll the new one.
-		if !strings.Contains(err.Error(), "navigated") && !strings.Contains(err.Error(), "context") || time.Now().After(deadline) {
+		// The page the poll ran in went away (navigated, its execution context
+		// replaced): poll the new one until the deadline.
+		if time.Now().After(deadline) {
 			b.screenshot("failed")
 			b.t.Fatalf("%s: no %q containing %q after navigating: %v\npage text:\n%s", b.name, sel, text, err, b.text("body"))
 		}
@@ -460,14 +461,14 @@ func (b *tab) download(sel string) (int, string) {
 func reviewInbox(t *testing.T, b *tab, reviewPage, topic string, human []string) {
 	t.Helper()
 	b.open(reviewPage)
-	b.waitText("#inbox-link", "review inbox")
+	b.waitLoaded("#inbox-link", "review inbox")
 	inbox := b.attr("#inbox-link", "href")
 	token := b.text("#inbox-token")
 	if inbox == "" || token == "" {
 		t.Fatalf("the review page links no inbox (%q) or gives no token (%q)", inbox, token)
 	}
 	b.open(inbox)
-	b.waitText("#signin", "Sign in")
+	b.waitLoaded("#signin", "Sign in")
 	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.SendKeys(chromedp.CSS("#name"), "Rita Reviewer"),
 		chromedp.Click(chromedp.CSS("#signin")))
 	b.waitLoaded("#cases", "fallback")
@@ -518,7 +519,7 @@ func reviewInbox(t *testing.T, b *tab, reviewPage, topic string, human []string)
 
 	// The reviewed filter now lists it; the downloads carry the annotations.
 	b.open(inbox + "?reviewed=yes")
-	b.waitText("#cases tr.case", "reviewed")
+	b.waitLoaded("#cases tr.case", "reviewed")
 	code, nlu := b.download("#dl-nlu")
 	if code != 200 {
 		t.Fatalf("NLU download: %d %s", code, nlu)
