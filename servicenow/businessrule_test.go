@@ -33,7 +33,7 @@ type ruleRequest struct {
 // runRules runs the Business Rules of runs under Node.js (stubs of the
 // documented server-side APIs in testdata/businessrule_harness.js) and
 // returns the requests they sent.
-func runRules(t *testing.T, node, macCharset string, props map[string]string, runs []map[string]any, now time.Time) []ruleRequest {
+func runRules(t *testing.T, node, macCharset string, props map[string]string, runs []map[string]any, now time.Time, liveMessages ...map[string]string) []ruleRequest {
 	t.Helper()
 	dir, err := filepath.Abs("businessrule")
 	if err != nil {
@@ -44,7 +44,7 @@ func runRules(t *testing.T, node, macCharset string, props map[string]string, ru
 		"mac_charset": macCharset,
 		"tables": map[string]any{"chat_queue_entry": []map[string]string{
 			{"group": whGroup, "opened_by.user_name": snowtest.DefaultUser},
-		}},
+		}, "live_message": liveMessages},
 		"runs": runs,
 	})
 	cmd := exec.Command(node, "testdata/businessrule_harness.js")
@@ -139,6 +139,60 @@ func TestBusinessRules(t *testing.T) {
 			}
 			if !slices.Equal(s.ended, []bridge.CloseReason{bridge.ReasonDeskClosed}) {
 				t.Errorf("ended %v, want [desk_closed] from the queue entry's state 7", s.ended)
+			}
+		})
+	}
+}
+
+// TestBusinessRulePrevious: the live_message rule names the chat's previous
+// message(s) in "previous": the rows of the same chat, other than the new
+// one and not the bridge user's, of the newest second at or before the new
+// row's sys_created_on (all of them, since sys_id does not order a second);
+// [] for the chat's first message.
+func TestBusinessRulePrevious(t *testing.T) {
+	node := needNode(t)
+	now := time.Now().Truncate(time.Millisecond)
+	props := map[string]string{"handoff.webhook.url": "https://bridge.example.com/webhooks/servicenow",
+		"handoff.webhook.secret": whSecret, "handoff.webhook.bridge_user": snowtest.DefaultUser}
+	row := func(id, group, by, on string) map[string]string {
+		return map[string]string{"sys_id": id, "group": group, "sys_created_by": by, "sys_created_on": "2026-12-02 10:00:" + on}
+	}
+	current := row("new", whGroup, "beth.anglin", "05")
+	run := []map[string]any{{"rule": "live_message_webhook.js",
+		"display": map[string]string{"profile": "Beth Anglin"},
+		"current": map[string]any{"sys_id": "new", "group": whGroup, "message": "hi", "sys_created_by": "beth.anglin", "profile": "p1",
+			"sys_created_on": current["sys_created_on"]}}}
+	other := strings.Repeat("b", 32)
+	tests := []struct {
+		name string
+		rows []map[string]string
+		want []string
+	}{
+		{"first message", []map[string]string{current, row("x", other, "beth.anglin", "01")}, []string{}},
+		{"one before", []map[string]string{row("a", whGroup, "beth.anglin", "01"), current}, []string{"a"}},
+		{"newest second, all of it, skipping the bridge, later rows and other chats", []map[string]string{
+			row("a", whGroup, "beth.anglin", "01"), row("c", whGroup, "system", "03"), row("d", whGroup, "beth.anglin", "03"),
+			row("b", whGroup, snowtest.DefaultUser, "04"), row("e", other, "beth.anglin", "04"),
+			row("f", whGroup, "beth.anglin", "09"), current}, []string{"c", "d"}},
+		{"same second as the new row", []map[string]string{row("a", whGroup, "beth.anglin", "01"),
+			row("g", whGroup, "abel.tuter", "05"), current}, []string{"g"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sent := runRules(t, node, "utf8", props, run, now, tc.rows...)
+			if len(sent) != 1 {
+				t.Fatalf("%d requests sent, want 1", len(sent))
+			}
+			body, _ := base64.StdEncoding.DecodeString(sent[0].BodyBase64)
+			var ev struct {
+				Previous []string `json:"previous"`
+			}
+			if err := json.Unmarshal(body, &ev); err != nil || ev.Previous == nil {
+				t.Fatalf("body %s: previous missing (%v)", body, err)
+			}
+			slices.Sort(ev.Previous)
+			if !slices.Equal(ev.Previous, tc.want) {
+				t.Errorf("previous = %q, want %q", ev.Previous, tc.want)
 			}
 		})
 	}

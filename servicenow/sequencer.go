@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type SessionLookup interface {
 // The residual: a delivery that arrives more than one window after a later
 // message of the same chat was flushed is delivered after it (it is never lost
 // or doubled: the relay drops duplicates by ExternalID).
+//
+// Deliveries that name their predecessor (message.hasPrev) skip the window:
+// see submitPointed.
 type sequencer struct {
 	window   time.Duration
 	openWait time.Duration // how long a batch waits for its chat to be recorded
@@ -48,19 +52,42 @@ type sequencer struct {
 	lookup   SessionLookup // nil: no wait for unrecorded chats
 	convert  func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent
 	log      *slog.Logger
+	// fetch reads the chat's messages at or after since from the desk (the
+	// targeted poll for a missing predecessor). nil: a held message waits one
+	// window instead.
+	fetch func(ctx context.Context, chat bridge.AgentChatID, since time.Time) ([]message, error)
 
 	mu     sync.Mutex
 	chats  map[bridge.AgentChatID]*chatSeq
+	known  map[bridge.AgentChatID][]string // recent sys_ids handed to the sink, per chat
 	seq    uint64
-	closed bool // Run's context ended: batches flush at once
+	closed bool // Run's context ended: batches flush at once, nothing is held
 
-	// inflight counts the batches from their first item to their commit.
+	// inflight counts the window batches from their first item to their
+	// commit, and the pointer requests until they are answered.
 	inflight sync.WaitGroup
 }
 
 type chatSeq struct {
-	pending *batch // collecting, nil when none
-	last    *batch // the newest batch handed to flush
+	pending  *batch // collecting, nil when none
+	last     *batch // the newest batch handed to flush
+	held     []held // pointer messages whose predecessor is missing
+	fetching bool   // a targeted poll (or its window stand-in) is under way
+}
+
+// held is a message waiting for its predecessor, and the request it came in.
+type held struct {
+	it    seqItem
+	req   *request
+	asked bool // a targeted poll started after it arrived
+}
+
+// request is one submit call of pointer messages: answered when every one of
+// its messages is committed.
+type request struct {
+	left int
+	err  error
+	done chan struct{}
 }
 
 type batch struct {
@@ -69,7 +96,16 @@ type batch struct {
 	prev    *batch // the chat's previous batch: committed before this one
 	done    chan struct{}
 	err     error
+	reqs    []*request // pointer requests answered by this batch
 }
+
+// knownPerChat is how many recent sys_ids a chat remembers; maxKnownChats
+// bounds the chats remembered (the map is cleared when full: the cost is one
+// targeted poll per chat).
+const (
+	knownPerChat  = 16
+	maxKnownChats = 100_000
+)
 
 // seqItem is one message (Connect) or callback (VA) of a batch.
 type seqItem struct {
@@ -86,6 +122,13 @@ const flushTimeout = 15 * time.Second
 // window) and waits until that batch is committed. It returns the sink's
 // error, or ctx's if the caller gave up first (the batch is committed anyway).
 func (q *sequencer) submit(ctx context.Context, chat bridge.AgentChatID, items []seqItem) error {
+	pointed := len(items) > 0
+	for _, it := range items {
+		pointed = pointed && it.msg.hasPrev && it.msg.entry == nil
+	}
+	if pointed {
+		return q.submitPointed(ctx, chat, items)
+	}
 	q.mu.Lock()
 	if q.chats == nil {
 		q.chats = make(map[bridge.AgentChatID]*chatSeq)
@@ -143,6 +186,9 @@ func (q *sequencer) Run(ctx context.Context) error {
 		if cs.pending != nil {
 			open = append(open, pending{chat, cs, cs.pending})
 		}
+		if len(cs.held) > 0 {
+			q.releaseLocked(chat, cs, nil, true) // closed: everything held goes
+		}
 	}
 	q.mu.Unlock()
 	for _, p := range open {
@@ -150,6 +196,136 @@ func (q *sequencer) Run(ctx context.Context) error {
 	}
 	q.inflight.Wait()
 	return nil
+}
+
+// submitPointed handles messages that name their predecessor: each is handed
+// to the sink at once when its predecessors were handed before (or it has
+// none); otherwise it is held and the chat is read from the desk right away,
+// after which it is released in desk-time order with whatever the read found.
+func (q *sequencer) submitPointed(ctx context.Context, chat bridge.AgentChatID, items []seqItem) error {
+	req := &request{left: len(items), done: make(chan struct{})}
+	q.mu.Lock()
+	q.inflight.Add(1)
+	cs := q.chats[chat]
+	if q.chats == nil {
+		q.chats = make(map[bridge.AgentChatID]*chatSeq)
+	}
+	if cs == nil {
+		cs = &chatSeq{}
+		q.chats[chat] = cs
+	}
+	for _, it := range items {
+		q.seq++
+		it.seq = q.seq
+		cs.held = append(cs.held, held{it: it, req: req})
+	}
+	q.releaseLocked(chat, cs, nil, false)
+	q.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// releaseLocked hands to commit, as one batch: extra (messages a targeted
+// poll found), every held message whose predecessors are known (repeatedly,
+// so a chain is released at once), and, when polled, every held message
+// that was waiting for that poll (its predecessor is not on the desk or
+// already stored); after Run, everything held. If messages are still
+// missing a predecessor it starts a targeted poll. Callers hold q.mu.
+func (q *sequencer) releaseLocked(chat bridge.AgentChatID, cs *chatSeq, extra []message, polled bool) {
+	var out []seqItem
+	var reqs []*request
+	for _, m := range extra {
+		if !q.isKnownLocked(chat, m.SysID) {
+			q.markKnownLocked(chat, m.SysID)
+			q.seq++
+			out = append(out, seqItem{at: m.At, seq: q.seq, msg: m})
+		}
+	}
+	for progress := true; progress; {
+		progress = false
+		rest := cs.held[:0]
+		for _, h := range cs.held {
+			ready := (polled && h.asked) || q.closed
+			if !ready {
+				ready = true
+				for p := range strings.SplitSeq(h.it.msg.prev, ",") {
+					ready = ready && (p == "" || q.isKnownLocked(chat, p))
+				}
+			}
+			if !ready {
+				rest = append(rest, h)
+				continue
+			}
+			progress = true
+			q.markKnownLocked(chat, h.it.msg.SysID)
+			out = append(out, h.it)
+			reqs = append(reqs, h.req)
+		}
+		clear(cs.held[len(rest):])
+		cs.held = rest
+	}
+	if len(out) > 0 {
+		b := &batch{items: out, flushed: true, done: make(chan struct{}), reqs: reqs}
+		b.prev, cs.last = cs.last, b
+		go q.commit(chat, cs, b)
+	}
+	if len(cs.held) > 0 && !cs.fetching {
+		cs.fetching = true
+		since := cs.held[0].it.at
+		for i := range cs.held {
+			cs.held[i].asked = true
+			if cs.held[i].it.at.Before(since) {
+				since = cs.held[i].it.at
+			}
+		}
+		go q.poll(chat, cs, since)
+	}
+}
+
+// poll reads the chat from the desk for a missing predecessor (or, without a
+// desk, waits one window) and releases what was waiting for it.
+func (q *sequencer) poll(chat bridge.AgentChatID, cs *chatSeq, since time.Time) {
+	var found []message
+	if q.fetch != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		// A minute before the oldest held message: its predecessor is older
+		// than it, and anything older is stored by now or by the reconcile.
+		msgs, err := q.fetch(ctx, chat, since.Add(-time.Minute))
+		cancel()
+		if err != nil {
+			q.log.Warn("servicenow targeted poll for a missing predecessor failed; delivering what is held", "chat_id", chat, "err", err)
+		}
+		found = msgs
+	} else if q.window > 0 {
+		t := time.NewTimer(q.window)
+		<-t.C
+	}
+	q.mu.Lock()
+	cs.fetching = false
+	q.releaseLocked(chat, cs, found, true)
+	q.mu.Unlock()
+}
+
+func (q *sequencer) isKnownLocked(chat bridge.AgentChatID, id string) bool {
+	return slices.Contains(q.known[chat], id)
+}
+
+func (q *sequencer) markKnownLocked(chat bridge.AgentChatID, id string) {
+	if q.known == nil || len(q.known) >= maxKnownChats {
+		q.known = make(map[bridge.AgentChatID][]string)
+	}
+	ids := q.known[chat]
+	if slices.Contains(ids, id) {
+		return
+	}
+	if len(ids) >= knownPerChat {
+		ids = slices.Delete(ids, 0, 1)
+	}
+	q.known[chat] = append(ids, id)
 }
 
 // flush detaches b, waits for the chat's previous batch, and commits b. A
@@ -166,8 +342,18 @@ func (q *sequencer) flush(chat bridge.AgentChatID, cs *chatSeq, b *batch) {
 		cs.pending = nil
 	}
 	b.prev, cs.last = cs.last, b
-	items := b.items
+	for _, it := range b.items {
+		if it.msg.SysID != "" {
+			q.markKnownLocked(chat, it.msg.SysID)
+		}
+	}
 	q.mu.Unlock()
+	q.commit(chat, cs, b)
+}
+
+// commit waits for the chat's previous batch and stores b through the sink.
+func (q *sequencer) commit(chat bridge.AgentChatID, cs *chatSeq, b *batch) {
+	items := b.items
 
 	if b.prev != nil {
 		<-b.prev.done
@@ -197,7 +383,14 @@ func (q *sequencer) flush(chat bridge.AgentChatID, cs *chatSeq, b *batch) {
 	close(b.done)
 
 	q.mu.Lock()
-	if cs.last == b && cs.pending == nil {
+	for _, r := range b.reqs {
+		r.err = errors.Join(r.err, b.err)
+		if r.left--; r.left == 0 {
+			close(r.done)
+			q.inflight.Done()
+		}
+	}
+	if cs.last == b && cs.pending == nil && len(cs.held) == 0 && !cs.fetching {
 		delete(q.chats, chat)
 	}
 	q.mu.Unlock()

@@ -73,6 +73,11 @@ type WebhookConfig struct {
 	// recorded; only deliveries for unknown chats wait.
 	Sessions SessionLookup
 	OpenWait time.Duration
+	// Desk, when set, is read for a chat right away (a targeted poll of its
+	// messages) when a delivery names a predecessor the bridge has not seen,
+	// so a lost or late webhook is recovered in one round trip. Without it
+	// such a delivery waits OrderWindow for the predecessor's own webhook.
+	Desk *Client
 	// MaxBody bounds a request body; larger ones get 413. Default 256 KiB.
 	MaxBody int64
 	// MaxItems bounds the messages of one request (a JSON array). Default 100.
@@ -178,6 +183,11 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 			}
 			return cls.events(chat, msgs, entry, entryAt)
 		}}
+	if d := cfg.Desk; d != nil {
+		h.seq.fetch = func(ctx context.Context, chat bridge.AgentChatID, since time.Time) ([]message, error) {
+			return d.messagesSince(ctx, "targeted poll", chat, since)
+		}
+	}
 	return h, nil
 }
 
@@ -389,6 +399,9 @@ type webhookPayload struct {
 	CreatedOn        field `json:"created_on"`
 	Timestamp        field `json:"timestamp"`
 	Profile          field `json:"profile"`
+	// Previous is the pointer to the chat's previous message(s); see
+	// businessrule/live_message_webhook.js. Absent or null: an older rule.
+	Previous json.RawMessage `json:"previous"`
 	// Queue-entry state events (businessrule/chat_queue_entry_webhook.js).
 	Table      field `json:"table"`
 	State      field `json:"state"`
@@ -483,6 +496,9 @@ func parseWebhookMessage(raw []byte) (message, error) {
 	if !validSysID(m.Group) {
 		return message{}, fmt.Errorf("group %.40q is not a sys_id", m.Group)
 	}
+	if err := parsePrevious(p.Previous, &m); err != nil {
+		return message{}, err
+	}
 	if ms, ok := parseMillis(p.Timestamp.Value); ok && ms > 0 {
 		m.At, m.Millis = time.UnixMilli(ms).UTC(), true
 		return m, nil
@@ -500,6 +516,38 @@ func parseWebhookMessage(raw []byte) (message, error) {
 	}
 	m.At = at
 	return m, nil
+}
+
+// maxPrevious bounds the sys_ids of one "previous" pointer (the rule sends
+// those of one second, normally one).
+const maxPrevious = 20
+
+// parsePrevious reads the "previous" pointer: absent or null (an older rule,
+// hasPrev stays false), or an array of sys_ids ([] for a chat's first message).
+func parsePrevious(raw json.RawMessage, m *message) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var ids []string
+	if err := json.Unmarshal(raw, &ids); err != nil {
+		return errors.New(`previous is not an array of sys_ids`)
+	}
+	if len(ids) > maxPrevious {
+		return fmt.Errorf("previous has %d sys_ids, at most %d allowed", len(ids), maxPrevious)
+	}
+	keep := make([]string, 0, len(ids))
+	for _, id := range ids {
+		id = strings.TrimSpace(id)
+		if id == "" || len(id) > 64 || strings.Contains(id, ",") {
+			return fmt.Errorf("previous holds %.40q, not a sys_id", id)
+		}
+		if id != m.SysID {
+			keep = append(keep, id)
+		}
+	}
+	m.prev, m.hasPrev = strings.Join(keep, ","), true
+	return nil
 }
 
 // webhookError answers with ServiceNow's error envelope shape.

@@ -220,6 +220,12 @@ type message struct {
 	// entry is set instead of the fields above for a webhook's queue-entry
 	// state event (a chat closed without a message in the chat).
 	entry *QueueEntry
+	// prev and hasPrev are a webhook's "previous" pointer: the sys_ids of the
+	// chat's newest earlier messages the Business Rule also sends, comma
+	// separated ("": the first). hasPrev is false for payloads without it
+	// (older rules).
+	prev    string
+	hasPrev bool
 }
 
 // wireMessage is the Connect message object, with the fields the bridge reads.

@@ -393,9 +393,11 @@ func (o *outbound) send(d *delivery) Delivery {
 	return rec
 }
 
-// webhookPayload renders m as the Business Rule sends it.
-func webhookPayload(m *Message) []byte {
+// webhookPayload renders m as the Business Rule sends it, with prev as its
+// "previous" pointer.
+func webhookPayload(m *Message, prev []string) []byte {
 	return ruleJSON(map[string]any{
+		"previous":       prev,
 		"table":          "live_message",
 		"sys_id":         m.SysID,
 		"group":          m.Group,
@@ -457,10 +459,34 @@ func (in *Instance) messageAdded(c *chat, m *Message) {
 		return
 	}
 	opts := *rule
-	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m), timeout: opts.Timeout,
+	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m, previous(c, m, rule.SkipCreatedBy)), timeout: opts.Timeout,
 		header: http.Header{}}
 	d.sign = opts.sign
 	in.out.enqueue(d)
+}
+
+// previous is what live_message_webhook.js puts in "previous": the sys_ids
+// of the chat's rows other than m, not created by skip, whose sys_created_on
+// (seconds) is the newest at or before m's: the rows the rule's query sees.
+// Callers hold in.mu.
+func previous(c *chat, m *Message, skip string) []string {
+	at := m.At.Truncate(time.Second)
+	var newest time.Time
+	prev := []string{}
+	for _, o := range c.msgs {
+		if o == m || o.SysID == m.SysID || (skip != "" && o.CreatedBy == skip) {
+			continue
+		}
+		on := o.At.Truncate(time.Second)
+		switch {
+		case on.After(at) || on.Before(newest):
+		case on.After(newest):
+			newest, prev = on, []string{o.SysID}
+		default:
+			prev = append(prev, o.SysID)
+		}
+	}
+	return prev
 }
 
 // stateChanged runs the rules on a queue entry's state change. Callers hold

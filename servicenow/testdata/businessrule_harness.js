@@ -37,15 +37,34 @@ function record(fields, display) {
 }
 
 class GlideRecord {
-    constructor(table) { this.table = table; this.conds = []; this.limit = Infinity; this.rows = []; this.i = 0; }
-    addQuery(field, value) { this.conds.push([field, String(value)]); }
+    constructor(table) { this.table = table; this.conds = []; this.order = null; this.limit = Infinity; this.rows = []; this.i = 0; }
+    // addQuery(field, value) or addQuery(field, operator, value) with the
+    // operators the rules use (=, !=, <=); values compare as strings, as
+    // ServiceNow's "YYYY-MM-DD HH:MM:SS" date-times do.
+    addQuery(field, op, value) {
+        if (value === undefined) { value = op; op = '='; }
+        if (!['=', '!=', '<='].includes(op)) throw new Error('unsupported operator ' + op);
+        this.conds.push([field, op, String(value)]);
+    }
+    orderByDesc(field) { this.order = field; }
     setLimit(n) { this.limit = n; }
     query() {
         const rows = (scenario.tables || {})[this.table] || [];
-        this.rows = rows.filter((r) => this.conds.every(([f, v]) => String(r[f]) === v)).slice(0, this.limit);
+        const match = (r, [f, op, v]) => {
+            const x = r[f] === undefined || r[f] === null ? '' : String(r[f]);
+            return op === '=' ? x === v : op === '!=' ? x !== v : x <= v;
+        };
+        this.rows = rows.filter((r) => this.conds.every((c) => match(r, c)));
+        if (this.order) {
+            const f = this.order;
+            this.rows.sort((a, b) => (String(a[f]) < String(b[f]) ? 1 : String(a[f]) > String(b[f]) ? -1 : 0));
+        }
+        this.rows = this.rows.slice(0, this.limit);
     }
     hasNext() { return this.i < this.rows.length; }
     next() { return this.i < this.rows.length ? (this.current = this.rows[this.i++], true) : false; }
+    getValue(f) { const v = this.current && this.current[f]; return v === undefined || v === null ? null : String(v); }
+    getUniqueValue() { return this.getValue('sys_id'); }
 }
 
 class RESTMessageV2 {
