@@ -97,14 +97,18 @@ type WebhookConfig struct {
 //
 //	{"sys_id":"9f1…","group":"5c2…","message":"Hi, looking into it",
 //	 "created_by":"beth.anglin","sender_name":"Beth Anglin",
-//	 "sys_created_on":"2024-05-02 14:03:11","timestamp":1714658591123}
+//	 "sys_created_on":"2024-05-02 14:03:11","timestamp":1714658591123,
+//	 "previous":["7ab…"]}
 //
 // (formatted_message stands in for an empty message; sys_created_by and
 // created_on are accepted for created_by and sys_created_on.) The handler
 // checks the size (413), the authentication (401, nothing stored), and the
-// body (400), then holds the chat's deliveries for OrderWindow, stores them
-// in desk-time order through the sink and answers 200 once they are
-// committed. Messages for chats the bridge does not know, or whose session is
+// body (400), stores the messages in chat order through the sink and answers
+// 200 once they are committed. A message with "previous" (the sys_ids of the
+// chat's message(s) before it) is stored at once if those were stored, else
+// held until they arrive or a targeted poll of the chat (Desk) finds them; a
+// message without it (an older rule) is held for OrderWindow and sorted by
+// desk time. Messages for chats the bridge does not know, or whose session is
 // closed, are answered 200 and dropped with a debug log, so ServiceNow does
 // not retry them. A failure to store answers 500.
 type WebhookHandler struct {
