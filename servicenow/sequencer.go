@@ -62,6 +62,9 @@ type sequencer struct {
 	known  map[bridge.AgentChatID][]string // recent sys_ids handed to the sink, per chat
 	seq    uint64
 	closed bool // Run's context ended: batches flush at once, nothing is held
+	// polls is the context of targeted polls, cancelled by Run on stop.
+	polls     context.Context
+	stopPolls context.CancelFunc
 
 	// inflight counts the window batches from their first item to their
 	// commit, and the pointer requests until they are answered.
@@ -103,7 +106,7 @@ type batch struct {
 // bounds the chats remembered (the map is cleared when full: the cost is one
 // targeted poll per chat).
 const (
-	knownPerChat  = 16
+	knownPerChat  = 32
 	maxKnownChats = 100_000
 )
 
@@ -190,6 +193,9 @@ func (q *sequencer) Run(ctx context.Context) error {
 			q.releaseLocked(chat, cs, nil, true) // closed: everything held goes
 		}
 	}
+	if q.stopPolls != nil {
+		q.stopPolls() // what they waited for is released above
+	}
 	q.mu.Unlock()
 	for _, p := range open {
 		go q.flush(p.chat, p.cs, p.b)
@@ -238,11 +244,15 @@ func (q *sequencer) submitPointed(ctx context.Context, chat bridge.AgentChatID, 
 func (q *sequencer) releaseLocked(chat bridge.AgentChatID, cs *chatSeq, extra []message, polled bool) {
 	var out []seqItem
 	var reqs []*request
+	// The desk's copy of a message stands for it: within one millisecond the
+	// desk's order (the order of extra) is the chat's order.
+	fetched := make(map[string]bool, len(extra))
 	for _, m := range extra {
 		if !q.isKnownLocked(chat, m.SysID) {
 			q.markKnownLocked(chat, m.SysID)
 			q.seq++
 			out = append(out, seqItem{at: m.At, seq: q.seq, msg: m})
+			fetched[m.SysID] = true
 		}
 	}
 	for progress := true; progress; {
@@ -262,7 +272,13 @@ func (q *sequencer) releaseLocked(chat bridge.AgentChatID, cs *chatSeq, extra []
 			}
 			progress = true
 			q.markKnownLocked(chat, h.it.msg.SysID)
-			out = append(out, h.it)
+			if !fetched[h.it.msg.SysID] {
+				// Released after what it waited for: within one
+				// millisecond the release order is the chat's order.
+				q.seq++
+				h.it.seq = q.seq
+				out = append(out, h.it)
+			}
 			reqs = append(reqs, h.req)
 		}
 		clear(cs.held[len(rest):])
@@ -282,16 +298,19 @@ func (q *sequencer) releaseLocked(chat bridge.AgentChatID, cs *chatSeq, extra []
 				since = cs.held[i].it.at
 			}
 		}
-		go q.poll(chat, cs, since)
+		if q.polls == nil {
+			q.polls, q.stopPolls = context.WithCancel(context.Background())
+		}
+		go q.poll(q.polls, chat, cs, since)
 	}
 }
 
 // poll reads the chat from the desk for a missing predecessor (or, without a
 // desk, waits one window) and releases what was waiting for it.
-func (q *sequencer) poll(chat bridge.AgentChatID, cs *chatSeq, since time.Time) {
+func (q *sequencer) poll(ctx context.Context, chat bridge.AgentChatID, cs *chatSeq, since time.Time) {
 	var found []message
 	if q.fetch != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 		// A minute before the oldest held message: its predecessor is older
 		// than it, and anything older is stored by now or by the reconcile.
 		msgs, err := q.fetch(ctx, chat, since.Add(-time.Minute))
@@ -302,7 +321,11 @@ func (q *sequencer) poll(chat bridge.AgentChatID, cs *chatSeq, since time.Time) 
 		found = msgs
 	} else if q.window > 0 {
 		t := time.NewTimer(q.window)
-		<-t.C
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
 	q.mu.Lock()
 	cs.fetching = false

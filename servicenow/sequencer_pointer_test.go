@@ -208,6 +208,55 @@ func TestSequencerNoPointer(t *testing.T) {
 	}
 }
 
+// TestSequencerPointerStop: on stop, a message held for its predecessor is
+// committed at once (Run waits for it) and the targeted poll is cancelled.
+func TestSequencerPointerStop(t *testing.T) {
+	const chat = bridge.AgentChatID("5c2a0000000000000000000000000003")
+	sink := &orderSink{}
+	asked := make(chan struct{})
+	cancelled := make(chan struct{})
+	q := &sequencer{window: time.Hour, sink: sink, log: slog.New(slog.DiscardHandler),
+		convert: func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent {
+			msgs := make([]message, 0, len(items))
+			for _, it := range items {
+				msgs = append(msgs, it.msg)
+			}
+			return newClassifier("bridge", DefaultEndPhrases).events(chat, msgs, nil, time.Time{})
+		},
+		fetch: func(ctx context.Context, _ bridge.AgentChatID, _ time.Time) ([]message, error) {
+			close(asked)
+			<-ctx.Done()
+			close(cancelled)
+			return nil, ctx.Err()
+		}}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- q.Run(ctx) }()
+	m := message{SysID: "c", Group: string(chat), CreatedBy: "beth.anglin", At: time.Now(), Millis: true, prev: "b", hasPrev: true}
+	done := make(chan error, 1)
+	go func() { done <- q.submit(context.Background(), chat, []seqItem{{at: m.At, msg: m}}) }()
+	select {
+	case <-asked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the missing predecessor was not asked for")
+	}
+	stop()
+	if err := waitErr(t, ran); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.got(); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("after Run returned: stored %q, want [c]", got)
+	}
+	if err := waitErr(t, done); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the targeted poll was not cancelled on stop")
+	}
+}
+
 func waitErr(t *testing.T, c chan error) error {
 	t.Helper()
 	select {

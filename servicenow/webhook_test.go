@@ -302,6 +302,62 @@ func TestWebhookOrderAndDuplicates(t *testing.T) {
 	}
 }
 
+// TestWebhookPointerFaults: with the "previous" pointer and a desk to read,
+// deliveries that are late, out of order, doubled or lost still reach the
+// sink exactly once and in the order the agent wrote them, without the
+// window: it is an hour here, so a message that waited for it would fail the
+// test's deadline. Lost webhooks are recovered by the targeted poll of the
+// next message's missing predecessor.
+func TestWebhookPointerFaults(t *testing.T) {
+	in := newFake(t, snowtest.Options{})
+	c := newClient(t, in, nil)
+	relay := &memRelay{}
+	h := newWebhook(t, relay, func(cfg *servicenow.WebhookConfig) {
+		cfg.OrderWindow = time.Hour
+		cfg.Sessions = relay
+		cfg.Desk = c
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	in.EnableWebhooks(snowtest.WebhookOptions{URL: srv.URL, Secret: whSecret, SkipCreatedBy: snowtest.DefaultUser})
+	in.SetDeliveryFaults(snowtest.DeliveryFaults{DropEvery: 4, DuplicateEvery: 5, ReorderEvery: 3, ReorderHold: 200 * time.Millisecond,
+		Jitter: 20 * time.Millisecond})
+
+	chat := openChat(t, c, "s-1")
+	relay.add("s-1", chat)
+	if err := in.Accept(string(chat), "Beth Anglin"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := in.Say(string(chat), "Beth Anglin", "answer "+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last message goes through cleanly: nothing after it could ask
+	// for it if it were lost (hybrid's reconcile does that).
+	in.SetDeliveryFaults(snowtest.DeliveryFaults{})
+	if _, err := in.Say(string(chat), "Beth Anglin", "last"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := in.WaitDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, d := range in.Deliveries() {
+		if d.Dropped {
+			dropped++
+		}
+	}
+	if dropped == 0 {
+		t.Fatal("the fault injection dropped nothing")
+	}
+	if got, want := relay.session(chat).texts(), wantTexts(in, chat); !slices.Equal(got, want) {
+		t.Errorf("delivered %q\nwant      %q", got, want)
+	}
+}
+
 // TestWebhookReorderAcrossWindow documents the residual: a delivery later
 // than the order window is still delivered once, after the newer message.
 func TestWebhookReorderAcrossWindow(t *testing.T) {

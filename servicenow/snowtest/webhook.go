@@ -486,6 +486,9 @@ func previous(c *chat, m *Message, skip string) []string {
 			prev = append(prev, o.SysID)
 		}
 	}
+	if len(prev) > 20 {
+		prev = prev[len(prev)-20:] // the rule's setLimit(20)
+	}
 	return prev
 }
 
