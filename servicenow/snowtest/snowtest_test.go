@@ -327,6 +327,10 @@ func TestTableAPI(t *testing.T) {
 		{name: "unknown operator ignored", query: "group=" + b + "^messageSOUNDSLIKEx^ORDERBYsys_created_on", want: []string{"first b", "queued"}},
 		{name: "limit and offset", query: "group=" + a + "^ORDERBYsys_created_on^ORDERBYmessage", params: "&sysparm_limit=2&sysparm_offset=3",
 			want: []string{"a1", "a2"}},
+		{name: "IN of chats in creation order across chats", query: "groupIN" + b + ",nosuchgroup," + a + "^sys_created_by!=system",
+			want: []string{"first a", "first b", "Thank you for contacting support. We are looking into your question now and will be with you shortly.", "a0", "a1", "a2", "a3", "a4"}},
+		{name: "IN and = together: both hold", query: "groupIN" + a + "," + b + "^group=" + b + "^ORDERBYsys_created_on", want: []string{"first b", "queued"}},
+		{name: "= and IN apart: nothing", query: "group=" + a + "^groupIN" + b, want: nil},
 		{name: "NOT IN and STARTSWITH", query: "sys_created_byNOT INsystem," + snowtest.DefaultUser + "^messageSTARTSWITHa^ORDERBYmessage",
 			want: []string{"a0", "a1", "a2", "a3", "a4"}},
 	}

@@ -34,15 +34,29 @@ type row map[string]cell
 
 type table struct {
 	fields []string // in the order the API lists them
-	rows   func(in *Instance) []row
+	// rows materialises the table's rows, only those of the chats in groups
+	// when groups is not nil (a query that names its groups: the fake then
+	// costs per chat asked for, not per row it holds, as an indexed query on
+	// the instance does). The query's conditions are applied afterwards.
+	rows func(in *Instance, groups map[string]bool) []row
 }
 
 var tables = map[string]table{
 	"live_message": {
 		fields: []string{"sys_id", "group", "message", "profile", "reply_to", "sys_created_on", "sys_created_by", "sys_updated_on", "sys_updated_by", "sys_mod_count"},
-		rows: func(in *Instance) []row {
-			out := make([]row, 0, len(in.messages))
-			for _, m := range in.messages {
+		rows: func(in *Instance, groups map[string]bool) []row {
+			msgs := in.messages
+			if groups != nil {
+				msgs = nil
+				for g := range groups {
+					if c, ok := in.chats[g]; ok {
+						msgs = append(msgs, c.msgs...)
+					}
+				}
+				slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.seq, b.seq) }) // creation order
+			}
+			out := make([]row, 0, len(msgs))
+			for _, m := range msgs {
 				c := in.chats[m.Group]
 				at := fmtTime(m.At)
 				out = append(out, row{
@@ -63,10 +77,13 @@ var tables = map[string]table{
 	},
 	"chat_queue_entry": {
 		fields: []string{"sys_id", "number", "group", "queue", "state", "assigned_to", "opened_by", "position", "short_description", "work_start", "work_end", "sys_created_on", "sys_created_by", "sys_updated_on"},
-		rows: func(in *Instance) []row {
+		rows: func(in *Instance, groups map[string]bool) []row {
 			out := make([]row, 0, len(in.order))
 			pos := in.positions()
 			for _, c := range in.order {
+				if groups != nil && !groups[c.Group] {
+					continue
+				}
 				qname := ""
 				for _, q := range in.queues {
 					if q.SysID == c.Queue {
@@ -203,6 +220,36 @@ func (c condition) match(r row) bool {
 	return true
 }
 
+// queriedGroups returns the groups a query is restricted to by a top-level
+// group=… or groupIN… condition (nil: not restricted). Conditions are ANDed,
+// so the rows outside these groups could never match.
+func queriedGroups(conds []condition) map[string]bool {
+	var groups map[string]bool
+	for _, c := range conds {
+		if c.field != "group" || (c.op != "=" && c.op != "IN") {
+			continue
+		}
+		set := map[string]bool{}
+		for g := range strings.SplitSeq(c.value, ",") {
+			if c.op == "=" {
+				set[c.value] = true
+				break
+			}
+			set[g] = true
+		}
+		if groups != nil { // two conditions: both must hold
+			for g := range groups {
+				if !set[g] {
+					delete(groups, g)
+				}
+			}
+			continue
+		}
+		groups = set
+	}
+	return groups
+}
+
 // handleTable is GET /api/now/table/{table}.
 func (in *Instance) handleTable(w http.ResponseWriter, r *http.Request, user string) {
 	name := r.PathValue("table")
@@ -236,7 +283,7 @@ func (in *Instance) handleTable(w http.ResponseWriter, r *http.Request, user str
 	base := "http://" + r.Host
 
 	in.mu.Lock()
-	rows := t.rows(in)
+	rows := t.rows(in, queriedGroups(conds))
 	acl := in.opts.TableACL
 	in.mu.Unlock()
 
