@@ -231,6 +231,8 @@ func (d *Dispatcher) perform(ctx context.Context, it OutboxItem) error {
 		return r.complete(ctx, it, nil)
 	case KindUserSend:
 		return r.userSend(ctx, it, p)
+	case KindUserCard:
+		return r.userCard(ctx, it, p)
 	case KindUserTyping:
 		ref, err := r.ref(ctx, it.Conversation)
 		if err == nil {
@@ -402,7 +404,10 @@ func (r *Relay) startHandoff(ctx context.Context, tx Tx, s Session, sig HandoffS
 			return err
 		}
 	}
-	if err := r.say(ctx, tx, s, "connecting:"+string(s.ID), r.cfg.Texts.Connecting, now); err != nil {
+	if err := r.sayT(ctx, tx, s, "connecting:"+string(s.ID), func(t Texts) string { return t.Connecting }, now); err != nil {
+		return err
+	}
+	if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting}, now); err != nil {
 		return err
 	}
 	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskOpen, OutboxPayload{}, now))
@@ -429,7 +434,7 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) error {
 	if s.State != StateQueued || s.AgentChatID != "" {
 		return r.complete(ctx, it, nil) // ended before the chat opened, or already open
 	}
-	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: s.UserEmail,
+	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: r.userEmail(ctx, s),
 		UserID: s.UserID, UserAADID: s.UserAADID, TenantID: s.TenantID, Reason: s.Reason, Queue: s.Queue,
 		Transcript: transcript(ms, r.cfg.TranscriptTurns), Retry: it.Attempts > 1}
 	chat, err := r.desk.Open(ctx, h)
@@ -487,7 +492,7 @@ func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if !s.HumanOwned() || s.AgentChatID == "" {
 		// The chat ended (or never opened) before this message could go out.
 		return r.complete(ctx, it, func(tx Tx, now time.Time) error {
-			return r.say(ctx, tx, s, fmt.Sprintf("late:%d", m.ID), r.cfg.Texts.LateMessage, now)
+			return r.sayT(ctx, tx, s, fmt.Sprintf("late:%d", m.ID), func(t Texts) string { return t.LateMessage }, now)
 		})
 	}
 	dm := DeskMessage{Key: fmt.Sprintf("%s/%d", s.ID, m.ID), Text: m.Text, Author: m.Author, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
@@ -553,7 +558,10 @@ func (r *Relay) leaveDesk(ctx context.Context, s Session) error {
 // finish closes a closing session: ending notice, bot-back notice, review
 // outcome, state closed.
 func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, now time.Time) error {
-	t := r.cfg.Texts
+	t, err := r.texts(ctx, tx, s.Conversation)
+	if err != nil {
+		return err
+	}
 	var line string
 	switch s.CloseReason {
 	case ReasonUserEnded:
@@ -587,6 +595,9 @@ func (r *Relay) finish(ctx context.Context, tx Tx, s Session, leaveErr error, no
 		line = t.LeaveFailed
 	}
 	if s.CloseReason != ReasonUserBlocked {
+		if err := r.queueCard(ctx, tx, s, cardState{phase: phaseEnded, ending: line}, now); err != nil {
+			return err
+		}
 		if err := r.say(ctx, tx, s, "end:"+string(s.ID), line, now); err != nil {
 			return err
 		}
@@ -639,7 +650,10 @@ func (r *Relay) userSend(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if err != nil {
 		return err
 	}
-	um := UserMessage{Text: m.Text, Buttons: m.Buttons, ImageURL: m.ImageURL, Notice: m.Source == SourceBridge}
+	um := UserMessage{Text: m.Text, Buttons: m.Buttons, ImageURL: m.ImageURL, Notice: m.Source == SourceBridge, Attachments: m.Attachments}
+	if m.Source == SourceAgent && !m.System {
+		um.Author = m.Author
+	}
 	if _, err := r.user.Send(ctx, ref, um); err != nil {
 		return fmt.Errorf("user send: %w", err)
 	}
@@ -679,9 +693,14 @@ func (r *Relay) failed(ctx context.Context, it OutboxItem, cause error) error {
 		}
 		switch it.Kind {
 		case KindBotSend:
-			return r.say(ctx, tx, s, fmt.Sprintf("botdown:%d", p.MessageID), r.cfg.Texts.BotDown, now)
+			return r.sayT(ctx, tx, s, fmt.Sprintf("botdown:%d", p.MessageID), func(t Texts) string { return t.BotDown }, now)
 		case KindDeskOpen, KindDeskSend:
 			return r.end(ctx, tx, s, ReasonRelayError, now)
+		case KindUserCard:
+			if errors.Is(cause, ErrUserUnreachable) {
+				return r.end(ctx, tx, s, ReasonUserBlocked, now)
+			}
+			return nil // the notices carry the same news
 		case KindUserSend:
 			if errors.Is(cause, ErrUserUnreachable) {
 				return r.end(ctx, tx, s, ReasonUserBlocked, now)

@@ -22,6 +22,9 @@ var (
 	ErrUserUnreachable = errors.New("user unreachable: bot removed or blocked")
 	// ErrUnauthorized: an outside system rejected our credentials.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrCardGone: the channel no longer lets the bot update a card it sent
+	// (the activity was deleted or is too old); send a new one instead.
+	ErrCardGone = errors.New("card can no longer be updated")
 )
 
 // PermanentError marks a failure that retrying will not cure (bad request,

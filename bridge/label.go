@@ -66,7 +66,9 @@ func (r *Relay) deskNote(ctx context.Context, it OutboxItem, p OutboxPayload) er
 	if err != nil {
 		return err
 	}
-	if !s.HumanOwned() || s.AgentChatID == "" {
+	if !(s.HumanOwned() || s.State == StateClosing) || s.AgentChatID == "" {
+		// While closing the bridge is still in the chat (the leave follows
+		// in this lane), so a note such as "the employee left" goes out.
 		return r.complete(ctx, it, nil)
 	}
 	dm := DeskMessage{Key: fmt.Sprintf("%s/note/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,

@@ -30,6 +30,7 @@ const (
 	KindDeskNote    OutboxKind = "desk.note"    // post a stored bridge note to the agent only (dropped once the chat is gone)
 	KindUserSend    OutboxKind = "user.send"    // send a stored message to Teams
 	KindUserTyping  OutboxKind = "user.typing"  // show the agent typing in Teams
+	KindUserCard    OutboxKind = "user.card"    // send or update the session's live status card
 )
 
 // LaneOf returns the lane an item of kind k travels in.
@@ -63,6 +64,7 @@ type OutboxPayload struct {
 	MessageID int64       `json:"message_id,omitempty"` // bot.send, desk.send, user.send
 	Reason    CloseReason `json:"reason,omitempty"`     // desk.leave, bot.handback
 	Restart   bool        `json:"restart,omitempty"`    // bot.handback
+	Card      *Card       `json:"card,omitempty"`       // user.card: the card as it should look now
 }
 
 // NewOutboxItem builds an item for kind with its lane and payload set.

@@ -275,6 +275,13 @@ type AgentEvent struct {
 	// EndReason says why for Kind == AgentEnded (agent_closed or agent_left);
 	// a message whose text is an end phrase carries it too.
 	EndReason CloseReason
+	// QueuePosition (1 = next) and EstimatedWait are set on AgentWaiting
+	// events when the desk gives them (Connect: chat_queue_entry.position;
+	// VA: the spinner's wait_time); 0 when unknown.
+	QueuePosition int
+	EstimatedWait time.Duration
+	// Attachments are files the agent sent with a message.
+	Attachments []Attachment
 }
 
 // AgentFeed lists a chat's activity since a cursor: the polling engine.
@@ -298,6 +305,58 @@ type UserMessage struct {
 	ImageURL string
 	// Notice marks bridge status lines (queue position, "an agent joined", …).
 	Notice bool
+	// Author is the human agent's display name on agent messages ("" for the
+	// bot and for notices): the channel shows who is speaking.
+	Author string
+	// Attachments are files passed on (the agent's), shown as links.
+	Attachments []Attachment
+}
+
+// Card is a small card the bridge shows the employee (the live status card,
+// a rating card): a title, lines of text, facts and buttons. A button's
+// Payload comes back as the user's message text when it is clicked.
+type Card struct {
+	Title string `json:"title,omitempty"`
+	// Style colours the card's title: "" (default), "accent", "good",
+	// "warning" or "attention".
+	Style   string   `json:"style,omitempty"`
+	Lines   []string `json:"lines,omitempty"`
+	Facts   []Fact   `json:"facts,omitempty"`
+	Buttons []Button `json:"buttons,omitempty"`
+}
+
+// Fact is one "title: value" row of a Card.
+type Fact struct {
+	Title string `json:"title"`
+	Value string `json:"value"`
+}
+
+// UserCards is an optional UserChannel feature: cards that can be replaced
+// in place after they were sent. Implemented by teams.Client.
+type UserCards interface {
+	// SendCard posts c and returns the new activity id ("" when the channel
+	// gave none: such a card cannot be updated later). Errors as Send.
+	SendCard(ctx context.Context, ref ConversationRef, c Card) (string, error)
+	// UpdateCard replaces the card activity id with c. ErrCardGone when the
+	// channel no longer lets the bot change that activity (404/403): send a
+	// new card instead. Other errors as Send.
+	UpdateCard(ctx context.Context, ref ConversationRef, id string, c Card) error
+}
+
+// UserDirectory is an optional UserChannel feature: look the employee up in
+// the channel's member list (Teams: GET /v3/conversations/{id}/members/{userId}).
+type UserDirectory interface {
+	// UserEmail returns the user's e-mail address (or user principal name).
+	// ErrNotFound when the channel does not know the user.
+	UserEmail(ctx context.Context, ref ConversationRef) (string, error)
+}
+
+// Attachment is a file passed between the employee and the agent, as a link.
+type Attachment struct {
+	Name        string `json:"name,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	URL         string `json:"url"`
+	Size        int64  `json:"size,omitempty"` // bytes; 0 when unknown
 }
 
 // UserChannel is the employee's side. Implemented by teams.Client.

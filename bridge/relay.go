@@ -11,55 +11,6 @@ import (
 	"time"
 )
 
-// Texts are the lines the bridge itself says to the employee. Every field has
-// a default (see DefaultTexts); deployments may translate them.
-type Texts struct {
-	Welcome      string // on install
-	GroupChat    string // answer in group chats and channels
-	Connecting   string // the handoff started
-	BotDown      string // the bot could not be reached
-	DeskDown     string // the desk chat could not be opened
-	UserEnded    string
-	UserRestart  string
-	AgentClosed  string
-	AgentLeft    string
-	IdleTimeout  string
-	QueueTimeout string
-	// DeskClosed and DeskAbandoned: the desk (not an agent) closed the chat,
-	// or closed it as abandoned.
-	DeskClosed    string
-	DeskAbandoned string
-	// RelayError is formatted with the desk chat id and the last update time.
-	RelayError string
-	// LeaveFailed replaces the ending line when leaving the desk chat failed.
-	LeaveFailed string
-	BotBack     string // the bot owns the conversation again
-	LateMessage string // a message that could not reach the agent because the chat was ending
-}
-
-// DefaultTexts returns the English defaults.
-func DefaultTexts() Texts {
-	return Texts{
-		Welcome:       "Hi! I'm the virtual assistant. Ask me anything, or say \"talk to live agent\" to reach a person.",
-		GroupChat:     "I can only help in a 1:1 chat. Please message me directly.",
-		Connecting:    "I'm connecting you to a live agent. Type /end_chat at any time to go back to the virtual assistant.",
-		BotDown:       "Sorry, the virtual assistant is not available right now. Please try again in a few minutes.",
-		DeskDown:      "Sorry, I could not reach a live agent right now. Please try again later.",
-		UserEnded:     "You have ended the chat with the agent.",
-		UserRestart:   "You have ended the chat with the agent. Starting over.",
-		AgentClosed:   "The agent has closed the chat.",
-		AgentLeft:     "The agent has left the chat.",
-		IdleTimeout:   "The chat with the agent was closed after a period of inactivity.",
-		QueueTimeout:  "No agent was available in time, so the request was closed.",
-		DeskClosed:    "The chat was closed on the service desk's side.",
-		DeskAbandoned: "The service desk closed the chat as abandoned. If you still need help, ask for an agent again.",
-		RelayError:    "Sorry, the connection to the live agent failed, so the chat was closed. Summary: ServiceNow chat %s, last update %s.",
-		LeaveFailed:   "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
-		BotBack:       "You're back with the virtual assistant. How can I help?",
-		LateMessage:   "Your last message could not reach the agent because the chat was ending.",
-	}
-}
-
 // DefaultActivityMemory is how long handled activity ids are remembered: far
 // above the Bot Framework token lifetime (one hour) plus its 5 minute leeway.
 const DefaultActivityMemory = 24 * time.Hour
@@ -74,11 +25,19 @@ type RelayConfig struct {
 	// Keep it above the inbound token lifetime plus leeway: a replayed
 	// activity needs a token that is still valid.
 	ActivityMemory time.Duration
-	Texts          Texts
-	CSAT           CSATConfig // the employee's rating of agent-handled chats (off when Expiry is 0)
-	Observer       Observer   // told delivery latencies (optional)
-	Now            func() time.Time
-	Logger         *slog.Logger
+	// Texts overrides the English texts (empty fields keep the defaults).
+	Texts Texts
+	// Locales holds the texts of other languages by language tag ("de",
+	// "de-CH"); empty fields fall back to English. Nil means DefaultLocales.
+	Locales map[string]Texts
+	// LookupTimeout bounds the employee's e-mail lookup in the channel's
+	// member list while a desk chat opens (default 3 s); the chat opens
+	// without the e-mail after it.
+	LookupTimeout time.Duration
+	CSAT          CSATConfig // the employee's rating of agent-handled chats (off when Expiry is 0)
+	Observer      Observer   // told delivery latencies (optional)
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Relay implements the handoff use cases: it routes user messages to the bot
@@ -110,36 +69,16 @@ func NewRelay(store Store, bot Bot, desk AgentDesk, user UserChannel, reviewer R
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	def := DefaultTexts()
-	fillTexts(&cfg.Texts, def)
+	cfg.Texts = cfg.Texts.Fill(DefaultTexts())
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 3 * time.Second
+	}
+	if cfg.Locales == nil {
+		cfg.Locales = DefaultLocales()
+	}
 	cfg.CSAT.fill()
 	return &Relay{store: store, bot: bot, desk: desk, user: user, reviewer: reviewer, cfg: cfg,
 		log: cfg.Logger, kick: make(chan struct{}, 1)}
-}
-
-func fillTexts(t *Texts, def Texts) {
-	set := func(p *string, d string) {
-		if *p == "" {
-			*p = d
-		}
-	}
-	set(&t.Welcome, def.Welcome)
-	set(&t.GroupChat, def.GroupChat)
-	set(&t.Connecting, def.Connecting)
-	set(&t.BotDown, def.BotDown)
-	set(&t.DeskDown, def.DeskDown)
-	set(&t.UserEnded, def.UserEnded)
-	set(&t.UserRestart, def.UserRestart)
-	set(&t.AgentClosed, def.AgentClosed)
-	set(&t.AgentLeft, def.AgentLeft)
-	set(&t.IdleTimeout, def.IdleTimeout)
-	set(&t.QueueTimeout, def.QueueTimeout)
-	set(&t.DeskClosed, def.DeskClosed)
-	set(&t.DeskAbandoned, def.DeskAbandoned)
-	set(&t.RelayError, def.RelayError)
-	set(&t.LeaveFailed, def.LeaveFailed)
-	set(&t.BotBack, def.BotBack)
-	set(&t.LateMessage, def.LateMessage)
 }
 
 // Kicked returns a channel that receives when new outbox work was committed,
@@ -191,7 +130,8 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 				return nil
 			}
 		}
-		if err := tx.PutConversationRef(ctx, a.Ref); err != nil {
+		ref, err := r.putRef(ctx, tx, a, now)
+		if err != nil {
 			return err
 		}
 		switch a.Kind {
@@ -199,10 +139,10 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 			return r.userMessage(ctx, tx, a, now)
 		case ActivityInstall:
 			s, err := r.ensureSession(ctx, tx, a, now)
-			if err != nil {
-				return err
+			if err != nil || !ref.WelcomedAt.Equal(now) {
+				return err // greeted already: Teams sends installationUpdate and conversationUpdate
 			}
-			return r.say(ctx, tx, s, "welcome:"+a.ID, r.cfg.Texts.Welcome, now)
+			return r.sayT(ctx, tx, s, "welcome:"+a.ID, func(t Texts) string { return t.Welcome }, now)
 		case ActivityRemoved:
 			s, err := tx.OpenSession(ctx, a.Ref.Conversation)
 			if errors.Is(err, ErrNotFound) {
@@ -281,13 +221,17 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 		return err // a duplicate delivery is a no-op
 	}
 	if !a.Personal() {
-		return r.say(ctx, tx, s, "group:"+a.ID, r.cfg.Texts.GroupChat, now)
+		return r.sayT(ctx, tx, s, "group:"+a.ID, func(t Texts) string { return t.GroupChat }, now)
 	}
 	if rated, err := r.csatReply(ctx, tx, s, m, now); rated || err != nil {
 		return err // the employee's rating: stored on the review record, never relayed
 	}
 	switch s.State {
 	case StateBot, StateClosing:
+		if ParseCommand(a.Text) == CommandEndChat {
+			// No live chat to end: the bridge answers, the bot never sees it.
+			return r.sayT(ctx, tx, s, "notinchat:"+a.ID, func(t Texts) string { return t.NotInChat }, now)
+		}
 		// While closing, the bot lane already holds the handback, so the bot
 		// sees this message after it is back in charge.
 		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
@@ -327,6 +271,9 @@ func (r *Relay) end(ctx context.Context, tx Tx, s Session, reason CloseReason, n
 		return err
 	}
 	r.log.InfoContext(ctx, "handoff ending", "session_id", s.ID, "conversation_id", s.Conversation, "reason", reason)
+	if err := r.employeeLeftNote(ctx, tx, s, now); err != nil {
+		return err
+	}
 	return tx.Enqueue(ctx,
 		NewOutboxItem(s.ID, s.Conversation, KindDeskLeave, OutboxPayload{Reason: reason}, now),
 		NewOutboxItem(s.ID, s.Conversation, KindBotHandback, OutboxPayload{Reason: reason, Restart: reason == ReasonUserRestarted}, now),
@@ -397,7 +344,15 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			return s, tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserTyping, OutboxPayload{}, now))
 		}
 	case AgentWaiting:
-		if s.State == StateQueued && ev.Text != "" {
+		if s.State != StateQueued {
+			return s, nil
+		}
+		if ev.QueuePosition > 0 || ev.EstimatedWait > 0 {
+			if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting, position: ev.QueuePosition, wait: ev.EstimatedWait}, now); err != nil {
+				return s, err
+			}
+		}
+		if ev.Text != "" {
 			return s, r.say(ctx, tx, s, "wait:"+ev.ExternalID, ev.Text, now)
 		}
 	case AgentEnded:
@@ -416,7 +371,7 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			at = now
 		}
 		m := Message{SessionID: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID, Author: ev.Author,
-			Text: ev.Text, System: ev.System, SentAt: at, CreatedAt: now}
+			Text: ev.Text, System: ev.System, Attachments: ev.Attachments, SentAt: at, CreatedAt: now}
 		inserted, err := tx.InsertMessage(ctx, &m)
 		if err != nil || !inserted {
 			return s, err
@@ -462,7 +417,10 @@ func (r *Relay) join(ctx context.Context, tx Tx, s *Session, ev AgentEvent, now 
 		s.LiveAt = ev.At
 	}
 	r.log.InfoContext(ctx, "agent joined", "session_id", s.ID, "chat_id", s.AgentChatID)
-	return save(prev)
+	if err := save(prev); err != nil {
+		return err
+	}
+	return r.queueCard(ctx, tx, *s, cardState{phase: phaseConnected, agent: ev.Author}, now)
 }
 
 // PollTargets lists the chats the poller should look at: every queued or live

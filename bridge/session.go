@@ -39,6 +39,9 @@ type Session struct {
 	// DeskPosts counts the bridge's messages the desk confirmed in the chat
 	// (see DeskMessage.Confirmed).
 	DeskPosts int
+	// StatusCardID is the channel's activity id of the live status card ("" until
+	// it is sent, or when the channel gave none).
+	StatusCardID string
 
 	CreatedAt time.Time
 	QueuedAt  time.Time // zero until handed off
@@ -80,6 +83,8 @@ type Message struct {
 	Text       string
 	Buttons    []Button
 	ImageURL   string
+	// Attachments are files that came with the message (links).
+	Attachments []Attachment
 	// System marks desk system messages (ServiceNow created_by "system").
 	System bool
 	// SentAt is the time the source gave the message (Teams timestamp, ServiceNow
@@ -91,7 +96,7 @@ type Message struct {
 // Deliverable reports whether m has anything to show the employee: Teams
 // refuses a message activity with no text and no attachments.
 func (m Message) Deliverable() bool {
-	return strings.TrimSpace(m.Text) != "" || len(m.Buttons) > 0 || m.ImageURL != ""
+	return strings.TrimSpace(m.Text) != "" || len(m.Buttons) > 0 || m.ImageURL != "" || len(m.Attachments) > 0
 }
 
 // Button is a quick reply: Title is shown, Payload is sent back as the user's
@@ -115,7 +120,13 @@ type ConversationRef struct {
 	UserName         string
 	UserAADID        string
 	Locale           string
-	UpdatedAt        time.Time
+	// UserEmail is the employee's e-mail (or UPN) from the channel's member
+	// list, cached so it is looked up once per conversation.
+	UserEmail string
+	// WelcomedAt is when the conversation was greeted (zero: not yet); the
+	// welcome is said once per conversation.
+	WelcomedAt time.Time
+	UpdatedAt  time.Time
 }
 
 // Turn is one line of a transcript.

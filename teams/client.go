@@ -262,7 +262,7 @@ func (c *Client) Typing(ctx context.Context, ref bridge.ConversationRef) error {
 	if err != nil {
 		return err
 	}
-	res, err := c.do(ctx, ep, body)
+	res, err := c.do(ctx, http.MethodPost, ep, body)
 	c.pacer.observe(cp, err == nil && res.status == http.StatusTooManyRequests)
 	if err != nil {
 		return err
@@ -296,6 +296,7 @@ func (p piece) activity() outActivity {
 // zero timestamps or empty objects.
 type outActivity struct {
 	Type         string                     `json:"type"`
+	ID           string                     `json:"id,omitempty"` // updates only
 	Text         string                     `json:"text,omitempty"`
 	From         schema.ChannelAccount      `json:"from,omitzero"`
 	Recipient    schema.ChannelAccount      `json:"recipient,omitzero"`
@@ -320,13 +321,21 @@ func (c *Client) base(ref bridge.ConversationRef) outActivity {
 func (c *Client) pieces(ref bridge.ConversationRef, m bridge.UserMessage) ([]piece, error) {
 	base := c.base(ref)
 	var ps []piece
-	if strings.TrimSpace(m.Text) != "" {
+	text := strings.TrimSpace(m.Text)
+	switch {
+	case m.Author != "":
+		// Who is speaking: the agent's name in bold on its own line.
+		text = strings.TrimSpace(authorLine(m.Author) + text)
+	case m.Notice && text != "":
+		text = noticePrefix + text
+	}
+	if text != "" {
 		env, err := marshalActivity(base)
 		if err != nil {
 			return nil, err
 		}
 		budget := c.cfg.MaxMessageBytes - utf16Size(env) - 2*len(`,"text":""`) - jsonUTF16Size(truncatedMarker)
-		parts := splitText(m.Text, budget)
+		parts := splitText(text, budget)
 		truncated := len(parts) > c.cfg.MaxParts
 		if truncated {
 			parts = parts[:c.cfg.MaxParts]
@@ -351,6 +360,15 @@ func (c *Client) pieces(ref bridge.ConversationRef, m bridge.UserMessage) ([]pie
 		a.Attachments = []schema.Attachment{{ContentType: imageContentType(u.Path), ContentURL: m.ImageURL}}
 		ps = append(ps, piece{act: a})
 	}
+	for _, at := range m.Attachments {
+		card, err := attachmentCard(at)
+		if err != nil {
+			return nil, err
+		}
+		a := base
+		a.Attachments = []schema.Attachment{card}
+		ps = append(ps, piece{act: a})
+	}
 	if len(m.Buttons) > 0 {
 		a := base
 		a.Attachments = []schema.Attachment{buttonCard(m.Buttons)}
@@ -373,60 +391,53 @@ func imageContentType(p string) string {
 	}
 }
 
-// Adaptive Card of quick-reply buttons. Each button is an Action.Submit
-// whose msteams messageBack shows the title as the user's message and sends
-// the payload as the activity's text; the payload is also in the submitted
-// value, which Handler renders into the text when Teams leaves it empty.
-type adaptiveCard struct {
-	Type    string       `json:"type"`
-	Schema  string       `json:"$schema"`
-	Version string       `json:"version"`
-	Body    []any        `json:"body"`
-	Actions []cardAction `json:"actions"`
+// noticePrefix marks the bridge's own notices, so they read apart from the
+// bot's and the agent's messages.
+const noticePrefix = "ℹ️ "
+
+// authorLine renders who is speaking: the agent's name in bold on a line of
+// its own, above the message.
+func authorLine(author string) string { return "**" + escapeMarkdown(author) + "**\n\n" }
+
+// ReadMessage undoes what Send adds to a message's text: it returns the
+// agent's name (when the text starts with it), the message itself, and
+// whether it is a bridge notice. Tests and the demo page use it to compare
+// what Teams shows with what the bridge stored.
+func ReadMessage(text string) (author, body string, notice bool) {
+	if rest, ok := strings.CutPrefix(text, noticePrefix); ok {
+		return "", rest, true
+	}
+	if rest, ok := strings.CutPrefix(text, "**"); ok {
+		if i := strings.Index(rest, "**\n\n"); i > 0 {
+			return unescapeMarkdown(rest[:i]), rest[i+len("**\n\n"):], false
+		}
+		if name, ok := strings.CutSuffix(rest, "**"); ok && !strings.Contains(name, "**") {
+			return unescapeMarkdown(name), "", false // a name line alone (attachments follow)
+		}
+	}
+	return "", text, false
 }
 
-type cardAction struct {
-	Type  string     `json:"type"`
-	Title string     `json:"title"`
-	Data  submitData `json:"data"`
-}
-
+// Quick-reply buttons are plain Action.Submit actions: a click posts a
+// message activity whose value is the data, and Handler reads the payload
+// from it. No msteams imBack/messageBack hint is added: Microsoft's own Teams
+// client in the Agents Playground refuses to submit an action that carries
+// one ("Cannot add property msTeams, object is not extensible"; proved with
+// real clicks by TestPlaygroundInBrowser), while the plain submit works there
+// and in Teams.
 type submitData struct {
-	Payload string      `json:"payload"`
-	MSTeams messageBack `json:"msteams"`
+	Payload string `json:"payload"`
 }
 
-type messageBack struct {
-	Type        string `json:"type"`
-	DisplayText string `json:"displayText"`
-	Text        string `json:"text"`
-}
-
-// ContentTypeAdaptiveCard is the attachment content type of Adaptive Cards.
-const ContentTypeAdaptiveCard = "application/vnd.microsoft.card.adaptive"
-
-func buttonCard(buttons []bridge.Button) schema.Attachment {
-	card := adaptiveCard{
-		Type:    "AdaptiveCard",
-		Schema:  "http://adaptivecards.io/schemas/adaptive-card.json",
-		Version: "1.4",
-		Body:    []any{},
+func submitAction(b bridge.Button) cardAction {
+	title, payload := b.Title, b.Payload
+	if title == "" {
+		title = payload
 	}
-	for _, b := range buttons {
-		title, payload := b.Title, b.Payload
-		if title == "" {
-			title = payload
-		}
-		if payload == "" {
-			payload = title
-		}
-		card.Actions = append(card.Actions, cardAction{
-			Type:  "Action.Submit",
-			Title: title,
-			Data:  submitData{Payload: payload, MSTeams: messageBack{Type: "messageBack", DisplayText: title, Text: payload}},
-		})
+	if payload == "" {
+		payload = title
 	}
-	return schema.Attachment{ContentType: ContentTypeAdaptiveCard, Content: card}
+	return cardAction{Type: "Action.Submit", Title: title, Data: submitData{Payload: payload}}
 }
 
 func marshalActivity(a outActivity) ([]byte, error) {
@@ -478,6 +489,12 @@ func (c *Client) sendPiece(ctx context.Context, cp *convPace, ep string, p piece
 
 // post sends one activity, paced and retried. It returns the new activity id.
 func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte) (string, error) {
+	return c.call(ctx, cp, http.MethodPost, ep, body)
+}
+
+// call makes one paced, retried request (POST a new activity, PUT an update)
+// and returns the activity id of the answer.
+func (c *Client) call(ctx context.Context, cp *convPace, method, ep string, body []byte) (string, error) {
 	reauthed := false
 	for attempt := 0; ; attempt++ {
 		// Fetch the token before the pacer admits the request, so a token
@@ -491,7 +508,7 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 		if err := c.pacer.wait(ctx, cp); err != nil {
 			return "", fmt.Errorf("teams: send activity: %w", err)
 		}
-		res, err := c.do(ctx, ep, body)
+		res, err := c.do(ctx, method, ep, body)
 		c.pacer.observe(cp, err == nil && res.status == http.StatusTooManyRequests)
 		var wait time.Duration
 		var lastErr error
@@ -546,10 +563,10 @@ type response struct {
 }
 
 // do makes one HTTP attempt.
-func (c *Client) do(ctx context.Context, ep string, body []byte) (response, error) {
+func (c *Client) do(ctx context.Context, method, ep string, body []byte) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, ep, bytes.NewReader(body))
 	if err != nil {
 		return response{}, bridge.Permanent(fmt.Errorf("teams: build request: %w", err))
 	}

@@ -203,12 +203,13 @@ func TestClientButtonsImageAndRoundTrip(t *testing.T) {
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("post submit: %d %v", status, err)
 	}
-	// Teams' messageBack variant: the payload arrives as the text.
-	mb := card.Actions[1].Data["msteams"].(map[string]any)
-	back := hf.channel.Message(u, mb["text"].(string))
-	back.Value = map[string]any{"payload": card.Actions[1].Data["payload"]}
-	if status, err := hf.channel.Post(ctx, back); err != nil || status != http.StatusOK {
-		t.Fatalf("post messageBack: %d %v", status, err)
+	// The plain submit carries no msteams hint (the Agents Playground
+	// refuses to submit one).
+	if _, ok := card.Actions[1].Data["msteams"]; ok {
+		t.Fatalf("action data %v has an msteams hint", card.Actions[1].Data)
+	}
+	if status, err := hf.channel.Post(ctx, hf.channel.CardSubmit(u, card.Actions[1].Data)); err != nil || status != http.StatusOK {
+		t.Fatalf("post submit: %d %v", status, err)
 	}
 	got := hf.inbox.all()
 	if len(got) != 2 || got[0].Text != "/handoff" || got[1].Text != "/deny" {

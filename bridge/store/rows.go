@@ -29,6 +29,7 @@ type sessionRow struct {
 	Reason              string `gorm:"column:reason"`
 	DeskData            string `gorm:"column:desk_data"`
 	DeskPosts           int    `gorm:"column:desk_posts"`
+	StatusCardID        string `gorm:"column:status_card_id"`
 	CreatedMS           int64  `gorm:"column:created_at"`
 	QueuedMS            int64  `gorm:"column:queued_at"`
 	LiveMS              int64  `gorm:"column:live_at"`
@@ -55,6 +56,7 @@ func sessionToRow(s bridge.Session) sessionRow {
 		Reason:              s.Reason,
 		DeskData:            s.DeskData,
 		DeskPosts:           s.DeskPosts,
+		StatusCardID:        s.StatusCardID,
 		CreatedMS:           toMS(s.CreatedAt),
 		QueuedMS:            toMS(s.QueuedAt),
 		LiveMS:              toMS(s.LiveAt),
@@ -81,6 +83,7 @@ func (r sessionRow) columns() map[string]any {
 		"reason":              r.Reason,
 		"desk_data":           r.DeskData,
 		"desk_posts":          r.DeskPosts,
+		"status_card_id":      r.StatusCardID,
 		"created_at":          r.CreatedMS,
 		"queued_at":           r.QueuedMS,
 		"live_at":             r.LiveMS,
@@ -106,6 +109,7 @@ func (r sessionRow) domain() bridge.Session {
 		Reason:            r.Reason,
 		DeskData:          r.DeskData,
 		DeskPosts:         r.DeskPosts,
+		StatusCardID:      r.StatusCardID,
 		CreatedAt:         fromMS(r.CreatedMS),
 		QueuedAt:          fromMS(r.QueuedMS),
 		LiveAt:            fromMS(r.LiveMS),
@@ -122,7 +126,8 @@ type messageRow struct {
 	ExternalID *string `gorm:"column:external_id"` // nil: never de-duplicated
 	Author     string  `gorm:"column:author"`
 	Body       string  `gorm:"column:body"`
-	Buttons    *string `gorm:"column:buttons"` // JSON; nil when there are none
+	Buttons    *string `gorm:"column:buttons"`     // JSON; nil when there are none
+	Attach     *string `gorm:"column:attachments"` // JSON; nil when there are none
 	ImageURL   string  `gorm:"column:image_url"`
 	System     bool    `gorm:"column:is_system"`
 	SentMS     int64   `gorm:"column:sent_at"`
@@ -154,6 +159,14 @@ func messageToRow(m *bridge.Message) (messageRow, error) {
 		b := string(raw)
 		r.Buttons = &b
 	}
+	if len(m.Attachments) > 0 {
+		raw, err := json.Marshal(m.Attachments)
+		if err != nil {
+			return r, fmt.Errorf("encode attachments: %w", err)
+		}
+		a := string(raw)
+		r.Attach = &a
+	}
 	return r, nil
 }
 
@@ -175,6 +188,11 @@ func (r messageRow) domain() (bridge.Message, error) {
 	if r.Buttons != nil && *r.Buttons != "" {
 		if err := json.Unmarshal([]byte(*r.Buttons), &m.Buttons); err != nil {
 			return m, fmt.Errorf("decode buttons of message %d: %w", r.ID, err)
+		}
+	}
+	if r.Attach != nil && *r.Attach != "" {
+		if err := json.Unmarshal([]byte(*r.Attach), &m.Attachments); err != nil {
+			return m, fmt.Errorf("decode attachments of message %d: %w", r.ID, err)
 		}
 	}
 	return m, nil
@@ -204,6 +222,8 @@ type conversationRefRow struct {
 	UserName         string `gorm:"column:user_name"`
 	UserAADID        string `gorm:"column:user_aad_id"`
 	Locale           string `gorm:"column:locale"`
+	UserEmail        string `gorm:"column:user_email"`
+	WelcomedMS       int64  `gorm:"column:welcomed_at"`
 	UpdatedMS        int64  `gorm:"column:updated_at"`
 }
 
@@ -222,6 +242,8 @@ func refToRow(ref bridge.ConversationRef) conversationRefRow {
 		UserName:         ref.UserName,
 		UserAADID:        ref.UserAADID,
 		Locale:           ref.Locale,
+		UserEmail:        ref.UserEmail,
+		WelcomedMS:       toMS(ref.WelcomedAt),
 		UpdatedMS:        toMS(ref.UpdatedAt),
 	}
 }
@@ -239,6 +261,8 @@ func (r conversationRefRow) domain() bridge.ConversationRef {
 		UserName:         r.UserName,
 		UserAADID:        r.UserAADID,
 		Locale:           r.Locale,
+		UserEmail:        r.UserEmail,
+		WelcomedAt:       fromMS(r.WelcomedMS),
 		UpdatedAt:        fromMS(r.UpdatedMS),
 	}
 }

@@ -162,7 +162,7 @@ func runDeliveryScenario(b *testing.B, env map[string]string, sessions int, d ti
 	}
 	waitFor(b, 30*time.Second, func() bool {
 		for _, u := range users {
-			if !slices.ContainsFunc(conn.Sent(ch.ConversationID(u)), func(s teamstest.Sent) bool { return s.Text == snowtest.DefaultGreeting }) {
+			if !slices.ContainsFunc(conn.Sent(ch.ConversationID(u)), func(s teamstest.Sent) bool { return shown(s) == snowtest.DefaultGreeting }) {
 				return false
 			}
 		}
@@ -205,7 +205,7 @@ func runDeliveryScenario(b *testing.B, env map[string]string, sessions int, d ti
 		lat = lat[:0]
 		for _, u := range users {
 			for _, s := range conn.Sent(ch.ConversationID(u)) {
-				if t, ok := said[s.Text]; ok {
+				if t, ok := said[shown(s)]; ok {
 					lat = append(lat, s.At.Sub(t))
 				}
 			}

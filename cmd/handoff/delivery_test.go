@@ -193,8 +193,8 @@ func TestHybridRecoversDroppedWebhooks(t *testing.T) {
 	for i, u := range users {
 		got := map[string][]time.Time{}
 		for _, s := range w.conn.Sent(w.ch().ConversationID(u)) {
-			if strings.HasPrefix(s.Text, "hybrid answer") {
-				got[s.Text] = append(got[s.Text], s.At)
+			if text := shown(s); strings.HasPrefix(text, "hybrid answer") {
+				got[text] = append(got[text], s.At)
 			}
 		}
 		for _, text := range texts[i] {

@@ -249,6 +249,7 @@ func demoFlow(t *testing.T, delivery string) {
 		"user: talk to live agent",
 		"bot: Sure, I'm connecting you",
 		"notice: I'm connecting you to",
+		"notice: Live agent chat", // the status card (updated in place in Teams)
 		"agent: Thank you for contacting",
 		"user: first question",
 		"agent: first answer",

@@ -235,7 +235,7 @@ func (w *world) userLines(u teamstest.User) []string {
 	var out []string
 	for _, s := range w.conn.Sent(w.ch().ConversationID(u)) {
 		if s.Type == "message" || s.Type == "" {
-			out = append(out, s.Text)
+			out = append(out, shown(s))
 		}
 	}
 	return out

@@ -225,7 +225,7 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 	}, func(c *relayChat) map[string]time.Time {
 		out := map[string]time.Time{}
 		for _, s := range conn.Sent(c.conv) {
-			out[s.Text] = s.At
+			out[shown(s)] = s.At
 		}
 		return out
 	})

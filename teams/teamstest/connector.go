@@ -1,6 +1,7 @@
 package teamstest
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -112,6 +113,54 @@ type Connector struct {
 	latency   time.Duration
 	noContent bool
 	nextID    int
+	updates   []Sent            // accepted PUTs, in order
+	members   map[string]Member // by user id
+	memberLag time.Duration     // extra delay of member lookups
+}
+
+// Member is a conversation member the members API knows. Its JSON is the
+// documented TeamsChannelAccount (see testdata/member.json).
+type Member struct {
+	ID                string `json:"id"`
+	Name              string `json:"name,omitempty"`
+	AADObjectID       string `json:"aadObjectId,omitempty"`
+	GivenName         string `json:"givenName,omitempty"`
+	Surname           string `json:"surname,omitempty"`
+	Email             string `json:"email,omitempty"`
+	UserPrincipalName string `json:"userPrincipalName,omitempty"`
+	TenantID          string `json:"tenantId,omitempty"`
+	UserRole          string `json:"userRole,omitempty"`
+}
+
+//go:embed testdata/member_not_found.json
+var memberNotFound string
+
+// AddMember makes the members API know m (in every conversation).
+func (c *Connector) AddMember(m Member) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members[m.ID] = m
+}
+
+// SetMemberLatency delays member lookups by d (on top of SetLatency).
+func (c *Connector) SetMemberLatency(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.memberLag = d
+}
+
+// Updates returns the activity updates (PUT) accepted for conv ("" = all),
+// in order; ID is the updated activity's id.
+func (c *Connector) Updates(conv string) []Sent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Sent
+	for _, s := range c.updates {
+		if conv == "" || s.Conversation == conv {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // NewConnector starts a Connector. Close it when done.
@@ -133,10 +182,15 @@ func NewConnector(cfg ConnectorConfig) *Connector {
 		faults:   map[string][]*Fault{},
 		throttle: map[string]time.Time{},
 		blocked:  map[string]bool{},
+		members:  map[string]Member{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v3/conversations/{conv}/activities", c.serveActivity)
 	mux.HandleFunc("POST /teams/v3/conversations/{conv}/activities", c.serveActivity)
+	mux.HandleFunc("PUT /v3/conversations/{conv}/activities/{id}", c.serveActivity)
+	mux.HandleFunc("PUT /teams/v3/conversations/{conv}/activities/{id}", c.serveActivity)
+	mux.HandleFunc("GET /v3/conversations/{conv}/members/{member}", c.serveMember)
+	mux.HandleFunc("GET /teams/v3/conversations/{conv}/members/{member}", c.serveMember)
 	c.srv = httptest.NewServer(mux)
 	c.URL = c.srv.URL
 	return c
@@ -417,6 +471,9 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 	}
 	c.accepted[conv] = append(c.accepted[conv], now)
 	c.tenants[tenant] = append(c.tenants[tenant], now)
+	if r.Method == http.MethodPut {
+		return c.update(conv, r.PathValue("id"), act.Type, act.Text, act.Attachments, body, now)
+	}
 	c.nextID++
 	s := Sent{
 		Conversation: conv,
@@ -437,6 +494,62 @@ func (c *Connector) answer(r *http.Request, conv string, body []byte, size int, 
 	close(c.changed)
 	c.changed = make(chan struct{})
 	return status, nil, resp
+}
+
+// update replaces a sent activity (Update Activity): 200 with its id, or 404
+// when the conversation has no activity of that id. Called with c.mu held.
+func (c *Connector) update(conv, id, typ, text string, atts []SentAttachment, body []byte, now time.Time) (int, map[string]string, any) {
+	for i := range c.sent {
+		if c.sent[i].Conversation != conv || c.sent[i].ID != id || id == "" {
+			continue
+		}
+		s := Sent{Conversation: conv, ID: id, Type: typ, Text: text, Attachments: atts, Activity: json.RawMessage(slices.Clone(body)), At: now}
+		c.sent[i].Text, c.sent[i].Attachments, c.sent[i].Activity = text, atts, s.Activity
+		c.updates = append(c.updates, s)
+		close(c.changed)
+		c.changed = make(chan struct{})
+		return http.StatusOK, nil, map[string]string{"id": id}
+	}
+	return http.StatusNotFound, nil, errorBody("ActivityNotFoundInConversation", "The activity was not found in the conversation.")
+}
+
+// serveMember answers GET …/conversations/{conv}/members/{member}: the
+// member's TeamsChannelAccount, or 404 (testdata/member_not_found.json).
+func (c *Connector) serveMember(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	delay := c.latency + c.memberLag
+	iss := c.cfg.Issuer
+	m, ok := c.members[r.PathValue("member")]
+	c.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	status := http.StatusOK
+	defer func() {
+		c.mu.Lock()
+		c.requests = append(c.requests, Request{Conversation: r.PathValue("conv"), Status: status, At: time.Now()})
+		c.mu.Unlock()
+	}()
+	if iss != nil {
+		tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if _, valid := iss.ValidAccessToken(tok); !found || !valid {
+			status = http.StatusUnauthorized
+			writeJSON(w, status, errorBody("Unauthorized", "Authorization has been denied for this request."))
+			return
+		}
+	}
+	if !ok {
+		status = http.StatusNotFound
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, memberNotFound)
+		return
+	}
+	writeJSON(w, status, m)
 }
 
 func (c *Connector) nextFault(key string) *Fault {

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/teams"
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
@@ -160,12 +161,13 @@ func (s *Server) sync(ctx context.Context, e *employee, refresh time.Duration) e
 		}
 	}
 	for _, a := range sent[min(e.seen, len(sent)):] {
-		l := line{At: a.At, Kind: e.lastKind, Author: e.lastAuthor, Text: a.Text}
+		_, text, _ := teams.ReadMessage(a.Text) // the page shows who speaks itself
+		l := line{At: a.At, Kind: e.lastKind, Author: e.lastAuthor, Text: text}
 		if l.Kind == "" {
 			l.Kind = kindBot
 		}
-		if a.Text != "" {
-			if m, ok := e.match(msgs, a.Text); ok {
+		if text != "" {
+			if m, ok := e.match(msgs, text); ok {
 				l.Kind, l.Author = kindOf(m), m.Author
 			}
 		}
