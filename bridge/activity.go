@@ -24,6 +24,9 @@ type UserActivity struct {
 	// appended on their own lines.
 	Text      string
 	UserEmail string // e-mail/UPN when Teams gave one
+	// LostFiles names the files of the message that could not be passed on
+	// (no link to give the agent); the employee is told so.
+	LostFiles []string
 	At        time.Time
 }
 

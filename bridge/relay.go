@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -213,6 +214,15 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 	s, err := r.ensureSession(ctx, tx, a, now)
 	if err != nil {
 		return err
+	}
+	for i, name := range a.LostFiles {
+		err := r.sayT(ctx, tx, s, fmt.Sprintf("lostfile:%s/%d", a.ID, i), func(t Texts) string { return fmt.Sprintf(t.AttachmentFailed, name) }, now)
+		if err != nil {
+			return err
+		}
+	}
+	if strings.TrimSpace(a.Text) == "" {
+		return nil // only files that could not be passed on
 	}
 	m := Message{SessionID: s.ID, Source: SourceUser, ExternalID: a.ID, Author: a.Ref.UserName,
 		Text: a.Text, SentAt: a.At, CreatedAt: now}

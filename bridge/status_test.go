@@ -313,3 +313,32 @@ func TestEmployeeEmail(t *testing.T) {
 		})
 	}
 }
+
+// TestLostFileNotice: a file Teams gave no link for is not silently dropped:
+// the employee is told, and the text of the message still reaches the agent.
+func TestLostFileNotice(t *testing.T) {
+	h, cu := newCardHarness(t, bridge.RelayConfig{})
+	h.say("conv", "talk to agent")
+	chat := h.session("conv").AgentChatID
+	ref := bridge.ConversationRef{Conversation: "conv", ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u"}
+	for _, a := range []bridge.UserActivity{
+		{Kind: bridge.ActivityMessage, ID: "f1", Text: "here is a screenshot", LostFiles: []string{"pasted.png"}, Ref: ref},
+		{Kind: bridge.ActivityMessage, ID: "f2", LostFiles: []string{"other.png"}, Ref: ref},
+	} {
+		if err := h.relay.UserActivity(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		h.drain()
+	}
+	lines := strings.Join(cu.lines("conv"), "\n")
+	for _, name := range []string{"pasted.png", "other.png"} {
+		if !strings.Contains(lines, "Your file "+name+" could not be passed on to the agent.") {
+			t.Errorf("no notice for %s in %q", name, lines)
+		}
+	}
+	h.desk.mu.Lock()
+	defer h.desk.mu.Unlock()
+	if !slices.Contains(h.desk.posted[chat], "here is a screenshot") || len(h.desk.posted[chat]) != 1 {
+		t.Errorf("agent got %q", h.desk.posted[chat])
+	}
+}

@@ -45,9 +45,8 @@ type Texts struct {
 	CardEnded     string `yaml:"card_ended" json:"card_ended"`           // the chat ended (the reason follows)
 	CardEndButton string `yaml:"card_end_button" json:"card_end_button"` // the End chat button
 	// AttachmentFailed: a file the employee sent could not be passed on (%s:
-	// its name); AttachmentTooBig: it is over the size limit (%s: name, %s: limit).
+	// its name).
 	AttachmentFailed string `yaml:"attachment_failed" json:"attachment_failed"`
-	AttachmentTooBig string `yaml:"attachment_too_big" json:"attachment_too_big"`
 	// EmployeeLeft is posted to the agent's chat when the bridge leaves it for
 	// any reason but the agent's own close.
 	EmployeeLeft string `yaml:"employee_left" json:"employee_left"`
@@ -83,7 +82,6 @@ func DefaultTexts() Texts {
 		CardEnded:        "Chat ended",
 		CardEndButton:    "End chat",
 		AttachmentFailed: "Your file %s could not be passed on to the agent. Please describe it in a message or share a link.",
-		AttachmentTooBig: "Your file %s is larger than %s and was not passed on to the agent. Please share it as a link.",
 		EmployeeLeft:     "The employee left the chat.",
 	}
 }
@@ -118,7 +116,6 @@ func germanTexts() Texts {
 		CardEnded:        "Chat beendet",
 		CardEndButton:    "Chat beenden",
 		AttachmentFailed: "Ihre Datei %s konnte nicht weitergegeben werden. Bitte beschreiben Sie sie oder teilen Sie einen Link.",
-		AttachmentTooBig: "Ihre Datei %s ist größer als %s und wurde nicht weitergegeben. Bitte teilen Sie sie als Link.",
 		EmployeeLeft:     "Der Mitarbeiter hat den Chat verlassen.",
 	}
 }

@@ -91,7 +91,8 @@ func mapActivity(a *wireActivity, now time.Time) (bridge.UserActivity, bool, err
 	case schema.Message:
 		ua.Kind = bridge.ActivityMessage
 		ua.Text = messageText(a)
-		if ua.Text == "" {
+		ua.LostFiles = lostFiles(a)
+		if ua.Text == "" && len(ua.LostFiles) == 0 {
 			return bridge.UserActivity{}, false, nil
 		}
 	case schema.ConversationUpdate:
@@ -204,27 +205,73 @@ func valueText(raw json.RawMessage) string {
 	return string(b)
 }
 
-// attachmentLink renders an attachment as "name: url", or "" when it has no
-// http(s) link (the HTML copy of the message, inline cards).
+// attachmentLink renders a file as "name (type): url", or "" when it has no
+// http(s) link or is not a file (the HTML copy of the message, cards). A
+// file the user sends in a Teams 1:1 chat arrives as
+// application/vnd.microsoft.teams.file.download.info with content
+// {downloadUrl, uniqueId, fileType}; images and other clients' files carry
+// contentUrl.
 func attachmentLink(att schema.Attachment) string {
-	if strings.EqualFold(att.ContentType, contentTypeHTML) {
+	if !isFile(att) {
 		return ""
 	}
-	link := att.ContentURL
-	if link == "" && strings.EqualFold(att.ContentType, contentTypeFileDownload) {
-		if m, ok := att.Content.(map[string]any); ok {
-			link, _ = m["downloadUrl"].(string)
-		}
-	}
+	link, kind := fileLink(att)
 	u, err := url.Parse(link)
 	if link == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return ""
 	}
 	name := strings.TrimSpace(att.Name)
-	if name == "" {
+	switch {
+	case name == "" && kind == "":
 		return link
+	case name == "":
+		return kind + ": " + link
+	case kind == "":
+		return name + ": " + link
 	}
-	return name + ": " + link
+	return name + " (" + kind + "): " + link
+}
+
+// isFile reports whether an attachment is a file (not the HTML copy of the
+// text, not a card).
+func isFile(att schema.Attachment) bool {
+	ct := strings.ToLower(att.ContentType)
+	return ct != contentTypeHTML && !strings.HasPrefix(ct, "application/vnd.microsoft.card.") && ct != "text/plain"
+}
+
+// fileLink returns a file's link and its type: the file.download.info
+// fileType ("pdf"), else the content type.
+func fileLink(att schema.Attachment) (link, kind string) {
+	link, kind = att.ContentURL, att.ContentType
+	if strings.EqualFold(att.ContentType, contentTypeFileDownload) {
+		kind = ""
+		if m, ok := att.Content.(map[string]any); ok {
+			if link == "" {
+				link, _ = m["downloadUrl"].(string)
+			}
+			kind, _ = m["fileType"].(string)
+		}
+	}
+	return link, strings.TrimSpace(kind)
+}
+
+// lostFiles names the files of a message that cannot be passed on: no
+// http(s) link to give the agent (e.g. an inline image sent as data).
+func lostFiles(a *wireActivity) []string {
+	var out []string
+	for _, att := range a.Attachments {
+		if isFile(att) && attachmentLink(att) == "" {
+			name := strings.TrimSpace(att.Name)
+			if name == "" {
+				name = strings.TrimSpace(att.ContentType)
+			}
+			if name == "" {
+				name = "file"
+			}
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func containsAccount(accounts []schema.ChannelAccount, id string) bool {

@@ -253,3 +253,42 @@ func TestReadMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesFromTeams: a file the employee sends reaches the agent as a link
+// with its name and type; one without a link is named as lost, so the
+// employee can be told.
+func TestFilesFromTeams(t *testing.T) {
+	tests := []struct {
+		name     string
+		att      teamstest.Attachment
+		wantText string
+		wantLost []string
+	}{
+		{"file consent download", teamstest.Attachment{ContentType: contentTypeFileDownload, Name: "report.pdf",
+			Content: map[string]any{"downloadUrl": "https://contoso.sharepoint.com/report.pdf", "uniqueId": "1", "fileType": "pdf"}},
+			"see file\nreport.pdf (pdf): https://contoso.sharepoint.com/report.pdf", nil},
+		{"image by contentUrl", teamstest.Attachment{ContentType: "image/png", Name: "screen.png", ContentURL: "https://smba.trafficmanager.net/emea/v3/attachments/x/views/original"},
+			"see file\nscreen.png (image/png): https://smba.trafficmanager.net/emea/v3/attachments/x/views/original", nil},
+		{"inline data, no link", teamstest.Attachment{ContentType: "image/png", Name: "pasted.png", ContentURL: "data:image/png;base64,AAAA"},
+			"see file", []string{"pasted.png"}},
+		{"html copy is no file", teamstest.Attachment{ContentType: "text/html", Content: "<p>see file</p>"}, "see file", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := &teamstest.Channel{AppID: testAppID, BotName: "Bot", ServiceURL: "https://smba.trafficmanager.net/emea/", TenantID: testTenant}
+			act := ch.Message(teamstest.NewUser("Ada"), "see file")
+			act.Attachments = []teamstest.Attachment{tc.att}
+			a, err := decodeActivity(mustMarshal(t, act))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ua, ok, err := mapActivity(a, time.Now())
+			if err != nil || !ok {
+				t.Fatalf("mapActivity: %v %v", ok, err)
+			}
+			if ua.Text != tc.wantText || strings.Join(ua.LostFiles, ",") != strings.Join(tc.wantLost, ",") {
+				t.Fatalf("text %q lost %q, want %q %q", ua.Text, ua.LostFiles, tc.wantText, tc.wantLost)
+			}
+		})
+	}
+}

@@ -58,8 +58,13 @@ func FuzzActivity(f *testing.F) {
 		if ua.Ref.Conversation == "" {
 			t.Fatal("passed on without a conversation")
 		}
-		if ua.Kind == bridge.ActivityMessage && strings.TrimSpace(ua.Text) == "" {
-			t.Fatal("passed on an empty message")
+		if ua.Kind == bridge.ActivityMessage && strings.TrimSpace(ua.Text) == "" && len(ua.LostFiles) == 0 {
+			t.Fatal("passed on an empty message (no text, no file to tell the user about)")
+		}
+		for _, name := range ua.LostFiles {
+			if strings.TrimSpace(name) == "" {
+				t.Fatal("lost file without a name")
+			}
 		}
 		if !utf8.ValidString(ua.Text) {
 			t.Fatal("text is not valid UTF-8")

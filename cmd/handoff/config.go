@@ -70,6 +70,8 @@ type Config struct {
 	SlackAPIURL         string
 	SlackOrderWindow    time.Duration
 	TranscriptTurns     int
+	TextsFile           string
+	Texts               textCatalogue // read from TextsFile
 	QueueTimeout        time.Duration
 	IdleTimeout         time.Duration
 	DispatchWorkers     int
@@ -299,6 +301,14 @@ var settings = []setting{
 	{Name: "HANDOFF_SLACK_API_URL", Default: "https://slack.com/api/", Group: "Slack", Help: "slack desk: Web API base URL (tests point it at a fake)", set: httpURL(func(c *Config) *string { return &c.SlackAPIURL })},
 	{Name: "HANDOFF_SLACK_ORDER_WINDOW", Default: "300ms", Group: "Slack", Help: "slack desk: how long events of one thread are held so replies Slack delivered in parallel are stored in ts order (0s: no holding); every request is still answered well inside Slack's 3 s", set: dur(func(c *Config) *time.Duration { return &c.SlackOrderWindow }, 0)},
 
+	{Name: "HANDOFF_TEXTS_FILE", Group: "Relay", Help: "YAML or JSON file (by its .json extension) of the texts the bridge says, by language tag and key, e.g. de: {not_in_chat: …}; the Teams locale picks the language, missing texts fall back to the shipped ones (English and German); keys and placeholders are checked at start", set: func(c *Config, v string) error {
+		cat, err := loadTexts(strings.TrimSpace(v))
+		if err != nil {
+			return err
+		}
+		c.TextsFile, c.Texts = v, cat
+		return nil
+	}},
 	{Name: "HANDOFF_TRANSCRIPT_TURNS", Default: "10", Group: "Relay", Help: "recent turns shown to the agent when a chat opens", set: integer(func(c *Config) *int { return &c.TranscriptTurns }, 0, 100)},
 	{Name: "HANDOFF_QUEUE_TIMEOUT", Default: "15m", Group: "Relay", Help: "end a handoff no agent accepted within this (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.QueueTimeout }, 0)},
 	{Name: "HANDOFF_IDLE_TIMEOUT", Default: "30m", Group: "Relay", Help: "end a live chat nobody wrote in for this long (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, 0)},

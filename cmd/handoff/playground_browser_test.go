@@ -44,7 +44,8 @@ const pgW, pgH = 1280, 860
 //     "Chat ended" without the button, and the agent's chat hears that the
 //     employee left.
 //
-// Screenshots go to $HANDOFF_ARTIFACTS/playground. It runs with
+// Screenshots go to $HANDOFF_ARTIFACTS/playground (HANDOFF_UPDATE_DOCS=1
+// also writes docs/playground.png). It runs with
 // HANDOFF_PLAYGROUND=1 (npm installs the pinned Playground unless
 // HANDOFF_PLAYGROUND_BIN names one) and fails instead of skipping on CI.
 func TestPlaygroundInBrowser(t *testing.T) {
@@ -184,7 +185,12 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		b.screenshot("failed")
 		t.Fatal("the agent's message does not show the agent's name in bold")
 	}
-	b.screenshot("connected")
+	shot := b.screenshot("connected")
+	if os.Getenv("HANDOFF_UPDATE_DOCS") == "1" {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "playground.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// End chat on the card ends the session; the card shows it.
 	realClick(b, "//button[contains(., 'End chat')]")

@@ -133,7 +133,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	}
 
 	relay := bridge.NewRelay(a.relayStore(ov), bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns, Observer: a.metrics.relay,
-		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry}, Logger: log.With("component", "relay")})
+		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry},
+		Texts: cfg.Texts.English, Locales: cfg.Texts.Locales, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
 		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff, Lease: cfg.DispatchLease,
 		CallTimeout: cfg.DispatchLease * 2 / 3})
