@@ -358,8 +358,17 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			return s, nil
 		}
 		if ev.QueuePosition > 0 || ev.EstimatedWait > 0 {
-			if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting, position: ev.QueuePosition, wait: ev.EstimatedWait}, now); err != nil {
+			// Stored (never shown) under the event's id, so a position the desk
+			// repeats at every poll updates the card once.
+			m := Message{SessionID: s.ID, Source: SourceBridge, ExternalID: "queue:" + ev.ExternalID, SentAt: now, CreatedAt: now}
+			inserted, err := tx.InsertMessage(ctx, &m)
+			if err != nil {
 				return s, err
+			}
+			if inserted {
+				if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting, position: ev.QueuePosition, wait: ev.EstimatedWait}, now); err != nil {
+					return s, err
+				}
 			}
 		}
 		if ev.Text != "" {

@@ -1,6 +1,7 @@
 package servicenow
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -89,6 +90,12 @@ func (c classifier) events(chat bridge.AgentChatID, msgs []message, entry *Queue
 	}
 	if entry == nil {
 		return out
+	}
+	if !joined && !ended && entry.State == StateWaiting && entry.Position > 0 {
+		// The place in the queue, for the employee's status card; the id
+		// changes with the position, so each new place is shown once.
+		out = append(out, bridge.AgentEvent{Kind: bridge.AgentWaiting, Chat: chat, ExternalID: fmt.Sprintf("position:%d", entry.Position),
+			QueuePosition: entry.Position, At: last})
 	}
 	if !joined && !ended && entry.State == StateWorkInProgress {
 		out = append(out, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: entry.AssignedTo, At: last})

@@ -179,7 +179,14 @@ func (m *memRelay) AgentEvents(_ context.Context, chat bridge.AgentChatID, event
 			s.ended = append(s.ended, ev.EndReason)
 		}
 	}
-	s.lastBatch = len(events)
+	// Rows fetched: the queue-position event is derived from the queue entry
+	// at every poll (the relay shows each place once), not a fetched row.
+	s.lastBatch = 0
+	for _, ev := range events {
+		if ev.Kind != bridge.AgentWaiting || ev.QueuePosition == 0 {
+			s.lastBatch++
+		}
+	}
 	return nil
 }
 
