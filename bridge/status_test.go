@@ -344,3 +344,24 @@ func TestLostFileNotice(t *testing.T) {
 		t.Errorf("agent got %q", h.desk.posted[chat])
 	}
 }
+
+// TestBlockedUserNoteToAgent: when Teams refuses writes (the employee
+// removed or blocked the bot), the agent's chat hears that the employee is
+// gone before the bridge leaves it.
+func TestBlockedUserNoteToAgent(t *testing.T) {
+	h, cu := newCardHarness(t, bridge.RelayConfig{})
+	h.say("conv", "talk to agent")
+	chat := h.session("conv").AgentChatID
+	cu.fakeUser.mu.Lock()
+	cu.fakeUser.fail = fmt.Errorf("teams: send: %w", bridge.ErrUserUnreachable)
+	cu.fakeUser.mu.Unlock()
+	h.agent(chat, "m1", "Are you still there?", "")
+	if s := h.session("conv"); s.CloseReason != bridge.ReasonUserBlocked {
+		t.Fatalf("session = %s %s, want ended as user_blocked", s.State, s.CloseReason)
+	}
+	h.desk.mu.Lock()
+	defer h.desk.mu.Unlock()
+	if p := h.desk.posted[chat]; len(p) == 0 || p[len(p)-1] != "The employee left the chat." || h.desk.left[chat] != 1 {
+		t.Fatalf("agent chat got %q, left %d", p, h.desk.left[chat])
+	}
+}
