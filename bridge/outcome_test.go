@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -60,8 +61,14 @@ func TestRelayDeskOutcomeAndAuthor(t *testing.T) {
 			if h.desk.left["chat-1"] != 1 {
 				t.Errorf("left %d times, want 1", h.desk.left["chat-1"])
 			}
-			if len(d.authors) != 1 || d.authors[0] != "Abel Tuter" {
+			// The user's message carries the employee's name; a bridge note
+			// (the "employee left" note when the employee ends) has none.
+			users := slices.DeleteFunc(slices.Clone(d.authors), func(a string) bool { return a == "" })
+			if len(users) != 1 || users[0] != "Abel Tuter" {
 				t.Errorf("desk messages by %q, want the employee's name once", d.authors)
+			}
+			if notes := len(d.authors) - len(users); notes != map[bridge.CloseReason]int{bridge.ReasonUserEnded: 1}[tt.want] {
+				t.Errorf("%d bridge notes to the agent, want 1 only when the employee ended", notes)
 			}
 		})
 	}
