@@ -22,6 +22,9 @@ var (
 	ErrUserUnreachable = errors.New("user unreachable: bot removed or blocked")
 	// ErrUnauthorized: an outside system rejected our credentials.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrLeaseLost: an outbox item's claim expired and was taken by another
+	// worker (or released); the stale worker's outcome is refused.
+	ErrLeaseLost = errors.New("outbox claim lost")
 )
 
 // PermanentError marks a failure that retrying will not cure (bad request,

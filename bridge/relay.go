@@ -35,6 +35,7 @@ type Texts struct {
 	LeaveFailed string
 	BotBack     string // the bot owns the conversation again
 	LateMessage string // a message that could not reach the agent because the chat was ending
+	Delayed     string // said once per session when a service asked the bridge to wait
 }
 
 // DefaultTexts returns the English defaults.
@@ -57,6 +58,7 @@ func DefaultTexts() Texts {
 		LeaveFailed:   "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
 		BotBack:       "You're back with the virtual assistant. How can I help?",
 		LateMessage:   "Your last message could not reach the agent because the chat was ending.",
+		Delayed:       "Delivery is delayed because a service asked us to slow down. Your messages are kept and will be delivered in order.",
 	}
 }
 
@@ -140,6 +142,7 @@ func fillTexts(t *Texts, def Texts) {
 	set(&t.LeaveFailed, def.LeaveFailed)
 	set(&t.BotBack, def.BotBack)
 	set(&t.LateMessage, def.LateMessage)
+	set(&t.Delayed, def.Delayed)
 }
 
 // Kicked returns a channel that receives when new outbox work was committed,
@@ -292,15 +295,23 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 		// sees this message after it is back in charge.
 		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
 	case StateQueued, StateLive:
-		switch ParseCommand(a.Text) {
-		case CommandEndChat:
-			return r.end(ctx, tx, s, ReasonUserEnded, now)
-		case CommandRestart:
-			return r.end(ctx, tx, s, ReasonUserRestarted, now)
-		}
-		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
+		return r.toHuman(ctx, tx, s, m, now)
 	}
 	return nil
+}
+
+// toHuman routes a stored user message of a queued or live session: a
+// command ends the session, anything else goes to the agent. Every path
+// that hands a user message to the human side goes through here, so a
+// command is never posted to the desk as text.
+func (r *Relay) toHuman(ctx context.Context, tx Tx, s Session, m Message, now time.Time) error {
+	switch ParseCommand(m.Text) {
+	case CommandEndChat:
+		return r.end(ctx, tx, s, ReasonUserEnded, now)
+	case CommandRestart:
+		return r.end(ctx, tx, s, ReasonUserRestarted, now)
+	}
+	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
 }
 
 // say stores a bridge notice under a stable key and queues it for the user.
@@ -327,6 +338,11 @@ func (r *Relay) end(ctx context.Context, tx Tx, s Session, reason CloseReason, n
 		return err
 	}
 	r.log.InfoContext(ctx, "handoff ending", "session_id", s.ID, "conversation_id", s.Conversation, "reason", reason)
+	// The employee hears at once that the chat ended; only a failed leave
+	// adds a line later (finish).
+	if err := r.sayEnding(ctx, tx, s, now); err != nil {
+		return err
+	}
 	return tx.Enqueue(ctx,
 		NewOutboxItem(s.ID, s.Conversation, KindDeskLeave, OutboxPayload{Reason: reason}, now),
 		NewOutboxItem(s.ID, s.Conversation, KindBotHandback, OutboxPayload{Reason: reason, Restart: reason == ReasonUserRestarted}, now),

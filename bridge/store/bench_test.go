@@ -80,7 +80,7 @@ func benchClaimComplete(b *testing.B, s *Store, workers int) {
 	for range workers {
 		wg.Go(func() {
 			for done.Load() < int64(b.N) && deadline.Err() == nil {
-				items, err := s.ClaimOutbox(deadline, time.Now(), 50, time.Minute)
+				items, err := s.ClaimOutbox(deadline, bridge.ClaimRequest{Now: time.Now(), Limit: 50, Lease: time.Minute, Owner: "bench"})
 				if err != nil {
 					b.Error(err)
 					return
@@ -90,7 +90,7 @@ func benchClaimComplete(b *testing.B, s *Store, workers int) {
 					continue
 				}
 				for _, it := range items {
-					if err := s.Update(deadline, func(tx bridge.Tx) error { return tx.CompleteOutbox(deadline, it.ID) }); err != nil {
+					if err := s.Update(deadline, func(tx bridge.Tx) error { return tx.CompleteOutbox(deadline, it.ID, it.Claim) }); err != nil {
 						b.Error(err)
 						return
 					}

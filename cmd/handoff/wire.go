@@ -135,8 +135,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	relay := bridge.NewRelay(a.relayStore(ov), bot, desk, user, rec, bridge.RelayConfig{TranscriptTurns: cfg.TranscriptTurns, Observer: a.metrics.relay,
 		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry}, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
-		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff, Lease: cfg.DispatchLease,
-		CallTimeout: cfg.DispatchLease * 2 / 3})
+		MaxAttempts: cfg.DispatchMaxAttempts, FailureBudget: cfg.RelayFailureBudget, BaseBackoff: cfg.DispatchBackoff,
+		Lease: cfg.DispatchLease, CallTimeout: cfg.DispatchLease * 2 / 3})
 	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
@@ -150,7 +150,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	a.loops = append(a.loops, loop{name: "teams-keys", stage: stageJobs, run: inbound.Run})
 
 	a.loops = append(a.loops, loop{name: "dispatcher", stage: stageDispatch,
-		run: func(ctx context.Context) error { disp.Run(ctx); return nil }})
+		run: disp.Run})
 
 	leader, err := bridge.NewLeader(a.store, bridge.LeaderConfig{Holder: leaseHolder(), TTL: cfg.LeaderLease,
 		Logger: log.With("component", "leader")})
