@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -129,7 +130,8 @@ type webhookRequest struct {
 
 // Send posts the user's message to Rasa's REST channel and returns the bot's
 // replies in order (none is a valid answer). Transport failures and 5xx are
-// returned as plain errors (retryable); 4xx (but 408, 409, 429) are Permanent;
+// returned as plain errors (retryable); 429, and 503 with Retry-After, as a
+// *bridge.ThrottledError; other 4xx (but 408, 409) are Permanent;
 // 401/403 match bridge.ErrUnauthorized.
 //
 // Rasa runs the whole prediction loop (custom actions included) before
@@ -293,7 +295,11 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 		return nil, fmt.Errorf("rasa: %s: read response: %w", op, redactErr(err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, statusError(op, resp.StatusCode, data)
+		err := statusError(op, resp.StatusCode, data)
+		if until, ok := throttledUntil(resp.StatusCode, resp.Header.Get("Retry-After"), time.Now()); ok {
+			return nil, &bridge.ThrottledError{Destination: "rasa", Until: until, Err: err}
+		}
+		return nil, err
 	}
 	if len(data) > maxResponseBytes {
 		return nil, fmt.Errorf("rasa: %s: response larger than %d bytes", op, maxResponseBytes)
@@ -370,6 +376,33 @@ func redactURL(s string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// defaultThrottle is how long a 429 without Retry-After makes the bridge wait.
+const defaultThrottle = 5 * time.Second
+
+// throttledUntil reports whether an answer asks the bridge to wait (429, or
+// 503 with Retry-After) and until when. Retry-After is delay-seconds or an
+// HTTP-date (RFC 9110 §10.2.3); an unreadable one, or one more than a day
+// ahead, counts as absent.
+func throttledUntil(status int, retryAfter string, now time.Time) (time.Time, bool) {
+	if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+		return time.Time{}, false
+	}
+	v := strings.TrimSpace(retryAfter)
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil && secs <= 24*3600 {
+		return now.Add(time.Duration(secs) * time.Second), true
+	}
+	if at, err := http.ParseTime(v); err == nil && !at.After(now.Add(24*time.Hour)) {
+		if at.Before(now) {
+			at = now
+		}
+		return at, true
+	}
+	if status == http.StatusTooManyRequests {
+		return now.Add(defaultThrottle), true
+	}
+	return time.Time{}, false // a 503 without a usable Retry-After is an ordinary failure
 }
 
 // statusError turns a non-2xx answer into the error the bridge expects.

@@ -545,7 +545,7 @@ func TestErrors(t *testing.T) {
 		{"404 sanic route on tracker", 404, testdata(t, "sanic_404.json"), "context", check{404, "Requested URL /webhooks/rest/webhook not found", "Not Found", true, false, false}},
 		{"400 bad events", 400, testdata(t, "error_400_events.json"), "handback", check{400, "Failed to validate the events format. For more information about the format visit the docs. Error: 'value' is a required property", "BadRequest", true, false, false}},
 		{"409 no agent loaded is retryable", 409, testdata(t, "error_409.json"), "ping", check{409, "No agent loaded. To continue processing, a model of a trained agent needs to be loaded.", "Conflict", false, false, false}},
-		{"429 is retryable", 429, []byte(`slow down`), "send", check{429, "slow down", "", false, false, false}},
+		{"429 is retryable (throttled)", 429, []byte(`slow down`), "send", check{429, "slow down", "", false, false, false}},
 		{"500 rasa envelope", 500, testdata(t, "error_500.json"), "handback", check{500, "An unexpected error occurred. Error: Connection to tracker store lost", "ConversationError", false, false, false}},
 		{"502 html from a proxy", 502, html, "send", check{502, "<html><body><h1>502 Bad Gateway</h1> </body></html>", "", false, false, false}},
 		{"503 empty body", 503, nil, "context", check{503, "", "", false, false, false}},
@@ -568,6 +568,57 @@ func TestErrors(t *testing.T) {
 			}
 			if se.System != "rasa" || se.Op == "" || strings.Contains(err.Error(), "s3cret-token") {
 				t.Fatalf("error %q", err)
+			}
+		})
+	}
+}
+
+// TestThrottled: 429, and 503 with Retry-After, come back as a
+// *bridge.ThrottledError naming when to try again, wrapping the StatusError.
+func TestThrottled(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		want       time.Duration // -1: not throttled
+	}{
+		{"429 with seconds", 429, "30", 30 * time.Second},
+		{"429 with a date", 429, now.Add(time.Minute).UTC().Format(http.TimeFormat), time.Minute},
+		{"429 without Retry-After", 429, "", defaultThrottle},
+		{"429 with junk", 429, "soon", defaultThrottle},
+		{"503 with seconds", 503, "7", 7 * time.Second},
+		{"503 without Retry-After", 503, "", -1},
+		{"500 with Retry-After", 500, "7", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+			}))
+			t.Cleanup(srv.Close)
+			c := newClient(t, Config{URL: srv.URL})
+			start := time.Now()
+			err := call(c, "send")
+			th, ok := bridge.Throttled(err)
+			if tt.want < 0 {
+				if ok {
+					t.Fatalf("err = %v, want no throttle", err)
+				}
+				return
+			}
+			if !ok || th.Destination != "rasa" || bridge.IsPermanent(err) {
+				t.Fatalf("err = %v, want a rasa ThrottledError", err)
+			}
+			if got := th.Until.Sub(start); got < tt.want-2*time.Second || got > tt.want+2*time.Second {
+				t.Errorf("throttled for %s, want about %s", got, tt.want)
+			}
+			var se *bridge.StatusError
+			if !errors.As(err, &se) || se.Status != tt.status {
+				t.Errorf("err %v does not carry the HTTP %d StatusError", err, tt.status)
 			}
 		})
 	}

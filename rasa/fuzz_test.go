@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -88,6 +89,28 @@ func FuzzParseTracker(f *testing.F) {
 		// The result must be storable as JSON (review records, transcripts).
 		if _, err := json.Marshal(bc); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzThrottledUntil: any Retry-After yields a wait within a day, and a 429
+// is always a throttle.
+func FuzzThrottledUntil(f *testing.F) {
+	for _, s := range []string{"", "0", "30", "-1", "1.5", "86401", "Wed, 21 Oct 2015 07:28:00 GMT", "soon"} {
+		f.Add(429, s)
+		f.Add(503, s)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, status int, h string) {
+		until, ok := throttledUntil(status, h, now)
+		if !ok {
+			if status == 429 {
+				t.Fatalf("429 %q not throttled", h)
+			}
+			return
+		}
+		if until.Before(now) || until.After(now.Add(24*time.Hour+time.Second)) {
+			t.Fatalf("throttledUntil(%d, %q) = %v: outside [now, now+24h]", status, h, until)
 		}
 	})
 }

@@ -198,8 +198,10 @@ func NewClient(cfg ClientConfig, log *slog.Logger) (*Client, error) {
 // token leaves the process), when the message is empty or another 4xx comes
 // back (*bridge.StatusError inside); bridge.ErrUserUnreachable on 403
 // MessageWritesBlocked (and the other "bot blocked/removed" codes);
-// bridge.ErrUnauthorized when the credentials are refused; a plain error when
-// 429/412/5xx or transport failures outlast the retries. If Send fails after
+// bridge.ErrUnauthorized when the credentials are refused; a
+// *bridge.ThrottledError when 429 (or 503 with Retry-After) asks for a wait
+// that outlasts the retries, MaxRetryAfter or ctx's deadline; a plain error
+// when 412/5xx or transport failures outlast the retries. If Send fails after
 // some activities went out, a later Send of the same message to the same
 // conversation resumes after them instead of repeating them.
 func (c *Client) Send(ctx context.Context, ref bridge.ConversationRef, m bridge.UserMessage) (string, error) {
@@ -495,6 +497,7 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 		c.pacer.observe(cp, err == nil && res.status == http.StatusTooManyRequests)
 		var wait time.Duration
 		var lastErr error
+		throttled := false
 		switch {
 		case err != nil:
 			if ctx.Err() != nil || bridge.IsPermanent(err) {
@@ -513,8 +516,8 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 			reauthed = true
 			attempt--
 			continue
-		case res.status == http.StatusTooManyRequests:
-			lastErr = c.statusErr("send activity", res)
+		case res.status == http.StatusTooManyRequests || res.status == http.StatusServiceUnavailable && res.header.Get("Retry-After") != "":
+			lastErr, throttled = c.statusErr("send activity", res), true
 			wait = c.backoff(attempt)
 			if d, ok := retryAfter(res.header.Get("Retry-After"), time.Now()); ok {
 				wait = d
@@ -523,6 +526,12 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 			lastErr, wait = c.statusErr("send activity", res), c.backoff(attempt)
 		default:
 			return "", c.statusErr("send activity", res)
+		}
+		if throttled && c.outlasts(ctx, attempt, wait) {
+			// The connector asked us to wait longer than this call may: hand
+			// the wait to the caller, which reschedules without counting a
+			// failure and backs off every conversation.
+			return "", &bridge.ThrottledError{Destination: "teams", Until: time.Now().Add(wait), Err: lastErr}
 		}
 		if attempt >= c.cfg.MaxRetries {
 			return "", fmt.Errorf("teams: send activity: gave up after %d attempts: %w", attempt+1, lastErr)
@@ -535,6 +544,17 @@ func (c *Client) post(ctx context.Context, cp *convPace, ep string, body []byte)
 			return "", fmt.Errorf("teams: send activity: %w (last error: %w)", err, lastErr)
 		}
 	}
+}
+
+// outlasts reports whether waiting wait before the next attempt is beyond
+// what this call may do: no retries left, longer than MaxRetryAfter, or past
+// ctx's deadline.
+func (c *Client) outlasts(ctx context.Context, attempt int, wait time.Duration) bool {
+	if attempt >= c.cfg.MaxRetries || wait > c.cfg.MaxRetryAfter {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Now().Add(wait).After(dl)
 }
 
 // response is what one HTTP attempt returned.

@@ -458,16 +458,50 @@ func TestClientErrorMapping(t *testing.T) {
 
 var errAny = errors.New("any retryable error")
 
-func TestClientRetryAfterTooLong(t *testing.T) {
-	f := newClientFixture(t, func(c *ClientConfig) { c.MaxRetryAfter = time.Second })
-	f.conn.Fail("a:1", teamstest.Fault{Status: 429, RetryAfter: "120"})
-	start := time.Now()
-	_, err := f.client.Send(context.Background(), f.ref("a:1"), bridge.UserMessage{Text: "hi"})
-	if err == nil || bridge.IsPermanent(err) {
-		t.Fatalf("err = %v, want retryable", err)
+// TestClientThrottled: a 429 (or a 503 with Retry-After) asking for a wait
+// the call cannot make ends Send at once with a *bridge.ThrottledError
+// naming when to try again, so the dispatcher reschedules without counting
+// a failure.
+func TestClientThrottled(t *testing.T) {
+	tests := []struct {
+		name     string
+		fault    teamstest.Fault
+		cfg      func(*ClientConfig)
+		deadline time.Duration // 0: none
+		wantWait time.Duration
+	}{
+		{"429 beyond MaxRetryAfter", teamstest.Fault{Status: 429, RetryAfter: "120"}, func(c *ClientConfig) { c.MaxRetryAfter = time.Second }, 0, 120 * time.Second},
+		{"503 with Retry-After beyond MaxRetryAfter", teamstest.Fault{Status: 503, RetryAfter: "90"}, func(c *ClientConfig) { c.MaxRetryAfter = time.Second }, 0, 90 * time.Second},
+		{"429 beyond the call's deadline", teamstest.Fault{Status: 429, RetryAfter: "30"}, func(*ClientConfig) {}, 5 * time.Second, 30 * time.Second},
+		{"429 storm outlasting the retries", teamstest.Fault{Status: 429, RetryAfter: "0"}, func(c *ClientConfig) { c.MaxRetries = 2 }, 0, 0},
 	}
-	if time.Since(start) > time.Second {
-		t.Fatal("waited for a Retry-After beyond MaxRetryAfter")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newClientFixture(t, tt.cfg)
+			f.conn.Fail("a:1", tt.fault)
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			start := time.Now()
+			_, err := f.client.Send(ctx, f.ref("a:1"), bridge.UserMessage{Text: "hi"})
+			th, ok := bridge.Throttled(err)
+			if !ok || bridge.IsPermanent(err) || th.Destination != "teams" {
+				t.Fatalf("err = %v, want a teams ThrottledError", err)
+			}
+			if got := th.Until.Sub(start); got < tt.wantWait-time.Second || got > tt.wantWait+5*time.Second {
+				t.Errorf("throttled until +%s, want about +%s", got, tt.wantWait)
+			}
+			if time.Since(start) > 4*time.Second {
+				t.Error("waited for a Retry-After the call could not honour")
+			}
+			var se *bridge.StatusError
+			if !errors.As(err, &se) || se.Status != tt.fault.Status {
+				t.Errorf("err %v does not carry the HTTP %d StatusError", err, tt.fault.Status)
+			}
+		})
 	}
 }
 
