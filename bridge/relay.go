@@ -588,6 +588,18 @@ func (r *Relay) shortestTimeout() time.Duration {
 	return min(q, i)
 }
 
+// DeskThrottledUntil returns until when the desk asked the bridge to wait
+// (shared with the dispatcher's desk lanes); zero when it did not.
+func (r *Relay) DeskThrottledUntil(ctx context.Context) (until time.Time, err error) {
+	err = r.store.Update(ctx, func(tx Tx) error { until, err = tx.Throttle(ctx, LaneDesk, r.now()); return err })
+	return until, err
+}
+
+// ThrottleDesk records that the desk asked the bridge to wait until until.
+func (r *Relay) ThrottleDesk(ctx context.Context, until time.Time) error {
+	return r.store.Update(ctx, func(tx Tx) error { return tx.SetThrottle(ctx, LaneDesk, until) })
+}
+
 // PollTarget is one chat the poller looks at.
 type PollTarget struct {
 	Session SessionID

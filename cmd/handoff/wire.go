@@ -220,7 +220,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 		log.Info("agent messages arrive by webhook only", "path", "/webhooks/servicenow")
 		return nil
 	}
-	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Lease: a.leader.Job(jobPoller),
+	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Throttle: relay, Interval: cfg.PollInterval, Lease: a.leader.Job(jobPoller),
 		Logger: log.With("component", "poller")}
 	if cfg.Delivery == "hybrid" {
 		pc.Interval = cfg.ReconcileInterval
