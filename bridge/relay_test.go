@@ -207,16 +207,7 @@ func (h *harness) drain() {
 		if err := h.disp.DrainOnce(ctx); err != nil {
 			h.t.Fatal(err)
 		}
-		var pending int
-		err := h.st.Update(ctx, func(tx bridge.Tx) error {
-			stats, err := tx.OutboxStats(ctx)
-			pending = stats["pending"]
-			return err
-		})
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if pending == 0 {
+		if h.pending() == 0 {
 			return
 		}
 		time.Sleep(2 * time.Millisecond) // an item is waiting out its retry backoff
