@@ -452,8 +452,8 @@ func TestDispatchShutdownReleasesClaims(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		if err == nil {
-			t.Fatal("Run returned nil although a call had to be cut off")
+		if err != nil {
+			t.Fatalf("Run = %v, want nil after an orderly stop", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not stop within its StopTimeout")

@@ -136,7 +136,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry}, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
 		MaxAttempts: cfg.DispatchMaxAttempts, FailureBudget: cfg.RelayFailureBudget, BaseBackoff: cfg.DispatchBackoff,
-		Lease: cfg.DispatchLease, CallTimeout: cfg.DispatchLease * 2 / 3})
+		Lease: cfg.DispatchLease, CallTimeout: cfg.DispatchLease * 2 / 3, StopTimeout: cfg.ShutdownTimeout / 4})
 	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
