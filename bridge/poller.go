@@ -285,7 +285,7 @@ func (p *Poller) runEach(ctx context.Context, targets []PollTarget) error {
 		events, err := p.cfg.Feed.Poll(ctx, t.Chat, t.Cursor)
 		if p.throttledBy(ctx, err) {
 			waiting.Store(true)
-			return nil
+			return err // reported, but not counted as an error
 		}
 		switch {
 		case errors.Is(err, ErrChatClosed):
@@ -319,7 +319,9 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
 	var errs []error
 	res, err := p.pollMany(ctx, cursors)
 	if p.throttledBy(ctx, err) {
-		err = nil // partial results are delivered; the rest waits for the throttle
+		// Partial results are delivered; the rest waits for the throttle.
+		errs = append(errs, err)
+		err = nil
 	}
 	if err != nil {
 		// Partial results are still delivered: the failed chats keep their

@@ -443,8 +443,8 @@ func (m *memThrottle) lift() { m.mu.Lock(); m.until = time.Time{}; m.mu.Unlock()
 
 // TestPollerHonoursThrottle (issue 11.1): when the desk throttles a poll, the
 // rest of the run and later runs make no request until the throttle lifts,
-// the throttle is recorded for the desk lanes, and nothing is reported as an
-// error.
+// the throttle is recorded for the desk lanes, and it is returned but not
+// counted as an error.
 func TestPollerHonoursThrottle(t *testing.T) {
 	for _, mode := range []string{"per-session", "batch"} {
 		t.Run(mode, func(t *testing.T) {
@@ -476,8 +476,10 @@ func TestPollerHonoursThrottle(t *testing.T) {
 				cfg.Feed = feed
 			}
 			p := newPollerForTest(t, cfg)
-			if err := p.PollOnce(t.Context()); err != nil {
-				t.Fatalf("throttled run returned %v, want no error", err)
+			if err := p.PollOnce(t.Context()); err == nil {
+				t.Fatal("throttled run returned nil, want the ThrottledError")
+			} else if _, ok := Throttled(err); !ok {
+				t.Fatalf("throttled run returned %v, want a ThrottledError", err)
 			}
 			if calls != 1 {
 				t.Fatalf("%d requests in the throttled run, want 1 (the rest waits)", calls)
