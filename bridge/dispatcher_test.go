@@ -466,3 +466,21 @@ func TestDispatchShutdownReleasesClaims(t *testing.T) {
 		t.Fatalf("the other replica did not retry the released item at once; agent got %q", got)
 	}
 }
+
+// TestDispatchDeskNoteWhileClosingNotShown: the desk's system note about the
+// bridge leaving ("… left the conversation"), arriving while the session is
+// closing, is kept but not shown: the employee already has the ending notice
+// and is back with the bot.
+func TestDispatchDeskNoteWhileClosingNotShown(t *testing.T) {
+	h := newHarness(t)
+	h.live()
+	h.activity("conv", "/end_chat") // closing; nothing dispatched yet
+	ev := bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: "chat-1", ExternalID: "sys-left", Text: "Handoff Bridge left the conversation", System: true, At: time.Now()}
+	if err := h.relay.AgentEvents(context.Background(), "chat-1", []bridge.AgentEvent{ev}, true); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	if got := h.user.lines("conv"); slices.Contains(got, ev.Text) {
+		t.Fatalf("the desk's note reached the employee after the ending: %q", got)
+	}
+}

@@ -448,6 +448,11 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			}
 			return tx.Session(ctx, s.ID)
 		}
+		if ev.System && s.State == StateClosing {
+			// The desk's own notes about an ending the employee has already
+			// been told about ("… left the conversation"): kept, not shown.
+			return s, nil
+		}
 		if !ev.System {
 			if err := r.join(ctx, tx, &s, ev, now, save); err != nil {
 				return s, err
