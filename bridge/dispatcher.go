@@ -132,8 +132,7 @@ type Dispatcher struct {
 	log   *slog.Logger
 	Stats DispatchStats
 
-	busy  atomic.Int64
-	freed chan struct{} // a worker finished
+	busy atomic.Int64
 
 	// uncommitted holds the consequences of calls that succeeded but whose
 	// commit failed even after retries (the store was unreachable), by outbox
@@ -150,7 +149,7 @@ type commitFunc func(ctx context.Context, tx Tx, now time.Time) error
 // NewDispatcher returns a dispatcher for the relay's outbox.
 func NewDispatcher(r *Relay, cfg DispatchConfig) *Dispatcher {
 	cfg.defaults()
-	return &Dispatcher{relay: r, cfg: cfg, log: r.log, freed: make(chan struct{}, 1), uncommitted: map[int64]commitFunc{}}
+	return &Dispatcher{relay: r, cfg: cfg, log: r.log, uncommitted: map[int64]commitFunc{}}
 }
 
 // Owner returns the owner id this dispatcher claims under.
@@ -183,7 +182,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.relay.kick:
-		case <-d.freed:
 		case <-t.C:
 		}
 		t.Stop()
@@ -237,10 +235,6 @@ func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (int,
 			defer func() {
 				d.busy.Add(-1)
 				wg.Done()
-				select {
-				case d.freed <- struct{}{}:
-				default:
-				}
 			}()
 			d.dispatch(calls, it)
 		}()
