@@ -25,6 +25,9 @@ var (
 	// ErrCardGone: the channel no longer lets the bot update a card it sent
 	// (the activity was deleted or is too old); send a new one instead.
 	ErrCardGone = errors.New("card can no longer be updated")
+	// ErrLeaseLost: an outbox item's claim expired and was taken by another
+	// worker (or released); the stale worker's outcome is refused.
+	ErrLeaseLost = errors.New("outbox claim lost")
 )
 
 // PermanentError marks a failure that retrying will not cure (bad request,

@@ -61,20 +61,20 @@ func (r *Relay) noteToAgent(ctx context.Context, tx Tx, s Session, key, text str
 
 // deskNote posts a bridge note to the agent. A note for a chat that is gone
 // is dropped: it was meant for that chat only.
-func (r *Relay) deskNote(ctx context.Context, it OutboxItem, p OutboxPayload) error {
+func (r *Relay) deskNote(ctx context.Context, it OutboxItem, p OutboxPayload) (commitFunc, error) {
 	s, m, _, err := r.load(ctx, it, p, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !(s.HumanOwned() || s.State == StateClosing) || s.AgentChatID == "" {
 		// While closing the bridge is still in the chat (the leave follows
 		// in this lane), so a note such as "the employee left" goes out.
-		return r.complete(ctx, it, nil)
+		return nil, nil
 	}
 	dm := DeskMessage{Key: fmt.Sprintf("%s/note/%d", s.ID, m.ID), Text: m.Text, Retry: it.Attempts > 1, FirstTry: it.CreatedAt,
 		Confirmed: s.DeskPosts}
 	if err := r.desk.Send(ctx, s.DeskChat(), dm); err != nil {
-		return fmt.Errorf("desk note: %w", err)
+		return nil, fmt.Errorf("desk note: %w", err)
 	}
-	return r.complete(ctx, it, func(tx Tx, now time.Time) error { return deskPosted(ctx, tx, it.SessionID, now) })
+	return func(ctx context.Context, tx Tx, now time.Time) error { return deskPosted(ctx, tx, it.SessionID, now) }, nil
 }

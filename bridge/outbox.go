@@ -57,6 +57,34 @@ type OutboxItem struct {
 	NextAttemptAt time.Time
 	LastError     string
 	CreatedAt     time.Time
+	// Claim is the fencing token of the claim that handed the item out: the
+	// outcome of the item is recorded only while the claim is still its own
+	// (see ClaimRequest).
+	Claim string
+	// FailingSince is when the current run of non-throttle failures began;
+	// zero while the item has not failed (or only was throttled).
+	FailingSince time.Time
+}
+
+// ClaimRequest asks the store for due outbox items.
+type ClaimRequest struct {
+	Now   time.Time
+	Limit int           // at most this many items (the free workers)
+	Lease time.Duration // the items are ours until Now+Lease (extendable)
+	// Owner names the claiming process, so that a restarted process can take
+	// back its own stale claims at once (ReleaseOutboxClaims).
+	Owner string
+}
+
+// OutboxRetry records a failed or throttled attempt.
+type OutboxRetry struct {
+	Next    time.Time // when the item is due again
+	LastErr string
+	// Throttled: the destination asked us to wait. The attempt is not counted
+	// and FailingSince is left alone.
+	Throttled bool
+	// FailingSince is stored when the item had none (the first failure of a run).
+	FailingSince time.Time
 }
 
 // OutboxPayload is the payload of every kind; unused fields are omitted.

@@ -33,11 +33,23 @@ type AgentEventSink interface {
 	AgentEvents(ctx context.Context, chat AgentChatID, events []AgentEvent, fromPoll bool) error
 }
 
-// The relay is the poller's targets and sink. (PollTarget, the chat and
-// cursor of one queued or live session, is declared in relay.go.)
+// DeskThrottle is where the poller learns and records that the desk asked
+// the bridge to wait; shared with the dispatcher's desk lanes (and, through
+// the store, with every replica). Implemented by the relay.
+type DeskThrottle interface {
+	// DeskThrottledUntil returns until when the desk is throttled; zero when
+	// it is not.
+	DeskThrottledUntil(ctx context.Context) (time.Time, error)
+	// ThrottleDesk records that the desk asked us to wait until until.
+	ThrottleDesk(ctx context.Context, until time.Time) error
+}
+
+// The relay is the poller's targets, sink and throttle. (PollTarget, the chat
+// and cursor of one queued or live session, is declared in relay.go.)
 var (
 	_ PollTargets    = (*Relay)(nil)
 	_ AgentEventSink = (*Relay)(nil)
+	_ DeskThrottle   = (*Relay)(nil)
 )
 
 // PollerConfig configures a Poller. Exactly one of Feed and Batch is set.
@@ -48,6 +60,10 @@ type PollerConfig struct {
 	Feed AgentFeed
 	// Batch selects batch mode: one PollMany over all targets per run.
 	Batch BatchAgentFeed
+	// Throttle, when set, makes runs skip while the desk is throttled, and
+	// records a *ThrottledError a poll returns so that the rest of the run,
+	// later runs and the desk's outbox lanes all wait.
+	Throttle DeskThrottle
 
 	// Interval between runs. Default 3 s.
 	Interval time.Duration
@@ -74,6 +90,7 @@ type PollerConfig struct {
 type PollerStats struct {
 	Runs         int64         // runs finished (scheduled and PollOnce)
 	Skipped      int64         // scheduled runs skipped because a PollOnce was still going
+	Throttled    int64         // runs skipped and polls not made because the desk asked us to wait
 	Polled       int64         // chats polled
 	Events       int64         // events handed to the sink and accepted
 	Errors       int64         // failed target listings, polls, batch reads and sink calls
@@ -92,7 +109,7 @@ type Poller struct {
 
 	slot chan struct{} // holds a token while a run is going
 
-	runs, skipped, polled, events, errs atomic.Int64
+	runs, skipped, polled, events, errs, throttled atomic.Int64
 
 	mu           sync.Mutex // guards the last-run fields
 	lastTargets  int
@@ -185,7 +202,7 @@ func (p *Poller) Stats() PollerStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return PollerStats{
-		Runs: p.runs.Load(), Skipped: p.skipped.Load(), Polled: p.polled.Load(), Events: p.events.Load(), Errors: p.errs.Load(),
+		Runs: p.runs.Load(), Skipped: p.skipped.Load(), Throttled: p.throttled.Load(), Polled: p.polled.Load(), Events: p.events.Load(), Errors: p.errs.Load(),
 		LastTargets: p.lastTargets, LastRun: p.lastRun, LastDuration: p.lastDuration,
 	}
 }
@@ -227,6 +244,16 @@ func (p *Poller) scheduled(ctx context.Context) {
 func (p *Poller) run(ctx context.Context) error {
 	start := time.Now()
 	defer func() { p.runs.Add(1) }()
+	if p.cfg.Throttle != nil {
+		until, err := p.cfg.Throttle.DeskThrottledUntil(ctx)
+		if err != nil {
+			p.log.Warn("desk throttle unknown; polling anyway", "error", err)
+		} else if until.After(start) {
+			p.throttled.Add(1)
+			p.log.Debug("poll skipped: the desk asked us to wait", "until", until)
+			return nil
+		}
+	}
 	targets, err := p.cfg.Targets.PollTargets(ctx)
 	if err != nil {
 		p.errs.Add(1)
@@ -248,9 +275,18 @@ func (p *Poller) run(ctx context.Context) error {
 
 // runEach polls every target with its own Poll call.
 func (p *Poller) runEach(ctx context.Context, targets []PollTarget) error {
+	var waiting atomic.Bool // the desk throttled us during this run
 	return p.each(ctx, targets, func(ctx context.Context, t PollTarget) error {
+		if waiting.Load() {
+			p.throttled.Add(1)
+			return nil // polled again in a run after the throttle
+		}
 		p.polled.Add(1)
 		events, err := p.cfg.Feed.Poll(ctx, t.Chat, t.Cursor)
+		if p.throttledBy(ctx, err) {
+			waiting.Store(true)
+			return err // reported, but not counted as an error
+		}
 		switch {
 		case errors.Is(err, ErrChatClosed):
 			// The desk no longer knows the chat: end the session instead of
@@ -282,6 +318,11 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
 	p.polled.Add(int64(len(cursors)))
 	var errs []error
 	res, err := p.pollMany(ctx, cursors)
+	if p.throttledBy(ctx, err) {
+		// Partial results are delivered; the rest waits for the throttle.
+		errs = append(errs, err)
+		err = nil
+	}
 	if err != nil {
 		// Partial results are still delivered: the failed chats keep their
 		// cursors and are fetched again next run.
@@ -299,6 +340,23 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
 		return p.deliver(ctx, t, res[t.Chat])
 	}))
 	return errors.Join(errs...)
+}
+
+// throttledBy reports whether err is the desk asking us to wait, and if so
+// records the throttle so that later runs and the desk lanes wait too.
+func (p *Poller) throttledBy(ctx context.Context, err error) bool {
+	t, ok := Throttled(err)
+	if !ok {
+		return false
+	}
+	p.throttled.Add(1)
+	p.log.Warn("desk throttled polling", "until", t.Until, "error", err)
+	if p.cfg.Throttle != nil {
+		if err := p.cfg.Throttle.ThrottleDesk(ctx, t.Until); err != nil {
+			p.log.Warn("desk throttle not recorded", "error", err)
+		}
+	}
+	return true
 }
 
 // pollMany calls the batch feed, turning a panic into an error.

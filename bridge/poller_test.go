@@ -414,3 +414,99 @@ func TestPollerLogsNoBodies(t *testing.T) {
 		t.Errorf("log:\n%s", out)
 	}
 }
+
+// memThrottle is an in-memory DeskThrottle.
+type memThrottle struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+func (m *memThrottle) DeskThrottledUntil(context.Context) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.until.After(time.Now()) {
+		return m.until, nil
+	}
+	return time.Time{}, nil
+}
+
+func (m *memThrottle) ThrottleDesk(_ context.Context, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if until.After(m.until) {
+		m.until = until
+	}
+	return nil
+}
+
+func (m *memThrottle) lift() { m.mu.Lock(); m.until = time.Time{}; m.mu.Unlock() }
+
+// TestPollerHonoursThrottle (issue 11.1): when the desk throttles a poll, the
+// rest of the run and later runs make no request until the throttle lifts,
+// the throttle is recorded for the desk lanes, and it is returned but not
+// counted as an error.
+func TestPollerHonoursThrottle(t *testing.T) {
+	for _, mode := range []string{"per-session", "batch"} {
+		t.Run(mode, func(t *testing.T) {
+			var (
+				mu        sync.Mutex
+				calls     int
+				throttled = true
+			)
+			answer := func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				if throttled {
+					return &ThrottledError{Destination: "desk", Until: time.Now().Add(time.Hour), Err: errors.New("HTTP 429")}
+				}
+				return nil
+			}
+			feed := pollFeed{
+				poll: func(context.Context, AgentChatID, time.Time) ([]AgentEvent, error) { return nil, answer() },
+				pollMany: func(context.Context, map[AgentChatID]time.Time) (map[AgentChatID][]AgentEvent, error) {
+					return nil, answer()
+				},
+			}
+			th := &memThrottle{}
+			cfg := PollerConfig{Targets: pollTargetsOf("c1", "c2", "c3"), Sink: &pollSink{}, Throttle: th, Concurrency: 1}
+			if mode == "batch" {
+				cfg.Batch = feed
+			} else {
+				cfg.Feed = feed
+			}
+			p := newPollerForTest(t, cfg)
+			if err := p.PollOnce(t.Context()); err == nil {
+				t.Fatal("throttled run returned nil, want the ThrottledError")
+			} else if _, ok := Throttled(err); !ok {
+				t.Fatalf("throttled run returned %v, want a ThrottledError", err)
+			}
+			if calls != 1 {
+				t.Fatalf("%d requests in the throttled run, want 1 (the rest waits)", calls)
+			}
+			if until, _ := th.DeskThrottledUntil(t.Context()); until.IsZero() {
+				t.Fatal("the throttle was not recorded")
+			}
+			if err := p.PollOnce(t.Context()); err != nil || calls != 1 {
+				t.Fatalf("run while throttled: %v, %d requests; want none", err, calls)
+			}
+			mu.Lock()
+			throttled = false
+			mu.Unlock()
+			th.lift()
+			if err := p.PollOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := 4
+			if mode == "batch" {
+				want = 2
+			}
+			if calls != want {
+				t.Fatalf("%d requests after the throttle lifted, want %d", calls, want)
+			}
+			if st := p.Stats(); st.Throttled == 0 || st.Errors != 0 {
+				t.Fatalf("stats %+v: want throttles counted and no errors", st)
+			}
+		})
+	}
+}

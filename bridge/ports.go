@@ -15,20 +15,21 @@ type Store interface {
 	// transaction rolls back and Update returns that error unchanged (so
 	// errors.Is works); a failure to begin or commit is returned wrapped.
 	Update(ctx context.Context, fn func(tx Tx) error) error
-	// ClaimOutbox leases up to limit due outbox items for lease. Only the oldest
-	// pending item of each lane is ever claimable, so items of one lane are
-	// dispatched strictly in order; an item leased by another worker is skipped.
+	// ClaimOutbox leases up to req.Limit due outbox items until
+	// req.Now+req.Lease, each under a fresh claim token (OutboxItem.Claim)
+	// and req.Owner, with Attempts incremented. Only the oldest pending item
+	// of each lane is ever claimable, so items of one lane are dispatched
+	// strictly in order; an item leased by another worker is skipped, and so
+	// is every lane whose kind is throttled (SetThrottle) at req.Now.
 	// Returns an empty slice (not an error) when nothing is due.
-	ClaimOutbox(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]OutboxItem, error)
-	// Reviews streams the review records whose handoff started in [from, to),
-	// oldest first, calling fn once per record without loading all of them. An
-	// error from fn stops the stream and is returned unchanged.
-	Reviews(ctx context.Context, from, to time.Time, fn func(ReviewRecord) error) error
-	// DeleteReviewsBefore deletes review records whose handoff started before t
-	// and returns how many were deleted.
-	DeleteReviewsBefore(ctx context.Context, t time.Time) (int64, error)
-	// Ping checks that the database answers.
-	Ping(ctx context.Context) error
+	ClaimOutbox(ctx context.Context, req ClaimRequest) ([]OutboxItem, error)
+	// ExtendOutbox moves the lease of a claimed item to until (the worker is
+	// still calling out). ErrLeaseLost if the claim is no longer the item's.
+	ExtendOutbox(ctx context.Context, id int64, claim string, until time.Time) error
+	// ReleaseOutboxClaims gives back every pending item claimed by owner, so
+	// that they are due at once, and returns how many. A process calls it
+	// when it starts (its claims from before a crash are stale).
+	ReleaseOutboxClaims(ctx context.Context, owner string) (int, error)
 }
 
 // Tx is the set of operations available inside Store.Update.
@@ -89,13 +90,23 @@ type Tx interface {
 
 	// Enqueue appends items to the outbox (IDs assigned in order of the slice).
 	Enqueue(ctx context.Context, items ...OutboxItem) error
-	// CompleteOutbox marks a dispatched item done; ErrNotFound if absent.
-	CompleteOutbox(ctx context.Context, id int64) error
-	// RetryOutbox records a failed attempt and makes the item due again at next.
-	RetryOutbox(ctx context.Context, id int64, next time.Time, lastErr string) error
+	// CompleteOutbox marks a dispatched item done. ErrNotFound if absent;
+	// ErrLeaseLost if claim is no longer the item's claim (nothing written).
+	CompleteOutbox(ctx context.Context, id int64, claim string) error
+	// RetryOutbox releases the claim and makes the item due again at r.Next;
+	// a throttled retry gives the attempt back. ErrNotFound, ErrLeaseLost as
+	// for CompleteOutbox.
+	RetryOutbox(ctx context.Context, id int64, claim string, r OutboxRetry) error
 	// FailOutbox marks the item dead: it is kept for inspection and no longer
-	// blocks its lane.
-	FailOutbox(ctx context.Context, id int64, lastErr string) error
+	// blocks its lane. ErrNotFound, ErrLeaseLost as for CompleteOutbox.
+	FailOutbox(ctx context.Context, id int64, claim string, lastErr string) error
+	// SetThrottle records that the destination of lane (every lane of that
+	// kind, e.g. LaneDesk) asked us to wait until until. An earlier until
+	// never shortens a later one.
+	SetThrottle(ctx context.Context, lane Lane, until time.Time) error
+	// Throttle returns until when the lane kind is throttled; zero time when
+	// it is not (or no longer).
+	Throttle(ctx context.Context, lane Lane, now time.Time) (time.Time, error)
 	// OutboxStats counts items by status ("pending", "done", "dead").
 	OutboxStats(ctx context.Context) (map[string]int, error)
 

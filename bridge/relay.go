@@ -238,23 +238,29 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 	}
 	switch s.State {
 	case StateBot, StateClosing:
-		if ParseCommand(a.Text) == CommandEndChat {
-			// No live chat to end: the bridge answers, the bot never sees it.
-			return r.sayT(ctx, tx, s, "notinchat:"+a.ID, func(t Texts) string { return t.NotInChat }, now)
-		}
 		// While closing, the bot lane already holds the handback, so the bot
-		// sees this message after it is back in charge.
+		// sees this message after it is back in charge. A command waits in the
+		// same lane: if the bot call ahead of it starts a handoff, it ends
+		// that handoff; otherwise the bridge answers it (botSend).
 		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
 	case StateQueued, StateLive:
-		switch ParseCommand(a.Text) {
-		case CommandEndChat:
-			return r.end(ctx, tx, s, ReasonUserEnded, now)
-		case CommandRestart:
-			return r.end(ctx, tx, s, ReasonUserRestarted, now)
-		}
-		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
+		return r.toHuman(ctx, tx, s, m, now)
 	}
 	return nil
+}
+
+// toHuman routes a stored user message of a queued or live session: a
+// command ends the session, anything else goes to the agent. Every path
+// that hands a user message to the human side goes through here, so a
+// command is never posted to the desk as text.
+func (r *Relay) toHuman(ctx context.Context, tx Tx, s Session, m Message, now time.Time) error {
+	switch ParseCommand(m.Text) {
+	case CommandEndChat:
+		return r.end(ctx, tx, s, ReasonUserEnded, now)
+	case CommandRestart:
+		return r.end(ctx, tx, s, ReasonUserRestarted, now)
+	}
+	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
 }
 
 // say stores a bridge notice under a stable key and queues it for the user.
@@ -282,6 +288,14 @@ func (r *Relay) end(ctx context.Context, tx Tx, s Session, reason CloseReason, n
 	}
 	r.log.InfoContext(ctx, "handoff ending", "session_id", s.ID, "conversation_id", s.Conversation, "reason", reason)
 	if err := r.employeeLeftNote(ctx, tx, s, now); err != nil {
+		return err
+	}
+	// The employee hears at once that the chat ended; only a failed leave
+	// adds a line later (finish).
+	if err := r.endCard(ctx, tx, s, now); err != nil {
+		return err
+	}
+	if err := r.sayEnding(ctx, tx, s, now); err != nil {
 		return err
 	}
 	return tx.Enqueue(ctx,
@@ -405,6 +419,11 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 				return s, err
 			}
 			return tx.Session(ctx, s.ID)
+		}
+		if ev.System && s.State == StateClosing {
+			// The desk's own notes about an ending the employee has already
+			// been told about ("… left the conversation"): kept, not shown.
+			return s, nil
 		}
 		if !ev.System {
 			if err := r.join(ctx, tx, &s, ev, now, save); err != nil {
@@ -547,6 +566,18 @@ func (r *Relay) shortestTimeout() time.Duration {
 		return q
 	}
 	return min(q, i)
+}
+
+// DeskThrottledUntil returns until when the desk asked the bridge to wait
+// (shared with the dispatcher's desk lanes); zero when it did not.
+func (r *Relay) DeskThrottledUntil(ctx context.Context) (until time.Time, err error) {
+	err = r.store.Update(ctx, func(tx Tx) error { until, err = tx.Throttle(ctx, LaneDesk, r.now()); return err })
+	return until, err
+}
+
+// ThrottleDesk records that the desk asked the bridge to wait until until.
+func (r *Relay) ThrottleDesk(ctx context.Context, until time.Time) error {
+	return r.store.Update(ctx, func(tx Tx) error { return tx.SetThrottle(ctx, LaneDesk, until) })
 }
 
 // PollTarget is one chat the poller looks at.

@@ -20,9 +20,15 @@ type fakeBot struct {
 	received  map[bridge.ConversationID][]string
 	handbacks map[bridge.ConversationID][]bridge.Handback
 	failSends int
+	hook      func(ctx context.Context, in bridge.BotInput) error // called first, unlocked
 }
 
-func (b *fakeBot) Send(_ context.Context, in bridge.BotInput) ([]bridge.BotReply, error) {
+func (b *fakeBot) Send(ctx context.Context, in bridge.BotInput) ([]bridge.BotReply, error) {
+	if b.hook != nil {
+		if err := b.hook(ctx, in); err != nil {
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failSends > 0 {
@@ -64,6 +70,8 @@ type fakeDesk struct {
 	failSend  bool
 	failLeave bool
 	failOpen  bool
+	sendHook  func(ctx context.Context, text string) error // called first, unlocked
+	leaveHook func(ctx context.Context) error
 }
 
 func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
@@ -81,7 +89,12 @@ func (d *fakeDesk) Open(_ context.Context, h bridge.Handoff) (bridge.DeskChat, e
 	return bridge.DeskChat{ID: id, Data: "data of " + string(id)}, nil
 }
 
-func (d *fakeDesk) Send(_ context.Context, dc bridge.DeskChat, m bridge.DeskMessage) error {
+func (d *fakeDesk) Send(ctx context.Context, dc bridge.DeskChat, m bridge.DeskMessage) error {
+	if d.sendHook != nil {
+		if err := d.sendHook(ctx, m.Text); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if dc.Data != "data of "+string(dc.ID) {
@@ -95,7 +108,12 @@ func (d *fakeDesk) Send(_ context.Context, dc bridge.DeskChat, m bridge.DeskMess
 	return nil
 }
 
-func (d *fakeDesk) Leave(_ context.Context, dc bridge.DeskChat) error {
+func (d *fakeDesk) Leave(ctx context.Context, dc bridge.DeskChat) error {
+	if d.leaveHook != nil {
+		if err := d.leaveHook(ctx); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if dc.Data != "data of "+string(dc.ID) {
@@ -113,9 +131,15 @@ type fakeUser struct {
 	mu   sync.Mutex
 	got  map[bridge.ConversationID][]string
 	fail error
+	hook func(ctx context.Context, m bridge.UserMessage) error // called first, unlocked
 }
 
-func (u *fakeUser) Send(_ context.Context, ref bridge.ConversationRef, m bridge.UserMessage) (string, error) {
+func (u *fakeUser) Send(ctx context.Context, ref bridge.ConversationRef, m bridge.UserMessage) (string, error) {
+	if u.hook != nil {
+		if err := u.hook(ctx, m); err != nil {
+			return "", err
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.fail != nil {
@@ -183,16 +207,7 @@ func (h *harness) drain() {
 		if err := h.disp.DrainOnce(ctx); err != nil {
 			h.t.Fatal(err)
 		}
-		var pending int
-		err := h.st.Update(ctx, func(tx bridge.Tx) error {
-			stats, err := tx.OutboxStats(ctx)
-			pending = stats["pending"]
-			return err
-		})
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if pending == 0 {
+		if h.pending() == 0 {
 			return
 		}
 		time.Sleep(2 * time.Millisecond) // an item is waiting out its retry backoff
@@ -264,7 +279,7 @@ func TestRelayLifecycle(t *testing.T) {
 		{"desk fails and leave fails", func(h *harness, chat bridge.AgentChatID) {
 			h.desk.failSend, h.desk.failLeave = true, true
 			h.say("conv", "are you there?")
-		}, bridge.ReasonRelayError, texts.LeaveFailed, false},
+		}, bridge.ReasonRelayError, "Summary: ServiceNow chat chat-1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,11 +317,20 @@ func TestRelayLifecycle(t *testing.T) {
 					t.Fatalf("user line %d = %q, want %q (all: %q)", i, got[i], w, got)
 				}
 			}
-			if end := got[len(got)-2]; !strings.Contains(end, tt.wantLine) {
-				t.Fatalf("ending line %q does not contain %q", end, tt.wantLine)
+			// The ending notice and the bot-back notice come at once; a
+			// failed leave adds its line after them.
+			tail := got[len(got)-2:]
+			if h.desk.failLeave {
+				if got[len(got)-1] != texts.LeaveFailed {
+					t.Fatalf("last line %q, want the leave-failed notice", got[len(got)-1])
+				}
+				tail = got[len(got)-3 : len(got)-1]
 			}
-			if got[len(got)-1] != texts.BotBack {
-				t.Fatalf("last line %q, want the bot-back notice", got[len(got)-1])
+			if !strings.Contains(tail[0], tt.wantLine) {
+				t.Fatalf("ending line %q does not contain %q (all: %q)", tail[0], tt.wantLine, got)
+			}
+			if tail[1] != texts.BotBack {
+				t.Fatalf("line after the ending %q, want the bot-back notice", tail[1])
 			}
 			posted := h.desk.posted["chat-1"]
 			if len(posted) < 2 || posted[0] != "my laptop is broken" || posted[1] != "it won't boot" {

@@ -115,41 +115,41 @@ func (r *Relay) queueCard(ctx context.Context, tx Tx, s Session, st cardState, n
 // userCard sends the status card, or updates the one sent before in place;
 // when the channel no longer lets it update that one (deleted, too old) it
 // sends a new card, so nothing is lost.
-func (r *Relay) userCard(ctx context.Context, it OutboxItem, p OutboxPayload) error {
+func (r *Relay) userCard(ctx context.Context, it OutboxItem, p OutboxPayload) (commitFunc, error) {
 	cards, ok := r.user.(UserCards)
 	if !ok || p.Card == nil {
-		return r.complete(ctx, it, nil)
+		return nil, nil
 	}
 	s, err := r.session(ctx, it.SessionID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ref, err := r.ref(ctx, it.Conversation)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if s.StatusCardID != "" {
 		err := cards.UpdateCard(ctx, ref, s.StatusCardID, *p.Card)
 		if err == nil {
-			return r.complete(ctx, it, nil)
+			return nil, nil
 		}
 		if !errors.Is(err, ErrCardGone) {
-			return fmt.Errorf("update status card: %w", err)
+			return nil, fmt.Errorf("update status card: %w", err)
 		}
 		r.log.InfoContext(ctx, "status card can no longer be updated; sending a new one", "session_id", s.ID, "err", err)
 	}
 	id, err := cards.SendCard(ctx, ref, *p.Card)
 	if err != nil {
-		return fmt.Errorf("send status card: %w", err)
+		return nil, fmt.Errorf("send status card: %w", err)
 	}
-	return r.complete(ctx, it, func(tx Tx, now time.Time) error {
+	return func(ctx context.Context, tx Tx, now time.Time) error {
 		s, err := tx.Session(ctx, it.SessionID)
 		if err != nil {
 			return err
 		}
 		s.StatusCardID = id
 		return tx.UpdateSession(ctx, s, s.State)
-	})
+	}, nil
 }
 
 // userEmail returns the employee's e-mail for the agent: the session's, the

@@ -35,6 +35,8 @@ type Texts struct {
 	LeaveFailed string `yaml:"leave_failed" json:"leave_failed"`
 	BotBack     string `yaml:"bot_back" json:"bot_back"`         // the bot owns the conversation again
 	LateMessage string `yaml:"late_message" json:"late_message"` // a message that could not reach the agent because the chat was ending
+	// Delayed is said once per session when a service asked the bridge to wait.
+	Delayed string `yaml:"delayed" json:"delayed"`
 	// The live status card.
 	CardTitle     string `yaml:"card_title" json:"card_title"`
 	CardWaiting   string `yaml:"card_waiting" json:"card_waiting"`       // waiting for an agent
@@ -73,6 +75,7 @@ func DefaultTexts() Texts {
 		LeaveFailed:      "The chat session is closed/could not be located. Please try reconnecting to live agent if you still need help!",
 		BotBack:          "You're back with the virtual assistant. How can I help?",
 		LateMessage:      "Your last message could not reach the agent because the chat was ending.",
+		Delayed:          "Delivery is delayed because a service asked us to slow down. Your messages are kept and will be delivered in order.",
 		CardTitle:        "Live agent chat",
 		CardWaiting:      "Waiting for an agent…",
 		CardPosition:     "You're number %d in the queue.",
@@ -107,6 +110,7 @@ func germanTexts() Texts {
 		LeaveFailed:      "Die Chat-Sitzung ist beendet oder wurde nicht gefunden. Bitte verbinden Sie sich erneut, wenn Sie noch Hilfe brauchen!",
 		BotBack:          "Sie sind wieder beim virtuellen Assistenten. Wie kann ich helfen?",
 		LateMessage:      "Ihre letzte Nachricht hat den Support nicht mehr erreicht, weil der Chat gerade endete.",
+		Delayed:          "Die Zustellung verzögert sich, weil ein Dienst uns gebeten hat, langsamer zu senden. Ihre Nachrichten bleiben erhalten und kommen in der richtigen Reihenfolge an.",
 		CardTitle:        "Live-Chat mit dem Support",
 		CardWaiting:      "Warte auf eine Mitarbeiterin oder einen Mitarbeiter…",
 		CardPosition:     "Sie sind Nummer %d in der Warteschlange.",

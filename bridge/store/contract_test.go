@@ -37,6 +37,9 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxLaneOrder", testOutboxLaneOrder},
 		{"OutboxLeaseAndRetry", testOutboxLeaseAndRetry},
 		{"OutboxMisc", testOutboxMisc},
+		{"OutboxFencing", testOutboxFencing},
+		{"OutboxThrottle", testOutboxThrottle},
+		{"OutboxRelease", testOutboxRelease},
 		{"OutboxConcurrentWorkers", testOutboxConcurrentWorkers},
 		{"OutboxEnqueueSerializesLane", testOutboxEnqueueSerializesLane},
 		{"Reviews", testReviews},
@@ -603,7 +606,7 @@ func item(sess bridge.SessionID, conv bridge.ConversationID, k bridge.OutboxKind
 
 func claimIDs(t *testing.T, s *Store, now time.Time, limit int, lease time.Duration) []int64 {
 	t.Helper()
-	items, err := s.ClaimOutbox(t.Context(), now, limit, lease)
+	items, err := s.ClaimOutbox(t.Context(), bridge.ClaimRequest{Now: now, Limit: limit, Lease: lease, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,11 +620,173 @@ func claimIDs(t *testing.T, s *Store, now time.Time, limit int, lease time.Durat
 	return ids
 }
 
+// claimOf reads the item's current claim token straight from the table; an
+// item nobody claimed gets one written, as a claim would.
+func claimOf(t *testing.T, s *Store, id int64) string {
+	t.Helper()
+	var r outboxRow
+	if err := s.db.Where("id = ?", id).Take(&r).Error; err != nil {
+		t.Fatal(err)
+	}
+	if r.ClaimToken == "" && r.Status == statusPending {
+		r.ClaimToken = fmt.Sprintf("test-claim-%d", id)
+		if err := s.db.Model(&outboxRow{}).Where("id = ?", id).Update("claim_token", r.ClaimToken).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r.ClaimToken
+}
+
+func claim(t *testing.T, s *Store, req bridge.ClaimRequest) []bridge.OutboxItem {
+	t.Helper()
+	items, err := s.ClaimOutbox(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
+
+// testOutboxFencing: a worker whose lease ran out and whose item another
+// worker claimed can neither extend nor record an outcome; the holder can.
+func testOutboxFencing(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base))
+	ids := enqueue(t, s, item("s1", "c1", bridge.KindUserSend, 1))
+	now := base.Add(time.Second)
+	lease := 10 * time.Second
+	first := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 5, Lease: lease, Owner: "a"})
+	if len(first) != 1 {
+		t.Fatalf("first claim = %+v", first)
+	}
+	// A heartbeat keeps the claim past its original lease.
+	if err := s.ExtendOutbox(t.Context(), ids[0], first[0].Claim, now.Add(2*lease)); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "claim after the original lease, extended", claimIDs(t, s, now.Add(lease+time.Second), 5, lease), []int64{})
+	// Without more beats it runs out and another worker takes it.
+	later := now.Add(2*lease + time.Millisecond)
+	second := claim(t, s, bridge.ClaimRequest{Now: later, Limit: 5, Lease: lease, Owner: "b"})
+	if len(second) != 1 || second[0].Claim == first[0].Claim || second[0].Attempts != 2 {
+		t.Fatalf("second claim = %+v, want the item under a new token with Attempts 2", second)
+	}
+	stale := first[0].Claim
+	wantErr(t, "ExtendOutbox(stale)", s.ExtendOutbox(t.Context(), ids[0], stale, later.Add(lease)), bridge.ErrLeaseLost)
+	wantErr(t, "ExtendOutbox(missing)", s.ExtendOutbox(t.Context(), 999_999, stale, later), bridge.ErrNotFound)
+	for name, fn := range map[string]func(ctx context.Context, tx bridge.Tx) error{
+		"CompleteOutbox(stale)": func(ctx context.Context, tx bridge.Tx) error { return tx.CompleteOutbox(ctx, ids[0], stale) },
+		"RetryOutbox(stale)": func(ctx context.Context, tx bridge.Tx) error {
+			return tx.RetryOutbox(ctx, ids[0], stale, bridge.OutboxRetry{Next: later})
+		},
+		"FailOutbox(stale)":    func(ctx context.Context, tx bridge.Tx) error { return tx.FailOutbox(ctx, ids[0], stale, "x") },
+		"CompleteOutbox(\"\")": func(ctx context.Context, tx bridge.Tx) error { return tx.CompleteOutbox(ctx, ids[0], "") },
+	} {
+		err := s.Update(t.Context(), func(tx bridge.Tx) error { return fn(t.Context(), tx) })
+		wantErr(t, name, err, bridge.ErrLeaseLost)
+	}
+	complete(t, s, ids[0])
+	// Done: the holder's token is spent too.
+	err := s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), ids[0], second[0].Claim) })
+	wantErr(t, "CompleteOutbox(twice)", err, bridge.ErrLeaseLost)
+}
+
+// testOutboxThrottle: a throttled retry gives the attempt back; a failure
+// run keeps its first failing time; a throttled lane kind is not claimed in
+// any conversation until the throttle ends, and other kinds are.
+func testOutboxThrottle(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base), session("s2", "c2", base))
+	ids := enqueue(t, s,
+		item("s1", "c1", bridge.KindDeskSend, 1),
+		item("s2", "c2", bridge.KindDeskSend, 2),
+		item("s2", "c2", bridge.KindUserSend, 3),
+	)
+	now := base.Add(time.Second)
+	lease := 10 * time.Second
+	got := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 1, Lease: lease, Owner: "a"})
+	if len(got) != 1 || got[0].ID != ids[0] || got[0].Attempts != 1 || !got[0].FailingSince.IsZero() {
+		t.Fatalf("claim = %+v", got)
+	}
+	until := now.Add(time.Minute)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		if err := tx.RetryOutbox(ctx, ids[0], got[0].Claim, bridge.OutboxRetry{Next: until, LastErr: "429", Throttled: true}); err != nil {
+			return err
+		}
+		if err := tx.SetThrottle(ctx, bridge.LaneDesk, until); err != nil {
+			return err
+		}
+		// An earlier until never shortens the throttle.
+		return tx.SetThrottle(ctx, bridge.LaneDesk, now.Add(time.Second))
+	})
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		u, err := tx.Throttle(ctx, bridge.LaneDesk, now)
+		mustEqual(t, "desk throttle", u, until)
+		if err != nil {
+			return err
+		}
+		u, err = tx.Throttle(ctx, bridge.LaneUser, now)
+		mustEqual(t, "user throttle", u, time.Time{})
+		if err != nil {
+			return err
+		}
+		u, err = tx.Throttle(ctx, bridge.LaneDesk, until)
+		mustEqual(t, "desk throttle once over", u, time.Time{})
+		return err
+	})
+	// c2's desk lane is throttled too (same destination); its user lane is not.
+	mustEqual(t, "claim while desk throttled", claimIDs(t, s, now, 10, lease), []int64{ids[2]})
+	got = claim(t, s, bridge.ClaimRequest{Now: until, Limit: 10, Lease: lease, Owner: "a"})
+	// (the user item's lease ran out meanwhile, so it is claimed again too)
+	if len(got) != 3 || got[0].ID != ids[0] || got[0].Attempts != 1 || got[1].ID != ids[1] {
+		t.Fatalf("claim after the throttle = %+v, want items %d (Attempts 1: the throttled one was given back), %d, %d", got, ids[0], ids[1], ids[2])
+	}
+	// A failure run: the first failure sets FailingSince, later ones keep it.
+	first := until.Add(time.Second)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		return tx.RetryOutbox(ctx, ids[0], got[0].Claim, bridge.OutboxRetry{Next: first, LastErr: "503", FailingSince: first})
+	})
+	again := claim(t, s, bridge.ClaimRequest{Now: first, Limit: 1, Lease: lease, Owner: "a"})
+	if len(again) != 1 || !again[0].FailingSince.Equal(first) || again[0].Attempts != 2 {
+		t.Fatalf("claim after a failure = %+v, want FailingSince %v and Attempts 2", again, first)
+	}
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		return tx.RetryOutbox(ctx, ids[0], again[0].Claim, bridge.OutboxRetry{Next: first, LastErr: "503", FailingSince: first.Add(time.Minute)})
+	})
+	again = claim(t, s, bridge.ClaimRequest{Now: first, Limit: 1, Lease: lease, Owner: "a"})
+	if len(again) != 1 || !again[0].FailingSince.Equal(first) {
+		t.Fatalf("claim after a second failure = %+v, want FailingSince still %v", again, first)
+	}
+}
+
+// testOutboxRelease: a process takes back its own claims at once; another
+// owner's claims stay leased.
+func testOutboxRelease(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base), session("s2", "c2", base))
+	ids := enqueue(t, s, item("s1", "c1", bridge.KindDeskSend, 1), item("s2", "c2", bridge.KindDeskSend, 2))
+	now := base.Add(time.Second)
+	a := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 1, Lease: time.Hour, Owner: "host/1"})
+	b := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 1, Lease: time.Hour, Owner: "host/2"})
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("claims = %+v, %+v", a, b)
+	}
+	n, err := s.ReleaseOutboxClaims(t.Context(), "host/1")
+	if err != nil || n != 1 {
+		t.Fatalf("ReleaseOutboxClaims = %d, %v; want 1", n, err)
+	}
+	mustEqual(t, "claim after release", claimIDs(t, s, now, 10, time.Hour), []int64{ids[0]})
+	err = s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), ids[0], a[0].Claim) })
+	wantErr(t, "CompleteOutbox(released claim)", err, bridge.ErrLeaseLost)
+	if n, err := s.ReleaseOutboxClaims(t.Context(), ""); err != nil || n != 0 {
+		t.Fatalf("ReleaseOutboxClaims(\"\") = %d, %v; want 0", n, err)
+	}
+}
+
 func complete(t *testing.T, s *Store, ids ...int64) {
 	t.Helper()
+	claims := make([]string, len(ids))
+	for i, id := range ids {
+		claims[i] = claimOf(t, s, id)
+	}
 	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
-		for _, id := range ids {
-			if err := tx.CompleteOutbox(ctx, id); err != nil {
+		for i, id := range ids {
+			if err := tx.CompleteOutbox(ctx, id, claims[i]); err != nil {
 				return err
 			}
 		}
@@ -651,8 +816,9 @@ func testOutboxLaneOrder(t *testing.T, s *Store) {
 	mustEqual(t, "claim after c1/desk head done", claimIDs(t, s, now, 10, lease), []int64{ids[2]})
 
 	// A dead item stops blocking its lane.
+	tok := claimOf(t, s, ids[2])
 	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
-		return tx.FailOutbox(ctx, ids[2], "permanent: 400")
+		return tx.FailOutbox(ctx, ids[2], tok, "permanent: 400")
 	})
 	mustEqual(t, "claim after c1/desk second dead", claimIDs(t, s, now, 10, lease), []int64{ids[4]})
 
@@ -672,7 +838,7 @@ func testOutboxLeaseAndRetry(t *testing.T, s *Store) {
 	now := base.Add(time.Second)
 	lease := 10 * time.Second
 
-	items, err := s.ClaimOutbox(t.Context(), now, 10, lease)
+	items, err := s.ClaimOutbox(t.Context(), bridge.ClaimRequest{Now: now, Limit: 10, Lease: lease, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,13 +846,16 @@ func testOutboxLeaseAndRetry(t *testing.T, s *Store) {
 		t.Fatalf("first claim = %+v, want item %d with Attempts 1", items, ids[0])
 	}
 	want := item("s1", "c1", bridge.KindUserSend, 1)
-	want.ID, want.Attempts = ids[0], 1
+	want.ID, want.Attempts, want.Claim = ids[0], 1, items[0].Claim
+	if items[0].Claim == "" {
+		t.Fatal("claimed item has no claim token")
+	}
 	mustEqual(t, "claimed item", items[0], want)
 
 	// The lease holds until it runs out (strictly after now+lease).
 	mustEqual(t, "claim during the lease", claimIDs(t, s, now.Add(5*time.Second), 10, lease), []int64{})
 	mustEqual(t, "claim at the lease's end", claimIDs(t, s, now.Add(lease), 10, lease), []int64{})
-	items, err = s.ClaimOutbox(t.Context(), now.Add(lease+time.Millisecond), 10, lease)
+	items, err = s.ClaimOutbox(t.Context(), bridge.ClaimRequest{Now: now.Add(lease + time.Millisecond), Limit: 10, Lease: lease, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -698,11 +867,12 @@ func testOutboxLeaseAndRetry(t *testing.T, s *Store) {
 	// blocked until then.
 	now = now.Add(lease + time.Millisecond)
 	next := now.Add(time.Minute)
+	tok := claimOf(t, s, ids[0])
 	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
-		return tx.RetryOutbox(ctx, ids[0], next, "teams: send: HTTP 503")
+		return tx.RetryOutbox(ctx, ids[0], tok, bridge.OutboxRetry{Next: next, LastErr: "teams: send: HTTP 503"})
 	})
 	mustEqual(t, "claim before the retry is due", claimIDs(t, s, next.Add(-time.Millisecond), 10, lease), []int64{})
-	items, err = s.ClaimOutbox(t.Context(), next, 10, lease)
+	items, err = s.ClaimOutbox(t.Context(), bridge.ClaimRequest{Now: next, Limit: 10, Lease: lease, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -725,7 +895,7 @@ func testOutboxMisc(t *testing.T, s *Store) {
 	ids := enqueue(t, s, later, noLane)
 	mustEqual(t, "claim before due", claimIDs(t, s, base, 10, time.Minute), []int64{ids[1]})
 	complete(t, s, ids[1])
-	items, err := s.ClaimOutbox(t.Context(), base.Add(time.Hour), 10, time.Minute)
+	items, err := s.ClaimOutbox(t.Context(), bridge.ClaimRequest{Now: base.Add(time.Hour), Limit: 10, Lease: time.Minute, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,9 +911,9 @@ func testOutboxMisc(t *testing.T, s *Store) {
 	}
 
 	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
-		wantErr(t, "CompleteOutbox(missing)", tx.CompleteOutbox(ctx, 999_999), bridge.ErrNotFound)
-		wantErr(t, "RetryOutbox(missing)", tx.RetryOutbox(ctx, 999_999, base, "x"), bridge.ErrNotFound)
-		wantErr(t, "FailOutbox(missing)", tx.FailOutbox(ctx, 999_999, "x"), bridge.ErrNotFound)
+		wantErr(t, "CompleteOutbox(missing)", tx.CompleteOutbox(ctx, 999_999, "x"), bridge.ErrNotFound)
+		wantErr(t, "RetryOutbox(missing)", tx.RetryOutbox(ctx, 999_999, "x", bridge.OutboxRetry{Next: base}), bridge.ErrNotFound)
+		wantErr(t, "FailOutbox(missing)", tx.FailOutbox(ctx, 999_999, "x", "x"), bridge.ErrNotFound)
 		if err := tx.Enqueue(ctx); err != nil {
 			t.Fatalf("Enqueue() = %v", err)
 		}
@@ -801,7 +971,7 @@ func testOutboxConcurrentWorkers(t *testing.T, s *Store) {
 					errs <- fmt.Errorf("worker %d: timed out with %d of %d done", w, done.Load(), len(items))
 					return
 				}
-				got, err := s.ClaimOutbox(ctx, time.Now(), 5, time.Hour)
+				got, err := s.ClaimOutbox(ctx, bridge.ClaimRequest{Now: time.Now(), Limit: 5, Lease: time.Hour, Owner: "test"})
 				if err != nil {
 					errs <- fmt.Errorf("worker %d: claim: %w", w, err)
 					return
@@ -817,7 +987,7 @@ func testOutboxConcurrentWorkers(t *testing.T, s *Store) {
 				mu.Unlock()
 				for _, it := range got {
 					err := s.Update(ctx, func(tx bridge.Tx) error {
-						if err := tx.CompleteOutbox(ctx, it.ID); err != nil {
+						if err := tx.CompleteOutbox(ctx, it.ID, it.Claim); err != nil {
 							return err
 						}
 						// Recorded before commit: the lane's next item cannot
@@ -895,7 +1065,7 @@ func testOutboxEnqueueSerializesLane(t *testing.T, s *Store) {
 	if err := <-secondDone; err != nil {
 		t.Fatal(err)
 	}
-	items, err := s.ClaimOutbox(ctx, base.Add(time.Second), 10, time.Minute)
+	items, err := s.ClaimOutbox(ctx, bridge.ClaimRequest{Now: base.Add(time.Second), Limit: 10, Lease: time.Minute, Owner: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

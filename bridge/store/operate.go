@@ -39,13 +39,13 @@ func (s *Store) OutboxItems(ctx context.Context, dead bool, limit int) ([]Outbox
 }
 
 // RetryDeadOutbox makes the dead item id pending again with a fresh attempt
-// budget, due at now. It fails with bridge.ErrNotFound when id does not exist
+// and failure budget, due at now. It fails with bridge.ErrNotFound when id does not exist
 // and bridge.ErrConflict when it is not dead (pending items retry by
 // themselves; done items must not run twice).
 func (s *Store) RetryDeadOutbox(ctx context.Context, id int64, now time.Time) error {
 	res := s.db.WithContext(ctx).Model(&outboxRow{}).Where("id = ? AND status = ?", id, statusDead).Updates(map[string]any{
-		"status": statusPending, "attempts": 0, "next_attempt_at": toMS(now), "claimed_until": nil,
-		"updated_at": toMS(now),
+		"status": statusPending, "attempts": 0, "failing_since": 0, "next_attempt_at": toMS(now), "claimed_until": nil,
+		"claim_token": "", "updated_at": toMS(now),
 	})
 	if res.Error != nil {
 		return wrap(fmt.Sprintf("retry outbox item %d", id), res.Error)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -71,46 +73,131 @@ func (t *tx) lockLanes(ctx context.Context, rows []outboxRow) error {
 	return nil
 }
 
-// CompleteOutbox marks a dispatched item done; ErrNotFound if absent.
-func (t *tx) CompleteOutbox(ctx context.Context, id int64) error {
-	return t.setOutbox(ctx, id, "complete", map[string]any{
+// CompleteOutbox marks a dispatched item done. ErrNotFound if absent;
+// ErrLeaseLost if claim is not the item's current claim.
+func (t *tx) CompleteOutbox(ctx context.Context, id int64, claim string) error {
+	return t.setOutbox(ctx, id, claim, "complete", map[string]any{
 		"status":        statusDone,
 		"claimed_until": nil,
+		"claim_token":   "",
 		"updated_at":    toMS(t.s.now()),
 	})
 }
 
-// RetryOutbox releases the lease and makes the item due again at next,
-// recording lastErr. The item keeps blocking its lane. ErrNotFound if absent.
-func (t *tx) RetryOutbox(ctx context.Context, id int64, next time.Time, lastErr string) error {
-	return t.setOutbox(ctx, id, "retry", map[string]any{
-		"next_attempt_at": toMS(next),
+// RetryOutbox releases the claim and makes the item due again at r.Next,
+// recording r.LastErr. A throttled retry takes the claim's attempt back and
+// leaves failing_since alone; a failure sets failing_since if it was unset.
+// The item keeps blocking its lane. ErrNotFound, ErrLeaseLost as for
+// CompleteOutbox.
+func (t *tx) RetryOutbox(ctx context.Context, id int64, claim string, r bridge.OutboxRetry) error {
+	cols := map[string]any{
+		"next_attempt_at": toMS(r.Next),
 		"claimed_until":   nil,
-		"last_error":      lastErr,
+		"claim_token":     "",
+		"last_error":      r.LastErr,
 		"updated_at":      toMS(t.s.now()),
-	})
+	}
+	if r.Throttled {
+		cols["attempts"] = gorm.Expr("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+	} else if since := toMS(r.FailingSince); since != 0 {
+		cols["failing_since"] = gorm.Expr("CASE WHEN failing_since = 0 THEN ? ELSE failing_since END", since)
+	}
+	return t.setOutbox(ctx, id, claim, "retry", cols)
 }
 
 // FailOutbox marks the item dead; it is kept for inspection and no longer
-// blocks its lane. ErrNotFound if absent.
-func (t *tx) FailOutbox(ctx context.Context, id int64, lastErr string) error {
-	return t.setOutbox(ctx, id, "fail", map[string]any{
+// blocks its lane. ErrNotFound, ErrLeaseLost as for CompleteOutbox.
+func (t *tx) FailOutbox(ctx context.Context, id int64, claim string, lastErr string) error {
+	return t.setOutbox(ctx, id, claim, "fail", map[string]any{
 		"status":        statusDead,
 		"claimed_until": nil,
+		"claim_token":   "",
 		"last_error":    lastErr,
 		"updated_at":    toMS(t.s.now()),
 	})
 }
 
-func (t *tx) setOutbox(ctx context.Context, id int64, op string, cols map[string]any) error {
-	res := t.q(ctx).Model(&outboxRow{}).Where("id = ?", id).Updates(cols)
+// setOutbox updates the pending item id if claim is still its claim token.
+func (t *tx) setOutbox(ctx context.Context, id int64, claim, op string, cols map[string]any) error {
+	res := t.q(ctx).Model(&outboxRow{}).Where("id = ? AND status = ? AND claim_token = ? AND claim_token <> ''", id, statusPending, claim).Updates(cols)
 	if res.Error != nil {
 		return wrap(fmt.Sprintf("%s outbox item %d", op, id), res.Error)
 	}
-	if res.RowsAffected == 0 {
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	return t.s.outboxMiss(t.q(ctx), id, op)
+}
+
+// outboxMiss explains why a fenced update of item id changed nothing:
+// ErrNotFound if the item does not exist, ErrLeaseLost otherwise.
+func (s *Store) outboxMiss(q *gorm.DB, id int64, op string) error {
+	var n int64
+	if err := q.Model(&outboxRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
+		return wrap(fmt.Sprintf("%s outbox item %d", op, id), err)
+	}
+	if n == 0 {
 		return fmt.Errorf("store: %s outbox item %d: %w", op, id, bridge.ErrNotFound)
 	}
+	return fmt.Errorf("store: %s outbox item %d: %w", op, id, bridge.ErrLeaseLost)
+}
+
+// SetThrottle records that lane's destination is throttled until until,
+// never moving an existing later until back.
+func (t *tx) SetThrottle(ctx context.Context, lane bridge.Lane, until time.Time) error {
+	now := toMS(t.s.now())
+	err := t.q(ctx).Exec(`INSERT INTO outbox_throttles (lane, until_at, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (lane) DO UPDATE SET until_at = CASE WHEN excluded.until_at > outbox_throttles.until_at
+  THEN excluded.until_at ELSE outbox_throttles.until_at END, updated_at = excluded.updated_at`,
+		string(lane), toMS(until), now).Error
+	if err != nil {
+		return wrap(fmt.Sprintf("set throttle of lane %s", lane), err)
+	}
 	return nil
+}
+
+// Throttle returns until when lane is throttled after now; zero otherwise.
+func (t *tx) Throttle(ctx context.Context, lane bridge.Lane, now time.Time) (time.Time, error) {
+	var untils []int64
+	err := t.q(ctx).Raw("SELECT until_at FROM outbox_throttles WHERE lane = ? AND until_at > ?", string(lane), now.UnixMilli()).Scan(&untils).Error
+	if err != nil {
+		return time.Time{}, wrap(fmt.Sprintf("throttle of lane %s", lane), err)
+	}
+	if len(untils) == 0 {
+		return time.Time{}, nil
+	}
+	return fromMS(untils[0]), nil
+}
+
+// ExtendOutbox moves the lease of a claimed item to until. ErrLeaseLost if
+// claim is not the item's claim any more.
+func (s *Store) ExtendOutbox(ctx context.Context, id int64, claim string, until time.Time) error {
+	q := s.db.WithContext(ctx)
+	res := q.Model(&outboxRow{}).Where("id = ? AND status = ? AND claim_token = ? AND claim_token <> ''", id, statusPending, claim).
+		Updates(map[string]any{"claimed_until": toMS(until), "updated_at": toMS(s.now())})
+	if res.Error != nil {
+		return wrap(fmt.Sprintf("extend outbox item %d", id), res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	return s.outboxMiss(q, id, "extend")
+}
+
+// ReleaseOutboxClaims makes every pending item claimed by owner due at once
+// and returns how many it released. Their claim tokens are cleared, so a
+// worker still holding one can no longer record an outcome.
+func (s *Store) ReleaseOutboxClaims(ctx context.Context, owner string) (int, error) {
+	if owner == "" {
+		return 0, nil
+	}
+	res := s.db.WithContext(ctx).Model(&outboxRow{}).
+		Where("claim_owner = ? AND status = ? AND claimed_until IS NOT NULL", owner, statusPending).
+		Updates(map[string]any{"claimed_until": nil, "claim_token": "", "updated_at": toMS(s.now())})
+	if res.Error != nil {
+		return 0, wrap(fmt.Sprintf("release outbox claims of %q", owner), res.Error)
+	}
+	return int(res.RowsAffected), nil
 }
 
 // OutboxStats counts items by status; every status is present, 0 if none.
@@ -171,11 +258,11 @@ func (t *tx) OutboxStats(ctx context.Context) (map[string]int, error) {
 // more per claim with a few thousand pending items. Both statements here read
 // one table, so every plan the planner can pick is linear.
 const (
-	headsSQLPostgres = `SELECT DISTINCT ON (conversation_id, lane) id, next_attempt_at, claimed_until
+	headsSQLPostgres = `SELECT DISTINCT ON (conversation_id, lane) id, lane, next_attempt_at, claimed_until
 FROM outbox WHERE status = 'pending'
 ORDER BY conversation_id, lane, id`
 	// SQLite returns the bare columns of the row holding MIN(id).
-	headsSQLSQLite = `SELECT MIN(id) AS id, next_attempt_at, claimed_until
+	headsSQLSQLite = `SELECT MIN(id) AS id, lane, next_attempt_at, claimed_until
 FROM outbox WHERE status = 'pending'
 GROUP BY conversation_id, lane`
 	lockSQL = `SELECT * FROM outbox
@@ -186,6 +273,7 @@ ORDER BY id`
 
 type laneHead struct {
 	ID             int64  `gorm:"column:id"`
+	Lane           string `gorm:"column:lane"`
 	NextAttemptMS  int64  `gorm:"column:next_attempt_at"`
 	ClaimedUntilMS *int64 `gorm:"column:claimed_until"`
 }
@@ -195,32 +283,39 @@ func (h laneHead) claimable(nowMS int64) bool {
 	return h.NextAttemptMS <= nowMS && (h.ClaimedUntilMS == nil || *h.ClaimedUntilMS < nowMS)
 }
 
-// ClaimOutbox leases up to limit due items until now+lease and returns them
-// with Attempts incremented, oldest first. Only the oldest pending item of a
-// lane is claimable, so a lane is dispatched strictly in order; items leased
-// by another worker are skipped (FOR UPDATE SKIP LOCKED on PostgreSQL; on
-// SQLite the single connection serializes claims). Returns an empty slice
-// when nothing is due. It may return fewer than limit items while others are
-// due, when another worker holds some of the chosen ones.
-func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]bridge.OutboxItem, error) {
-	if limit <= 0 {
+// ClaimOutbox leases up to req.Limit due items until req.Now+req.Lease, each
+// under a fresh claim token and req.Owner, and returns them with Attempts
+// incremented, oldest first. Only the oldest pending item of a lane is
+// claimable, so a lane is dispatched strictly in order; items leased by
+// another worker are skipped (FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite
+// the single connection serializes claims), and so are lanes whose kind is
+// throttled at req.Now. Returns an empty slice when nothing is due. It may
+// return fewer than req.Limit items while others are due, when another
+// worker holds some of the chosen ones.
+func (s *Store) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bridge.OutboxItem, error) {
+	if req.Limit <= 0 {
 		return []bridge.OutboxItem{}, nil
 	}
-	nowMS := now.UnixMilli()
-	until := now.Add(lease).UnixMilli()
+	limit := req.Limit
+	nowMS := req.Now.UnixMilli()
+	until := req.Now.Add(req.Lease).UnixMilli()
 	headsSQL, lock := headsSQLSQLite, ""
 	if s.dialect == DialectPostgres {
 		headsSQL, lock = headsSQLPostgres, "\nFOR UPDATE SKIP LOCKED"
 	}
 	var rows []outboxRow
 	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
+		var throttled []string
+		if err := gtx.Raw("SELECT lane FROM outbox_throttles WHERE until_at > ?", nowMS).Scan(&throttled).Error; err != nil {
+			return err
+		}
 		var heads []laneHead
 		if err := gtx.Raw(headsSQL).Find(&heads).Error; err != nil {
 			return err
 		}
 		ids := make([]int64, 0, min(limit, len(heads)))
 		for _, h := range heads {
-			if h.claimable(nowMS) {
+			if h.claimable(nowMS) && !slices.Contains(throttled, h.Lane) {
 				ids = append(ids, h.ID)
 			}
 		}
@@ -232,18 +327,21 @@ func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, limit int, lease
 		if err := gtx.Raw(lockSQL+lock, ids, nowMS, nowMS).Find(&rows).Error; err != nil {
 			return err
 		}
-		if len(rows) == 0 {
-			return nil
+		for i := range rows {
+			// One UPDATE per row: each claim gets its own token.
+			rows[i].ClaimToken, rows[i].ClaimOwner = newToken(), req.Owner
+			err := gtx.Model(&outboxRow{}).Where("id = ?", rows[i].ID).Updates(map[string]any{
+				"attempts":      gorm.Expr("attempts + 1"),
+				"claimed_until": until,
+				"claim_token":   rows[i].ClaimToken,
+				"claim_owner":   req.Owner,
+				"updated_at":    toMS(s.now()),
+			}).Error
+			if err != nil {
+				return err
+			}
 		}
-		ids = ids[:0]
-		for _, r := range rows {
-			ids = append(ids, r.ID)
-		}
-		return gtx.Model(&outboxRow{}).Where("id IN ?", ids).Updates(map[string]any{
-			"attempts":      gorm.Expr("attempts + 1"),
-			"claimed_until": until,
-			"updated_at":    toMS(s.now()),
-		}).Error
+		return nil
 	})
 	if err != nil {
 		return nil, wrap("claim outbox", err)
@@ -257,4 +355,11 @@ func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, limit int, lease
 		s.logger.DebugContext(ctx, "outbox claimed", slog.Int("count", len(out)), slog.Int64("first_outbox_id", out[0].ID))
 	}
 	return out, nil
+}
+
+// newToken returns a random claim token.
+func newToken() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
 }

@@ -296,6 +296,9 @@ type outboxRow struct {
 	LastError      string `gorm:"column:last_error"`
 	CreatedMS      int64  `gorm:"column:created_at"`
 	UpdatedMS      int64  `gorm:"column:updated_at"`
+	ClaimToken     string `gorm:"column:claim_token"`
+	ClaimOwner     string `gorm:"column:claim_owner"`
+	FailingSinceMS int64  `gorm:"column:failing_since"`
 }
 
 func (outboxRow) TableName() string { return "outbox" }
@@ -331,6 +334,8 @@ func (r outboxRow) domain() bridge.OutboxItem {
 		NextAttemptAt: fromMS(r.NextAttemptMS),
 		LastError:     r.LastError,
 		CreatedAt:     fromMS(r.CreatedMS),
+		Claim:         r.ClaimToken,
+		FailingSince:  fromMS(r.FailingSinceMS),
 	}
 	if r.Payload != "" {
 		it.Payload = json.RawMessage(r.Payload)

@@ -255,7 +255,7 @@ func TestLogsNoValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ClaimOutbox(ctx, time.Now(), 10, time.Minute); err != nil {
+	if _, err := s.ClaimOutbox(ctx, bridge.ClaimRequest{Now: time.Now(), Limit: 10, Lease: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reviews(ctx, time.Time{}, time.Now().Add(time.Hour), func(bridge.ReviewRecord) error { return nil }); err != nil {

@@ -79,6 +79,7 @@ type Config struct {
 	DispatchBackoff     time.Duration
 	DispatchLease       time.Duration
 	LeaderLease         time.Duration
+	RelayFailureBudget  time.Duration
 	SNMaxRetries        int
 	ReviewSalt          string
 	ReviewToken         string
@@ -313,9 +314,10 @@ var settings = []setting{
 	{Name: "HANDOFF_QUEUE_TIMEOUT", Default: "15m", Group: "Relay", Help: "end a handoff no agent accepted within this (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.QueueTimeout }, 0)},
 	{Name: "HANDOFF_IDLE_TIMEOUT", Default: "30m", Group: "Relay", Help: "end a live chat nobody wrote in for this long (0s: never)", set: dur(func(c *Config) *time.Duration { return &c.IdleTimeout }, 0)},
 	{Name: "HANDOFF_DISPATCH_WORKERS", Default: "8", Group: "Relay", Help: "outward calls made in parallel (each conversation stays in order)", set: integer(func(c *Config) *int { return &c.DispatchWorkers }, 1, 256)},
-	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "6", Group: "Relay", Help: "attempts before a failing outward call ends the session", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 1, 100)},
+	{Name: "HANDOFF_DISPATCH_MAX_ATTEMPTS", Default: "0", Group: "Relay", Help: "optional cap on the failed attempts of one outward call (0: none, HANDOFF_RELAY_FAILURE_BUDGET decides; throttled attempts never count)", set: integer(func(c *Config) *int { return &c.DispatchMaxAttempts }, 0, 1000)},
+	{Name: "HANDOFF_RELAY_FAILURE_BUDGET", Default: "10m", Group: "Relay", Help: "how long an outward call may keep failing before it fails for good and, where that breaks the relay, ends the session and tells the employee; time a service asked us to wait (429, Retry-After) never counts", set: dur(func(c *Config) *time.Duration { return &c.RelayFailureBudget }, time.Second)},
 
-	{Name: "HANDOFF_DISPATCH_LEASE", Default: "30s", Group: "Relay", Help: "how long a claimed outward call belongs to one worker; after a crash it is retried once the lease ends (a call may take two thirds of it)", set: dur(func(c *Config) *time.Duration { return &c.DispatchLease }, time.Second)},
+	{Name: "HANDOFF_DISPATCH_LEASE", Default: "30s", Group: "Relay", Help: "how long a claimed outward call belongs to one worker without a heartbeat (a running call extends it every third of it); after a crash another replica retries it once the lease ends, a restarted process at once; a call may take two thirds of it", set: dur(func(c *Config) *time.Duration { return &c.DispatchLease }, time.Second)},
 	{Name: "HANDOFF_LEADER_LEASE", Default: "15s", Group: "Relay", Help: "lease of the jobs that run on one replica (poller, timeout sweeper, weekly review export): renewed every third of it; when the replica holding it dies another takes over within it (at once on a clean shutdown)", set: dur(func(c *Config) *time.Duration { return &c.LeaderLease }, time.Second)},
 	{Name: "HANDOFF_DISPATCH_BACKOFF", Default: "1s", Group: "Relay", Help: "first retry delay of a failed outward call (doubles per attempt, capped at 30s)", set: dur(func(c *Config) *time.Duration { return &c.DispatchBackoff }, time.Millisecond)},
 

@@ -71,11 +71,11 @@ func (s crashStore) Update(ctx context.Context, fn func(tx bridge.Tx) error) err
 	return err
 }
 
-func (s crashStore) ClaimOutbox(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]bridge.OutboxItem, error) {
+func (s crashStore) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bridge.OutboxItem, error) {
 	if s.sw.dead.Load() {
 		return nil, errDead
 	}
-	items, err := s.Store.ClaimOutbox(ctx, now, limit, lease)
+	items, err := s.Store.ClaimOutbox(ctx, req)
 	if err == nil && len(items) > 0 {
 		s.sw.committed()
 	}

@@ -168,6 +168,7 @@ func runSlackConversation(w *world, u teamstest.User, e ending, takeByButton boo
 		t.Errorf("%s: session chat %s, want %s", u.Name, s.AgentChatID, want)
 	}
 	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
+	w.waitUser(u, e.line, wait) // a failed leave adds its line after the ending notices
 	lines := w.userLines(u)
 	if !strings.Contains(strings.Join(lines, "\n"), e.line) {
 		t.Errorf("%s: no ending line %q in %q", u.Name, e.line, lines)

@@ -434,9 +434,12 @@ func runConversation(w *world, u teamstest.User, e ending) {
 	if want := w.agentChatID(group); s.AgentChatID != want {
 		t.Errorf("%s: session chat %s, want %s", u.Name, s.AgentChatID, want)
 	}
+	// The ending notices go out when the session ends; a failed leave adds
+	// its line once leaving gave up.
 	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
+	w.waitUser(u, e.line, wait)
 	if w.desk == "va" {
-		w.checkReceipts(u, group)
+		w.checkReceipts(u, group, wait)
 	}
 	lines := w.userLines(u)
 	joined := strings.Join(lines, "\n")
@@ -555,22 +558,40 @@ func (w *world) waitReceipt(group, id string, wait time.Duration) {
 
 // checkReceipts checks that every agent message (by its ServiceNow id) was
 // reported delivered with UPDATE_MESSAGES sent_to_user, once.
-func (w *world) checkReceipts(u teamstest.User, group string) {
+// checkReceipts waits up to wait for every agent message to be reported
+// delivered, then checks each was reported exactly once. (Receipts travel
+// in the desk lane and may still be on their way when the employee has seen
+// the ending.)
+func (w *world) checkReceipts(u teamstest.User, group string, wait time.Duration) {
 	w.t.Helper()
-	va, _ := w.sn.VAConversation(group)
-	got := map[string]int{}
-	for _, up := range va.Updates {
-		if up.Status == "sent_to_user" {
-			got[up.ID]++
+	deadline := time.Now().Add(wait)
+	for {
+		va, _ := w.sn.VAConversation(group)
+		got := map[string]int{}
+		for _, up := range va.Updates {
+			if up.Status == "sent_to_user" {
+				got[up.ID]++
+			}
 		}
-	}
-	for _, m := range w.sn.Messages(group) {
-		if m.SenderName != agentName || m.System() {
-			continue
+		var bad []string
+		for _, m := range w.sn.Messages(group) {
+			if m.SenderName != agentName || m.System() {
+				continue
+			}
+			if got[m.SysID] != 1 {
+				bad = append(bad, fmt.Sprintf("agent message %q reported delivered %d times, want 1 (updates %v)", m.Text, got[m.SysID], va.Updates))
+			}
 		}
-		if got[m.SysID] != 1 {
-			w.t.Errorf("%s: agent message %q reported delivered %d times, want 1 (updates %v)", u.Name, m.Text, got[m.SysID], va.Updates)
+		if len(bad) == 0 {
+			return
 		}
+		if time.Now().After(deadline) {
+			for _, b := range bad {
+				w.t.Errorf("%s: %s", u.Name, b)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -55,8 +55,18 @@ func seedOutbox(t *testing.T, dbURL string) int64 {
 		t.Fatalf("pending before failing one: %d, %v", len(pending), err)
 	}
 	dead := pending[0].ID // the newest: desk.leave
+	claimed, err := st.ClaimOutbox(ctx, bridge.ClaimRequest{Now: time.Now(), Limit: 10, Lease: time.Minute, Owner: "operate-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := ""
+	for _, it := range claimed {
+		if it.ID == dead {
+			claim = it.Claim
+		}
+	}
 	if err := st.Update(ctx, func(tx bridge.Tx) error {
-		return tx.FailOutbox(ctx, dead, "servicenow: leave: HTTP 500\nInternal error")
+		return tx.FailOutbox(ctx, dead, claim, "servicenow: leave: HTTP 500\nInternal error")
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -136,8 +136,8 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 		QueueTimeout: cfg.QueueTimeout, IdleTimeout: cfg.IdleTimeout, CSAT: bridge.CSATConfig{Expiry: cfg.CSATExpiry},
 		Texts: cfg.Texts.English, Locales: cfg.Texts.Locales, Logger: log.With("component", "relay")})
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
-		MaxAttempts: cfg.DispatchMaxAttempts, BaseBackoff: cfg.DispatchBackoff, Lease: cfg.DispatchLease,
-		CallTimeout: cfg.DispatchLease * 2 / 3})
+		MaxAttempts: cfg.DispatchMaxAttempts, FailureBudget: cfg.RelayFailureBudget, BaseBackoff: cfg.DispatchBackoff,
+		Lease: cfg.DispatchLease, CallTimeout: cfg.DispatchLease * 2 / 3, StopTimeout: cfg.ShutdownTimeout / 4})
 	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
@@ -151,7 +151,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	a.loops = append(a.loops, loop{name: "teams-keys", stage: stageJobs, run: inbound.Run})
 
 	a.loops = append(a.loops, loop{name: "dispatcher", stage: stageDispatch,
-		run: func(ctx context.Context) error { disp.Run(ctx); return nil }})
+		run: disp.Run})
 
 	leader, err := bridge.NewLeader(a.store, bridge.LeaderConfig{Holder: leaseHolder(), TTL: cfg.LeaderLease,
 		Logger: log.With("component", "leader")})
@@ -221,7 +221,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 		log.Info("agent messages arrive by webhook only", "path", "/webhooks/servicenow")
 		return nil
 	}
-	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Interval: cfg.PollInterval, Lease: a.leader.Job(jobPoller),
+	pc := bridge.PollerConfig{Targets: relay, Sink: relay, Throttle: relay, Interval: cfg.PollInterval, Lease: a.leader.Job(jobPoller),
 		Logger: log.With("component", "poller")}
 	if cfg.Delivery == "hybrid" {
 		pc.Interval = cfg.ReconcileInterval

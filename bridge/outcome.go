@@ -1,0 +1,163 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// This file records the outcome of a dispatched outbox item: done (with its
+// consequences), throttled, retried after a failure, or failed for good. Every
+// record is fenced by the item's claim token and written in a fresh context
+// bounded by CommitTimeout, never with the call's own (possibly expired)
+// context.
+
+// commitTries is how often an outcome is written before giving up; the tries
+// are spaced by commitPause, doubled each time.
+const (
+	commitTries = 4
+	commitPause = 100 * time.Millisecond
+)
+
+// commit runs fn in one transaction in a fresh context, trying again when the
+// store fails (a dropped connection, a restarted database). It stops at once
+// on ErrLeaseLost or ErrNotFound: retrying cannot change those.
+func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
+	var err error
+	pause := commitPause
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
+		err = d.relay.store.Update(ctx, func(tx Tx) error { return fn(ctx, tx, d.relay.now()) })
+		cancel()
+		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) || try == commitTries {
+			break
+		}
+		d.log.WarnContext(parent, "outbox outcome not committed; trying again", "try", try, "err", err)
+		time.Sleep(pause)
+		pause *= 2
+	}
+	if err == nil {
+		d.relay.wake()
+	}
+	return err
+}
+
+// succeeded commits the item as done together with then. When only the
+// commit fails (the call itself succeeded), the consequences are kept in
+// memory so that this process never calls out again for the item; see the
+// README's "nothing lost, nothing twice".
+func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commitFunc, log *slog.Logger) {
+	err := d.commit(parent, func(ctx context.Context, tx Tx, now time.Time) error {
+		if then != nil {
+			if err := then(ctx, tx, now); err != nil {
+				return err
+			}
+		}
+		return tx.CompleteOutbox(ctx, it.ID, it.Claim)
+	})
+	switch {
+	case err == nil:
+		d.Stats.add(&d.Stats.Delivered, it.Kind)
+		log.DebugContext(parent, "outbox item done")
+	case errors.Is(err, ErrLeaseLost):
+		log.WarnContext(parent, "outbox item done, but its claim was taken over; the new holder may repeat the call", "err", err)
+	default:
+		d.keepUncommitted(it.ID, then)
+		log.ErrorContext(parent, "outbox item done but not recorded; it is recorded without calling again when its lease ends", "err", err)
+	}
+}
+
+// failure records a failed call: a throttle reschedules without spending an
+// attempt and backs off the whole destination; any other failure is retried
+// after a backoff until the failure budget is spent, then the item fails for
+// good.
+func (d *Dispatcher) failure(parent context.Context, it OutboxItem, cause error, log *slog.Logger) {
+	now := d.relay.now()
+	if t, ok := Throttled(cause); ok && !IsPermanent(cause) {
+		d.throttled(parent, it, t, now, log)
+		return
+	}
+	since := it.FailingSince
+	if since.IsZero() {
+		since = now
+	}
+	final := IsPermanent(cause) || now.Sub(since) >= d.cfg.FailureBudget ||
+		(d.cfg.MaxAttempts > 0 && it.Attempts >= d.cfg.MaxAttempts)
+	if parent.Err() != nil {
+		// Shutdown cut the call off: release the item for an immediate retry
+		// (counted as an attempt, since the call may have reached the peer).
+		final = false
+	}
+	if !final {
+		next := now.Add(d.backoff(it.Attempts))
+		if parent.Err() != nil {
+			next = now
+		}
+		log.WarnContext(parent, "outbox item failed, will retry", "err", cause, "failing_for", now.Sub(since), "next", next)
+		d.Stats.add(&d.Stats.Retried, it.Kind)
+		err := d.commit(parent, func(ctx context.Context, tx Tx, _ time.Time) error {
+			return tx.RetryOutbox(ctx, it.ID, it.Claim, OutboxRetry{Next: next, LastErr: truncate(cause.Error(), 1000), FailingSince: since})
+		})
+		if err != nil {
+			log.ErrorContext(parent, "outbox retry not recorded; the item is retried when its lease ends", "err", err)
+		}
+		return
+	}
+	log.ErrorContext(parent, "outbox item failed for good", "err", cause, "failing_for", now.Sub(since))
+	d.Stats.add(&d.Stats.Failed, it.Kind)
+	if err := d.commit(parent, d.relay.failed(parent, it, cause)); err != nil {
+		log.ErrorContext(parent, "recording the failure failed; the item is retried when its lease ends", "err", err)
+	}
+}
+
+// throttled reschedules the item for when the destination said, gives the
+// attempt back, backs off every lane of the same kind until then (shared
+// through the store, so other workers and replicas honour it), and tells the
+// employee once per session that delivery is delayed.
+func (d *Dispatcher) throttled(parent context.Context, it OutboxItem, t *ThrottledError, now time.Time, log *slog.Logger) {
+	until := t.Until
+	if !until.After(now) {
+		until = now.Add(d.cfg.BaseBackoff)
+	}
+	log.WarnContext(parent, "destination throttled us; the lane waits without spending an attempt", "destination", t.Destination, "until", until, "err", t.Err)
+	d.Stats.add(&d.Stats.Throttled, it.Kind)
+	err := d.commit(parent, func(ctx context.Context, tx Tx, now time.Time) error {
+		err := tx.RetryOutbox(ctx, it.ID, it.Claim, OutboxRetry{Next: until, LastErr: truncate(t.Error(), 1000), Throttled: true})
+		if err != nil {
+			return err
+		}
+		if err := tx.SetThrottle(ctx, it.Lane, until); err != nil {
+			return err
+		}
+		if it.Lane == LaneUser {
+			return nil // the notice would wait behind the same throttle
+		}
+		s, err := tx.Session(ctx, it.SessionID)
+		if err != nil || s.State == StateClosing || s.State == StateClosed {
+			return err // nobody waits for a closing session's calls
+		}
+		return d.relay.sayT(ctx, tx, s, "delayed:"+string(s.ID), func(t Texts) string { return t.Delayed }, now)
+	})
+	if err != nil {
+		log.ErrorContext(parent, "throttle not recorded; the item is retried when its lease ends", "err", err)
+	}
+}
+
+// backoff is the retry delay after attempt n: BaseBackoff doubled per
+// attempt, capped at MaxBackoff, with jitter in [b/2, b].
+func (d *Dispatcher) backoff(n int) time.Duration {
+	b := d.cfg.BaseBackoff << min(max(n-1, 0), 20)
+	if b > d.cfg.MaxBackoff || b <= 0 {
+		b = d.cfg.MaxBackoff
+	}
+	return b/2 + rand.N(b/2+1)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
