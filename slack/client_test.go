@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +19,14 @@ import (
 // records the requests.
 func apiServer(t testing.TB, status int, header map[string]string, body []byte) (*httptest.Server, *[]*http.Request) {
 	t.Helper()
-	var reqs []*http.Request
+	var (
+		mu   sync.Mutex // requests may arrive concurrently
+		reqs []*http.Request
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		reqs = append(reqs, r)
+		mu.Unlock()
 		for k, v := range header {
 			w.Header().Set(k, v)
 		}
