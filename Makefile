@@ -35,9 +35,14 @@ staticcheck: $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 tidy-check:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
+# Packages run one at a time (-p 1): on a 2-core machine the end-to-end
+# suites of cmd/handoff (three replicas, crash loops, browsers) share the
+# CPU with no other package's tests. Under the full parallel load
+# TestThreeReplicasOnPostgres has failed (an employee never got the desk's
+# greeting within 90 s), which is open in the issue notes.
 race:
 	@$(GO) build -o $(TOOLS)/testreport ./.ci/testreport
-	@set -o pipefail; $(GO) test -race -count=1 -timeout 25m -json ./... | $(TOOLS)/testreport
+	@set -o pipefail; $(GO) test -race -count=1 -p 1 -timeout 25m -json ./... | $(TOOLS)/testreport
 
 # A static binary (no libc needed) with the version, commit and build date
 # that `handoff version` prints.
