@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,25 +89,10 @@ func runDeliveryScenario(b *testing.B, env map[string]string, sessions int, d ti
 	sn := snowtest.New(snowtest.Options{})
 	defer sn.Close()
 
-	vars := map[string]string{
-		"HANDOFF_ADDR":                        "127.0.0.1:0",
-		"HANDOFF_DATABASE_URL":                "sqlite:" + filepath.Join(b.TempDir(), "bench.db"),
-		"HANDOFF_TEAMS_APP_ID":                e2eAppID,
-		"HANDOFF_TEAMS_APP_PASSWORD":          e2eSecret,
-		"HANDOFF_TEAMS_TENANT_ID":             e2eTenant,
-		"HANDOFF_TEAMS_TOKEN_URL":             issuer.TokenURL("{tenant}"),
-		"HANDOFF_TEAMS_OPENID_METADATA_URL":   issuer.MetadataURL(),
-		"HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS": "127.0.0.1",
-		"HANDOFF_RASA_URL":                    bot.URL(),
-		"HANDOFF_RASA_TOKEN":                  "rasa-token",
-		"HANDOFF_SERVICENOW_URL":              sn.URL(),
-		"HANDOFF_SERVICENOW_USER":             snowtest.DefaultUser,
-		"HANDOFF_SERVICENOW_PASSWORD":         snowtest.DefaultPassword,
-		"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
-		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
-		"HANDOFF_REVIEW_SALT":                 "bench-salt",
-		"HANDOFF_REVIEW_DIR":                  b.TempDir(),
-	}
+	vars := benchServeEnv(b, issuer, bot.URL(), sn.URL(), map[string]string{
+		"HANDOFF_ADDR":         "127.0.0.1:0",
+		"HANDOFF_DATABASE_URL": "sqlite:" + filepath.Join(b.TempDir(), "bench.db"),
+	})
 	for k, v := range env {
 		vars[k] = v
 	}
@@ -235,4 +221,30 @@ func waitFor(b testing.TB, timeout time.Duration, ok func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// benchServeEnv is the environment of a `handoff serve` wired to the fakes
+// (issuer, Rasa at rasaURL, ServiceNow at snURL), plus extra; the delivery,
+// relay and scale benchmarks share it.
+func benchServeEnv(b *testing.B, issuer *teamstest.Issuer, rasaURL, snURL string, extra map[string]string) map[string]string {
+	b.Helper()
+	vars := map[string]string{
+		"HANDOFF_TEAMS_APP_ID":                e2eAppID,
+		"HANDOFF_TEAMS_APP_PASSWORD":          e2eSecret,
+		"HANDOFF_TEAMS_TENANT_ID":             e2eTenant,
+		"HANDOFF_TEAMS_TOKEN_URL":             issuer.TokenURL("{tenant}"),
+		"HANDOFF_TEAMS_OPENID_METADATA_URL":   issuer.MetadataURL(),
+		"HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS": "127.0.0.1",
+		"HANDOFF_RASA_URL":                    rasaURL,
+		"HANDOFF_RASA_TOKEN":                  "rasa-token",
+		"HANDOFF_SERVICENOW_URL":              snURL,
+		"HANDOFF_SERVICENOW_USER":             snowtest.DefaultUser,
+		"HANDOFF_SERVICENOW_PASSWORD":         snowtest.DefaultPassword,
+		"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
+		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
+		"HANDOFF_REVIEW_SALT":                 "bench-salt",
+		"HANDOFF_REVIEW_DIR":                  b.TempDir(),
+	}
+	maps.Copy(vars, extra)
+	return vars
 }

@@ -138,28 +138,13 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 		if db == "postgres" {
 			dburl = benchSchemaIn(b, os.Getenv("HANDOFF_TEST_DATABASE_URL"))
 		}
-		proc, base = startBenchProcess(b, map[string]string{
-			"HANDOFF_TEST_AS_MAIN":                "1",
-			"HANDOFF_ADDR":                        "127.0.0.1:0",
-			"HANDOFF_DATABASE_URL":                dburl,
-			"HANDOFF_TEAMS_APP_ID":                e2eAppID,
-			"HANDOFF_TEAMS_APP_PASSWORD":          e2eSecret,
-			"HANDOFF_TEAMS_TENANT_ID":             e2eTenant,
-			"HANDOFF_TEAMS_TOKEN_URL":             issuer.TokenURL("{tenant}"),
-			"HANDOFF_TEAMS_OPENID_METADATA_URL":   issuer.MetadataURL(),
-			"HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS": "127.0.0.1",
-			"HANDOFF_RASA_URL":                    bot.URL(),
-			"HANDOFF_RASA_TOKEN":                  "rasa-token",
-			"HANDOFF_SERVICENOW_URL":              sn.URL(),
-			"HANDOFF_SERVICENOW_USER":             snowtest.DefaultUser,
-			"HANDOFF_SERVICENOW_PASSWORD":         snowtest.DefaultPassword,
-			"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
-			"HANDOFF_DELIVERY":                    "webhook",
-			"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
-			"HANDOFF_REVIEW_SALT":                 "bench-salt",
-			"HANDOFF_REVIEW_DIR":                  b.TempDir(),
-			"HANDOFF_LOG_LEVEL":                   "info",
-		}, "serve")
+		proc, base = startBenchProcess(b, benchServeEnv(b, issuer, bot.URL(), sn.URL(), map[string]string{
+			"HANDOFF_TEST_AS_MAIN": "1",
+			"HANDOFF_ADDR":         "127.0.0.1:0",
+			"HANDOFF_DATABASE_URL": dburl,
+			"HANDOFF_DELIVERY":     "webhook",
+			"HANDOFF_LOG_LEVEL":    "info",
+		}), "serve")
 		for i, c := range chats {
 			c.ch = &teamstest.Channel{Issuer: issuer, AppID: e2eAppID, ServiceURL: conn.ServiceURL(),
 				BotURL: base + "/api/messages", TenantID: tenants[i%len(tenants)]}

@@ -182,30 +182,15 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 	}
 	_ = st.Close()
 
-	vars := map[string]string{
-		"HANDOFF_TEST_AS_MAIN":                "1",
-		"HANDOFF_ADDR":                        "127.0.0.1:0",
-		"HANDOFF_DATABASE_URL":                dbURL,
-		"HANDOFF_TEAMS_APP_ID":                e2eAppID,
-		"HANDOFF_TEAMS_APP_PASSWORD":          e2eSecret,
-		"HANDOFF_TEAMS_TENANT_ID":             e2eTenant,
-		"HANDOFF_TEAMS_TOKEN_URL":             issuer.TokenURL("{tenant}"),
-		"HANDOFF_TEAMS_OPENID_METADATA_URL":   issuer.MetadataURL(),
-		"HANDOFF_TEAMS_ALLOWED_SERVICE_HOSTS": "127.0.0.1",
-		"HANDOFF_RASA_URL":                    bot.URL(),
-		"HANDOFF_RASA_TOKEN":                  "rasa-token",
-		"HANDOFF_SERVICENOW_URL":              sn.URL(),
-		"HANDOFF_SERVICENOW_USER":             snowtest.DefaultUser,
-		"HANDOFF_SERVICENOW_PASSWORD":         snowtest.DefaultPassword,
-		"HANDOFF_SERVICENOW_QUEUE":            snowtest.DefaultQueue,
-		"HANDOFF_WEBHOOK_SECRET":              e2eWebhookSecret,
-		"HANDOFF_REVIEW_SALT":                 "bench-salt",
-		"HANDOFF_REVIEW_DIR":                  b.TempDir(),
-		"HANDOFF_LOG_LEVEL":                   "info",
+	vars := benchServeEnv(b, issuer, bot.URL(), sn.URL(), map[string]string{
+		"HANDOFF_TEST_AS_MAIN": "1",
+		"HANDOFF_ADDR":         "127.0.0.1:0",
+		"HANDOFF_DATABASE_URL": dbURL,
+		"HANDOFF_LOG_LEVEL":    "info",
 		// Idle means idle: the benchmark runs far shorter than these.
 		"HANDOFF_IDLE_TIMEOUT":  "24h",
 		"HANDOFF_QUEUE_TIMEOUT": "24h",
-	}
+	})
 	for k, v := range env {
 		vars[k] = v
 	}
