@@ -313,7 +313,7 @@ func TestDispatchHangingDesk(t *testing.T) {
 				t.Fatalf("closed as %s, want relay_error", s.CloseReason)
 			}
 			eventually(t, "the employee to be told", func() bool {
-				return strings.Contains(strings.Join(h.user.lines("conv"), "\n"), "Summary: ServiceNow chat chat-1")
+				return strings.Contains(strings.Join(h.user.lines("conv"), "\n"), "Summary: support chat chat-1")
 			})
 			if tt.maxAttempts > 0 && int(calls.Load()) != tt.maxAttempts {
 				t.Fatalf("desk called %d times, want exactly MaxAttempts %d", calls.Load(), tt.maxAttempts)

@@ -275,11 +275,11 @@ func TestRelayLifecycle(t *testing.T) {
 		{"desk fails mid-chat", func(h *harness, chat bridge.AgentChatID) {
 			h.desk.failSend = true
 			h.say("conv", "are you there?")
-		}, bridge.ReasonRelayError, "Summary: ServiceNow chat chat-1", false},
+		}, bridge.ReasonRelayError, "Summary: support chat chat-1", false},
 		{"desk fails and leave fails", func(h *harness, chat bridge.AgentChatID) {
 			h.desk.failSend, h.desk.failLeave = true, true
 			h.say("conv", "are you there?")
-		}, bridge.ReasonRelayError, "Summary: ServiceNow chat chat-1", false},
+		}, bridge.ReasonRelayError, "Summary: support chat chat-1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -370,7 +370,7 @@ func lifecycleEndings(desk string) []ending {
 		{name: "user restarts", reason: bridge.ReasonUserRestarted, line: tx.UserRestart, restart: true, act: func(w *world, u teamstest.User, group string) {
 			w.say(u, " /Restart ")
 		}},
-		{name: "servicenow fails mid-chat", reason: bridge.ReasonRelayError, line: "Summary: ServiceNow chat " + "", act: func(w *world, u teamstest.User, group string) {
+		{name: "servicenow fails mid-chat", reason: bridge.ReasonRelayError, line: "Summary: support chat " + "", act: func(w *world, u teamstest.User, group string) {
 			failSends(w, group)
 			w.say(u, "are you still there?")
 		}},
