@@ -362,14 +362,6 @@ type UserDirectory interface {
 	UserEmail(ctx context.Context, ref ConversationRef) (string, error)
 }
 
-// Attachment is a file passed between the employee and the agent, as a link.
-type Attachment struct {
-	Name        string `json:"name,omitempty"`
-	ContentType string `json:"content_type,omitempty"`
-	URL         string `json:"url"`
-	Size        int64  `json:"size,omitempty"` // bytes; 0 when unknown
-}
-
 // UserChannel is the employee's side. Implemented by teams.Client.
 type UserChannel interface {
 	// Send delivers m and returns the new activity id ("" when the channel

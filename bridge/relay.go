@@ -403,8 +403,9 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 		if at.IsZero() {
 			at = now
 		}
+		files, unusable := usableFiles(ev.Attachments)
 		m := Message{SessionID: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID, Author: ev.Author,
-			Text: ev.Text, System: ev.System, Attachments: ev.Attachments, SentAt: at, CreatedAt: now}
+			Text: ev.Text, System: ev.System, Attachments: files, SentAt: at, CreatedAt: now}
 		inserted, err := tx.InsertMessage(ctx, &m)
 		if err != nil || !inserted {
 			return s, err
@@ -435,12 +436,42 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 				return s, err
 			}
 		}
-		if !m.Deliverable() {
-			return s, nil // e.g. an attachment-only desk row: kept, nothing to show
+		if m.Deliverable() { // an empty desk row is kept, with nothing to show
+			if err := tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now)); err != nil {
+				return s, err
+			}
 		}
-		return s, tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now))
+		return s, r.unusableFiles(ctx, tx, s, m, unusable, now)
 	}
 	return s, nil
+}
+
+// usableFiles splits an agent's files into those whose links can be shown
+// to the employee and those that cannot (Attachment.LinkProblem).
+func usableFiles(all []Attachment) (ok, unusable []Attachment) {
+	for _, a := range all {
+		if a.LinkProblem() == "" {
+			ok = append(ok, a)
+		} else {
+			unusable = append(unusable, a)
+		}
+	}
+	return ok, unusable
+}
+
+// unusableFiles tells the employee, after the agent's message, about each
+// file of it whose link cannot be shown: a notice instead of a send Teams
+// would refuse for good (which would end the chat as a relay error).
+func (r *Relay) unusableFiles(ctx context.Context, tx Tx, s Session, m Message, files []Attachment, now time.Time) error {
+	for i, a := range files {
+		r.log.WarnContext(ctx, "agent file not passed on", "session_id", s.ID, "message_id", m.ID, "reason", a.LinkProblem())
+		label := a.Label()
+		err := r.sayT(ctx, tx, s, fmt.Sprintf("agentfile:%s/%d", m.ExternalID, i), func(t Texts) string { return fmt.Sprintf(t.AgentFileFailed, label) }, now)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // join moves a queued session live (the agent's first message or accept).

@@ -49,6 +49,9 @@ type Texts struct {
 	// AttachmentFailed: a file the employee sent could not be passed on (%s:
 	// its name).
 	AttachmentFailed string `yaml:"attachment_failed" json:"attachment_failed"`
+	// AgentFileFailed: a file the agent sent has no link the employee can
+	// open (%s: its name); the rest of the agent's message still arrives.
+	AgentFileFailed string `yaml:"agent_file_failed" json:"agent_file_failed"`
 	// EmployeeLeft is posted to the agent's chat when the bridge leaves it for
 	// any reason but the agent's own close.
 	EmployeeLeft string `yaml:"employee_left" json:"employee_left"`
@@ -85,6 +88,7 @@ func DefaultTexts() Texts {
 		CardEnded:        "Chat ended",
 		CardEndButton:    "End chat",
 		AttachmentFailed: "Your file %s could not be passed on to the agent. Please describe it in a message or share a link.",
+		AgentFileFailed:  "The agent sent the file %s, but it cannot be shown here. Please ask the agent to share it another way.",
 		EmployeeLeft:     "The employee left the chat.",
 	}
 }
@@ -120,6 +124,7 @@ func germanTexts() Texts {
 		CardEnded:        "Chat beendet",
 		CardEndButton:    "Chat beenden",
 		AttachmentFailed: "Ihre Datei %s konnte nicht weitergegeben werden. Bitte beschreiben Sie sie oder teilen Sie einen Link.",
+		AgentFileFailed:  "Der Agent hat die Datei %s gesendet, sie kann hier aber nicht angezeigt werden. Bitten Sie den Agenten, sie auf anderem Weg zu teilen.",
 		EmployeeLeft:     "Der Mitarbeiter hat den Chat verlassen.",
 	}
 }

@@ -149,9 +149,14 @@ func buttonCard(buttons []bridge.Button) schema.Attachment {
 // its type and size. The link opens in the browser; Teams needs no extra
 // permission for it.
 func attachmentCard(a bridge.Attachment) (schema.Attachment, error) {
+	// The relay only passes on files whose link passes LinkProblem (and
+	// tells the employee about the others), so this refusal is a last guard.
+	if p := a.LinkProblem(); p != "" {
+		return schema.Attachment{}, bridge.Permanent(fmt.Errorf("teams: attachment %q: %s", a.Label(), p))
+	}
 	u, err := url.Parse(a.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return schema.Attachment{}, bridge.Permanent(fmt.Errorf("teams: attachment URL %q is not an http(s) URL", a.URL))
+	if err != nil {
+		return schema.Attachment{}, bridge.Permanent(fmt.Errorf("teams: attachment %q: %w", a.Label(), err))
 	}
 	name := strings.TrimSpace(a.Name)
 	if name == "" {
