@@ -35,17 +35,27 @@ type ruleRequest struct {
 // returns the requests they sent.
 func runRules(t *testing.T, node, macCharset string, props map[string]string, runs []map[string]any, now time.Time, liveMessages ...map[string]string) []ruleRequest {
 	t.Helper()
+	return runRulesWith(t, node, macCharset, props, runs, now, map[string]any{"live_message": liveMessages})
+}
+
+// runRulesWith is runRules with more tables (by name, rows of fields).
+func runRulesWith(t *testing.T, node, macCharset string, props map[string]string, runs []map[string]any, now time.Time, tables map[string]any) []ruleRequest {
+	t.Helper()
 	dir, err := filepath.Abs("businessrule")
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := map[string]any{"chat_queue_entry": []map[string]string{
+		{"group": whGroup, "opened_by.user_name": snowtest.DefaultUser},
+	}}
+	for k, v := range tables {
+		all[k] = v
+	}
 	scenario, _ := json.Marshal(map[string]any{
 		"dir": dir, "includes": []string{"HandoffWebhook.js"}, "props": props, "now_ms": now.UnixMilli(),
 		"mac_charset": macCharset,
-		"tables": map[string]any{"chat_queue_entry": []map[string]string{
-			{"group": whGroup, "opened_by.user_name": snowtest.DefaultUser},
-		}, "live_message": liveMessages},
-		"runs": runs,
+		"tables":      all,
+		"runs":        runs,
 	})
 	cmd := exec.Command(node, "testdata/businessrule_harness.js")
 	cmd.Stdin = bytes.NewReader(scenario)

@@ -341,6 +341,9 @@ func (c *Client) Poll(ctx context.Context, chat bridge.AgentChatID, since time.T
 		}
 		return nil, err
 	}
+	if err := c.attachFiles(ctx, "poll chat", map[bridge.AgentChatID][]message{chat: msgs}); err != nil {
+		return nil, err
+	}
 	if c.cfg.LastMessageHint {
 		c.hints.update(chat, msgs, entry.State.Closed())
 	}

@@ -75,6 +75,9 @@ func (c classifier) events(chat bridge.AgentChatID, msgs []message, entry *Queue
 			System:     strings.EqualFold(m.CreatedBy, "system"),
 			Echo:       c.bridgeUser != "" && strings.EqualFold(m.CreatedBy, c.bridgeUser),
 		}
+		if !ev.Echo && !ev.System {
+			ev.Attachments = m.files
+		}
 		if !ev.Echo && !ev.System && !joined {
 			out = append(out, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: author, At: m.At})
 			joined = true

@@ -184,8 +184,7 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		}
 	}
 	for chat, since := range cursors {
-		msgs := byChat[chat]
-		if sameSecond(msgs) {
+		if sameSecond(byChat[chat]) {
 			// The Table API has no order inside a second (sys_id only keeps
 			// pages stable): read this chat's messages with their ms
 			// timestamps instead, one request more.
@@ -193,8 +192,14 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 			if err != nil {
 				return err
 			}
-			msgs = exact
+			byChat[chat] = exact
 		}
+	}
+	if err := c.attachFiles(ctx, "poll chats", byChat); err != nil {
+		return err
+	}
+	for chat, since := range cursors {
+		msgs := byChat[chat]
 		var entry *QueueEntry
 		if e, ok := entries[string(chat)]; ok {
 			entry = &e

@@ -189,7 +189,11 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 		}}
 	if d := cfg.Desk; d != nil {
 		h.seq.fetch = func(ctx context.Context, chat bridge.AgentChatID, since time.Time) ([]message, error) {
-			return d.messagesSince(ctx, "targeted poll", chat, since)
+			msgs, err := d.messagesSince(ctx, "targeted poll", chat, since)
+			if err != nil {
+				return nil, err
+			}
+			return msgs, d.attachFiles(ctx, "targeted poll", map[bridge.AgentChatID][]message{chat: msgs})
 		}
 	}
 	return h, nil
@@ -406,6 +410,8 @@ type webhookPayload struct {
 	// Previous is the pointer to the chat's previous message(s); see
 	// businessrule/live_message_webhook.js. Absent or null: an older rule.
 	Previous json.RawMessage `json:"previous"`
+	// Attachments are the message's files (see parseFileList).
+	Attachments json.RawMessage `json:"attachments"`
 	// Queue-entry state events (businessrule/chat_queue_entry_webhook.js).
 	Table      field `json:"table"`
 	State      field `json:"state"`
@@ -503,6 +509,11 @@ func parseWebhookMessage(raw []byte) (message, error) {
 	if err := parsePrevious(p.Previous, &m); err != nil {
 		return message{}, err
 	}
+	files, known, err := parseFileList(p.Attachments)
+	if err != nil {
+		return message{}, err
+	}
+	m.files, m.filesKnown = files, known
 	if ms, ok := parseMillis(p.Timestamp.Value); ok && ms > 0 {
 		m.At, m.Millis = time.UnixMilli(ms).UTC(), true
 		return m, nil

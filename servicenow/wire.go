@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/handoffhq/handoff/bridge"
 )
 
 // This file holds the JSON wire types of the Connect Support and Table APIs and
@@ -226,6 +228,11 @@ type message struct {
 	// (older rules).
 	prev    string
 	hasPrev bool
+	// files are the agent's files of the message; filesKnown says whether
+	// they are known (from the payload or the Attachment API) or still to be
+	// read (see attachFiles).
+	files      []bridge.Attachment
+	filesKnown bool
 }
 
 // wireMessage is the Connect message object, with the fields the bridge reads.
@@ -239,6 +246,10 @@ type wireMessage struct {
 	Timestamp        field `json:"timestamp"`
 	Message          field `json:"message"`
 	FormattedMessage field `json:"formatted_message"`
+	// Attachments is only a hint: an empty list means no files; anything
+	// else (absent, or listing files in a shape that is not documented)
+	// means the Attachment API is asked.
+	Attachments json.RawMessage `json:"attachments"`
 }
 
 // parseMessage reads one Connect message object.
@@ -261,6 +272,10 @@ func (w wireMessage) message() (message, error) {
 	}
 	if m.Text == "" {
 		m.Text = w.FormattedMessage.Value
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(w.Attachments, &list) == nil && list != nil && len(list) == 0 {
+		m.filesKnown = true // "attachments":[]
 	}
 	if m.SenderName == "" && w.Profile.Display != w.Profile.Value {
 		m.SenderName = w.Profile.Display
@@ -297,6 +312,9 @@ func (m message) wire() wireMessage {
 	if m.Millis {
 		ms := strconv.FormatInt(m.At.UnixMilli(), 10)
 		w.Timestamp = field{ms, ms}
+	}
+	if m.filesKnown && len(m.files) == 0 {
+		w.Attachments = json.RawMessage("[]")
 	}
 	return w
 }

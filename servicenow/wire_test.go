@@ -2,6 +2,7 @@ package servicenow
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func TestParseMessage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})
@@ -201,7 +202,7 @@ func FuzzParseMessage(f *testing.F) {
 		if err != nil {
 			t.Fatalf("round trip of %+v (%s): %v", m, b, err)
 		}
-		if m2 != m {
+		if !reflect.DeepEqual(m2, m) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v\nwire %s", m2, m, b)
 		}
 		if _, _, err := parseMessages(json.RawMessage("[" + string(b) + "]")); err != nil {

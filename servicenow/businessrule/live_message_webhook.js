@@ -37,7 +37,8 @@
  * Event:
  *   {"table":"live_message","sys_id":…,"group":…,"message":…,"created_by":…,
  *    "sender_name":…,"profile":…,"sys_created_on":"YYYY-MM-DD HH:MM:SS","timestamp":<ms>,
- *    "previous":[<sys_id>…]}
+ *    "previous":[<sys_id>…],
+ *    "attachments":[{"sys_id","file_name","content_type","size_bytes","download_link"}…]}
  *
  * The live_message columns (sys_id, group, message, profile, sys_created_on,
  * sys_created_by) are those seen in public integrations; the table is not a
@@ -83,6 +84,26 @@
         newest = on;
         previous.push(prior.getUniqueValue());
     }
+    // The message's files: sys_attachment records on this row, in the
+    // Attachment API's shape; the link is the instance's Attachment API URL
+    // of the file (it opens for whoever may read the attachment). Files the
+    // platform attaches after this insert are not seen here.
+    var attachments = [];
+    var base = gs.getProperty('glide.servlet.uri', '');
+    var file = new GlideRecord('sys_attachment');
+    file.addQuery('table_name', 'live_message');
+    file.addQuery('table_sys_id', sysID);
+    file.setLimit(20);
+    file.query();
+    while (file.next()) {
+        attachments.push({
+            sys_id: file.getUniqueValue(),
+            file_name: file.getValue('file_name') || '',
+            content_type: file.getValue('content_type') || '',
+            size_bytes: file.getValue('size_bytes') || '',
+            download_link: base + 'api/now/attachment/' + file.getUniqueValue() + '/file'
+        });
+    }
     hook.send({
         table: 'live_message',
         sys_id: sysID,
@@ -95,6 +116,7 @@
         // Milliseconds since the epoch, now: right after the insert, so this
         // orders the chat's messages even within one second.
         timestamp: new GlideDateTime().getNumericValue(),
-        previous: previous
+        previous: previous,
+        attachments: attachments
     });
 })(current, previous);

@@ -69,6 +69,7 @@ type Message struct {
 	SenderName string // display name
 	Text       string
 	At         time.Time // ms precision
+	Files      []File    // the agent's files (SayFiles)
 	seq        int
 }
 
@@ -131,6 +132,12 @@ func (in *Instance) snapshot(c *chat) Chat {
 
 // addMessage appends a message by user to c. Callers hold in.mu.
 func (in *Instance) addMessage(c *chat, user, text string) *Message {
+	return in.addMessageFiles(c, user, text, nil)
+}
+
+// addMessageFiles appends a message with files by user to c. Callers hold
+// in.mu.
+func (in *Instance) addMessageFiles(c *chat, user, text string, files []File) *Message {
 	at := in.now().UTC().Truncate(time.Millisecond)
 	m := &Message{
 		SysID:      newSysID(),
@@ -140,6 +147,7 @@ func (in *Instance) addMessage(c *chat, user, text string) *Message {
 		SenderName: in.displayName(user),
 		Text:       text,
 		At:         at,
+		Files:      files,
 		seq:        len(in.messages),
 	}
 	c.msgs = append(c.msgs, m)

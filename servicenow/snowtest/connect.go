@@ -82,8 +82,16 @@ func (in *Instance) entryJSON(c *chat) map[string]any {
 	}
 }
 
-// messageJSON renders a message as the Connect API does.
+// messageJSON renders a message as the Connect API does. Its
+// "attachments" list is [] without files; with files it lists their
+// sys_ids (ServiceNow's UI reads the field, its item shape is not
+// documented: the bridge only takes a non-empty list as "ask the Attachment
+// API").
 func messageJSON(m *Message) map[string]any {
+	files := []any{}
+	for _, f := range m.Files {
+		files = append(files, map[string]any{"sys_id": f.SysID})
+	}
 	return map[string]any{
 		"sys_id":            m.SysID,
 		"group":             m.Group,
@@ -96,7 +104,7 @@ func messageJSON(m *Message) map[string]any {
 		"formatted_message": m.Text,
 		"reflected_field":   "",
 		"links":             []any{},
-		"attachments":       []any{},
+		"attachments":       files,
 		"mentions":          []any{},
 	}
 }

@@ -105,6 +105,8 @@ func (in *Instance) routes() *http.ServeMux {
 	api("POST /api/now/connect/conversations/{group}/messages", in.connect(in.asAgent(in.handlePost, in.handleAgentPost)))
 	in.agentRoutes(api) // agentapi.go
 	api("GET /api/now/table/{table}", in.handleTable)
+	api("GET /api/now/attachment", in.handleAttachments)                  // attachments.go
+	api("GET /api/now/attachment/{sys_id}/file", in.handleAttachmentFile) // attachments.go
 	api("/api/now/", func(w http.ResponseWriter, r *http.Request, _ string) {
 		writeError(w, http.StatusBadRequest, "Requested URI does not represent any resource", "")
 	})

@@ -395,9 +395,10 @@ func (o *outbound) send(d *delivery) Delivery {
 
 // webhookPayload renders m as the Business Rule sends it, with prev as its
 // "previous" pointer.
-func webhookPayload(m *Message, prev []string) []byte {
+func webhookPayload(m *Message, prev []string, files []any) []byte {
 	return ruleJSON(map[string]any{
 		"previous":       prev,
+		"attachments":    files,
 		"table":          "live_message",
 		"sys_id":         m.SysID,
 		"group":          m.Group,
@@ -459,7 +460,7 @@ func (in *Instance) messageAdded(c *chat, m *Message) {
 		return
 	}
 	opts := *rule
-	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m, previous(c, m, rule.SkipCreatedBy)), timeout: opts.Timeout,
+	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m, previous(c, m, rule.SkipCreatedBy), in.filesJSON(m)), timeout: opts.Timeout,
 		header: http.Header{}}
 	d.sign = opts.sign
 	in.out.enqueue(d)
