@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -136,6 +137,24 @@ func (c *Client) LeaveWithOutcome(ctx context.Context, chat bridge.DeskChat, rea
 		return err
 	}
 	return nil
+}
+
+// parent reads the parent message of chat's thread (the first message
+// conversations.replies returns).
+func (c *Client) parent(ctx context.Context, chat bridge.AgentChatID) (message, error) {
+	ch, ts, err := SplitChatID(chat)
+	if err != nil {
+		return message{}, err
+	}
+	var out listAnswer
+	v := url.Values{"channel": {ch}, "ts": {ts}, "limit": {"1"}}
+	if err := c.call(ctx, "conversations.replies", v, &out); err != nil {
+		return message{}, err
+	}
+	if len(out.Messages) == 0 || out.Messages[0].TS != ts {
+		return message{}, fmt.Errorf("%w: slack: parent message %s not found in %s", bridge.ErrChatClosed, ts, ch)
+	}
+	return out.Messages[0], nil
 }
 
 // markTaken updates the parent message after an agent took the handoff: the

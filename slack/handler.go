@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -51,7 +53,9 @@ type Handler struct {
 	order  *orderer
 	log    *slog.Logger
 	now    func() time.Time
-	// afterTake runs after a Take was stored and answered (tests wait on it).
+	taken  takenSet
+	// afterTake runs after the parent was updated for a take (button or
+	// first reply), once the request was answered (tests wait on it).
 	afterTake func()
 }
 
@@ -164,9 +168,7 @@ func (h *Handler) ServeEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body is not an Events API JSON object: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	ctx := r.Context()
-	switch env.Type {
-	case "url_verification":
+	if env.Type == "url_verification" {
 		if env.Challenge == "" {
 			http.Error(w, "url_verification without a challenge", http.StatusBadRequest)
 			return
@@ -174,24 +176,124 @@ func (h *Handler) ServeEvents(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"challenge": env.Challenge})
 		return
+	}
+	ctx := r.Context()
+	h.log.DebugContext(ctx, "slack event", "event_id", env.EventID, "retry", r.Header.Get(HeaderRetryNum), "retry_reason", r.Header.Get(HeaderRetryCause))
+	res := h.event(ctx, env)
+	if res.err != nil {
+		http.Error(w, res.err.Error(), res.status)
+		return
+	}
+	w.WriteHeader(res.status)
+	h.finish(ctx, w, res)
+}
+
+// received is what storing one Events API callback or interactivity payload
+// came to: the status to answer (200 once stored or ignored), the error of a
+// malformed one (400), and the work to do after answering: updating the
+// parent message after the handoff was taken.
+type received struct {
+	status int
+	err    error
+	after  func(ctx context.Context)
+}
+
+// finish runs res.after once the answer is flushed, bounded and inside the
+// request (so shutdown waits for it), detached from Slack's cancellation.
+func (h *Handler) finish(ctx context.Context, w http.ResponseWriter, res received) {
+	if res.after == nil {
+		return
+	}
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	h.runAfter(ctx, res)
+}
+
+func (h *Handler) runAfter(ctx context.Context, res received) {
+	if res.after == nil {
+		return
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	res.after(uctx)
+	if h.afterTake != nil {
+		h.afterTake()
+	}
+}
+
+// event stores an Events API callback (the same for an HTTP request and a
+// Socket Mode envelope).
+func (h *Handler) event(ctx context.Context, env envelope) received {
+	switch env.Type {
 	case "app_rate_limited":
 		h.log.WarnContext(ctx, "slack stopped sending events for a minute: the app exceeded 30,000 events per hour")
-		w.WriteHeader(http.StatusOK)
-		return
+		return received{status: http.StatusOK}
 	case "event_callback":
 	default:
-		w.WriteHeader(http.StatusOK)
-		return
+		return received{status: http.StatusOK}
 	}
 	chat, evs, err := h.convert(ctx, env)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return received{status: http.StatusBadRequest, err: err}
 	}
 	if len(evs) == 0 {
-		w.WriteHeader(http.StatusOK)
-		return
+		return received{status: http.StatusOK}
 	}
-	h.log.DebugContext(ctx, "slack event", "event_id", env.EventID, "chat_id", chat, "retry", r.Header.Get(HeaderRetryNum), "retry_reason", r.Header.Get(HeaderRetryCause))
-	w.WriteHeader(h.store(ctx, chat, evs))
+	res := received{status: h.store(ctx, chat, evs)}
+	if res.status != http.StatusOK {
+		return res
+	}
+	for _, ev := range evs {
+		if ev.System && strings.HasPrefix(ev.ExternalID, "joined:") && h.taken.first(chat) {
+			// A first reply takes the handoff like the Take button: the
+			// parent message is updated the same way.
+			name := ev.Author
+			res.after = func(ctx context.Context) { h.markTakenByReply(ctx, chat, name) }
+		}
+	}
+	return res
+}
+
+// markTakenByReply updates the parent message after an agent took the
+// handoff by replying first. The parent is read first: a parent already
+// taken (by the button) or ended is left alone.
+func (h *Handler) markTakenByReply(ctx context.Context, chat bridge.AgentChatID, name string) {
+	parent, err := h.desk.parent(ctx, chat)
+	if err == nil {
+		err = h.desk.markTaken(ctx, chat, parent.Blocks, name)
+	}
+	if err != nil {
+		h.taken.forget(chat) // the next reply tries again
+		h.log.WarnContext(ctx, "the parent message still shows Take; the handoff is taken anyway", "chat_id", chat, "err", err)
+	}
+}
+
+// takenSet remembers, per process, the threads whose parent was already
+// updated after a reply took them, so only a thread's first reply costs a
+// read of the parent. Bounded: when full it starts over, which costs one
+// more read per thread, never a wrong update (markTaken checks the parent).
+type takenSet struct {
+	mu    sync.Mutex
+	chats map[bridge.AgentChatID]struct{}
+}
+
+// first reports whether chat is new to the set, and adds it.
+func (s *takenSet) first(chat bridge.AgentChatID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.chats[chat]; ok {
+		return false
+	}
+	if s.chats == nil || len(s.chats) >= 10000 {
+		s.chats = map[bridge.AgentChatID]struct{}{}
+	}
+	s.chats[chat] = struct{}{}
+	return true
+}
+
+func (s *takenSet) forget(chat bridge.AgentChatID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.chats, chat)
 }

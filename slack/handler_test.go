@@ -344,3 +344,85 @@ func fmtBlocks(bs []block) string {
 	b, _ := json.Marshal(bs)
 	return string(b)
 }
+
+// A first reply takes the handoff like the Take button, so it updates the
+// parent message the same way: the parent is read once, Take goes, the
+// status names the agent. Later replies (and a retried first reply) read
+// nothing more; a parent that no longer offers Take is left alone.
+func TestFirstReplyUpdatesParent(t *testing.T) {
+	now := time.Unix(1712345695, 0)
+	var inter struct {
+		Message message `json:"message"`
+	}
+	if err := json.Unmarshal(example(t, "interactive_block_actions.json"), &inter); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		parent  message
+		updates int
+	}{
+		{"parent offers Take", inter.Message, 1},
+		{"parent already taken by the button", message{TS: inter.Message.TS, Blocks: withStatus(inter.Message.Blocks, "*Taken by Ann.*", actionClose)}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var (
+				mu      sync.Mutex
+				calls   = map[string]int{}
+				updated updateMessage
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls[strings.TrimPrefix(r.URL.Path, "/")]++
+				switch r.URL.Path {
+				case "/users.info":
+					_, _ = w.Write(example(t, "api_users_info.json"))
+				case "/conversations.replies":
+					_ = r.ParseForm()
+					if r.Form.Get("ts") != c.parent.TS {
+						t.Errorf("replies of %q, want the parent %s", r.Form.Get("ts"), c.parent.TS)
+					}
+					_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": []message{c.parent}, "has_more": false})
+				case "/chat.update":
+					_ = json.NewDecoder(r.Body).Decode(&updated)
+					_, _ = w.Write(example(t, "api_chat_update.json"))
+				}
+			}))
+			defer srv.Close()
+			sink := &recordingSink{}
+			h, err := NewHandler(HandlerConfig{SigningSecret: testSecret, OrderWindow: -1, Now: func() time.Time { return now }}, testClient(t, srv.URL, now), sink, sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{}, 4)
+			h.afterTake = func() { done <- struct{}{} }
+			reply := example(t, "event_message_reply.json")
+			second := bytes.ReplaceAll(bytes.ReplaceAll(reply, []byte("1712345690.000200"), []byte("1712345691.000300")), []byte("Ev0MSGREPLY1"), []byte("Ev0MSGREPLY2"))
+			for i, body := range [][]byte{reply, reply, second} {
+				if w := serve(h.ServeEvents, signed(t, "/webhooks/slack", body, now.Unix(), testSecret)); w.Code != 200 {
+					t.Fatalf("reply %d: %d %s", i, w.Code, w.Body)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the first reply never led to a look at the parent")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls["conversations.replies"] != 1 || calls["chat.update"] != c.updates {
+				t.Fatalf("Web API calls %v, want the parent read once and %d update(s)", calls, c.updates)
+			}
+			if c.updates == 1 {
+				blocks := fmtBlocks(updated.Blocks)
+				if updated.TS != c.parent.TS || strings.Contains(blocks, actionTake) || !strings.Contains(blocks, actionClose) || !strings.Contains(blocks, "Taken by Beth A.") {
+					t.Errorf("parent update %s %s", updated.TS, blocks)
+				}
+			}
+			if len(done) != 0 {
+				t.Errorf("%d more parent updates after the first reply", len(done))
+			}
+		})
+	}
+}

@@ -3,9 +3,9 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/handoffhq/handoff/bridge"
 )
@@ -25,15 +25,24 @@ func (h *Handler) ServeInteractive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "expected a form with a payload field", http.StatusBadRequest)
 		return
 	}
-	var in interaction
-	if err := json.Unmarshal([]byte(form.Get("payload")), &in); err != nil {
-		http.Error(w, "payload is not a JSON object: "+err.Error(), http.StatusBadRequest)
+	res := h.interaction(r.Context(), []byte(form.Get("payload")))
+	if res.err != nil {
+		http.Error(w, res.err.Error(), res.status)
 		return
 	}
-	ctx := r.Context()
+	w.WriteHeader(res.status)
+	h.finish(r.Context(), w, res)
+}
+
+// interaction stores an interactivity payload (the same for an HTTP request
+// and a Socket Mode envelope).
+func (h *Handler) interaction(ctx context.Context, payload []byte) received {
+	var in interaction
+	if err := json.Unmarshal(payload, &in); err != nil {
+		return received{status: http.StatusBadRequest, err: fmt.Errorf("payload is not a JSON object: %w", err)}
+	}
 	if in.Type != "block_actions" || in.Container.ChannelID != h.desk.Channel() || in.Container.MessageTS == "" {
-		w.WriteHeader(http.StatusOK)
-		return
+		return received{status: http.StatusOK}
 	}
 	chat := ChatID(in.Container.ChannelID, in.Container.MessageTS)
 	name := ""
@@ -65,23 +74,18 @@ func (h *Handler) ServeInteractive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(evs) == 0 {
-		w.WriteHeader(http.StatusOK)
-		return
+		return received{status: http.StatusOK}
 	}
-	code := h.store(ctx, chat, evs)
-	w.WriteHeader(code)
-	if code != http.StatusOK || !took || in.Message == nil {
-		return
+	res := received{status: h.store(ctx, chat, evs)}
+	if res.status != http.StatusOK || !took || in.Message == nil {
+		return res
 	}
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
+	h.taken.first(chat) // a later reply need not read the parent
+	blocks := in.Message.Blocks
+	res.after = func(ctx context.Context) {
+		if err := h.desk.markTaken(ctx, chat, blocks, name); err != nil {
+			h.log.WarnContext(ctx, "the parent message still shows Take; the handoff is taken anyway", "chat_id", chat, "err", err)
+		}
 	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := h.desk.markTaken(uctx, chat, in.Message.Blocks, name); err != nil {
-		h.log.WarnContext(ctx, "the parent message still shows Take; the handoff is taken anyway", "chat_id", chat, "err", err)
-	}
-	if h.afterTake != nil {
-		h.afterTake()
-	}
+	return res
 }

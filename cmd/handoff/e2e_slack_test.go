@@ -80,6 +80,22 @@ func (w *world) slackClick(ts, action string) {
 	}
 }
 
+// waitParentTaken waits until the parent message names the agent and no
+// longer offers Take.
+func (w *world) waitParentTaken(ts string, timeout time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	got := ""
+	for time.Now().Before(deadline) {
+		p, _ := w.slack.Parent(ts)
+		if got = blocksText(p.Blocks); !strings.Contains(got, "handoff_take") && strings.Contains(got, "Taken by "+agentName) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("the parent message was not updated after the take:\n%s", got)
+}
+
 func blocksText(bs []map[string]any) string {
 	b, _ := json.Marshal(bs)
 	return string(b)
@@ -139,6 +155,7 @@ func runSlackConversation(w *world, u teamstest.User, e ending, takeByButton boo
 		agentSaid = append(agentSaid, am)
 	}
 	w.waitUser(u, agentName+" joined the chat.", wait)
+	w.waitParentTaken(ts, wait) // by the button or by the first reply alike
 	for i := 1; i <= 3; i++ {
 		um := fmt.Sprintf("%s question %d", u.Name, i)
 		w.say(u, um)
