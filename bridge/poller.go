@@ -33,6 +33,16 @@ type AgentEventSink interface {
 	AgentEvents(ctx context.Context, chat AgentChatID, events []AgentEvent, fromPoll bool) error
 }
 
+// CursorSink is an optional extension of AgentEventSink: it moves the
+// cursors of many sessions at once, for chats whose only new events are
+// echoes of the bridge's own posts (nothing to store or deliver, only the
+// cursor to move past them). Implemented by the relay.
+type CursorSink interface {
+	// AdvanceCursors moves each session's cursor forward to its time (never
+	// backwards) in one transaction. On error no cursor moves.
+	AdvanceCursors(ctx context.Context, cursors map[SessionID]time.Time) error
+}
+
 // DeskThrottle is where the poller learns and records that the desk asked
 // the bridge to wait; shared with the dispatcher's desk lanes (and, through
 // the store, with every replica). Implemented by the relay.
@@ -49,6 +59,7 @@ type DeskThrottle interface {
 var (
 	_ PollTargets    = (*Relay)(nil)
 	_ AgentEventSink = (*Relay)(nil)
+	_ CursorSink     = (*Relay)(nil)
 	_ DeskThrottle   = (*Relay)(nil)
 )
 
@@ -115,6 +126,18 @@ type Poller struct {
 	lastTargets  int
 	lastRun      time.Time
 	lastDuration time.Duration
+
+	// known holds, per chat, the ExternalIDs of the events the sink has
+	// accepted in this process, with the desk time of messages (zero for
+	// states). The desk returns the
+	// rows of a chat's cursor second and its current state on every poll;
+	// events the sink already accepted are no-ops there (messages are
+	// unique by ExternalID, a join or queue place is kept under its id), so
+	// they are not handed over again and an idle run writes nothing. The
+	// sink stays idempotent on its own: this only saves transactions, and a
+	// restarted process hands each chat's events over once more.
+	knownMu sync.Mutex
+	known   map[AgentChatID]map[string]time.Time
 }
 
 // NewPoller checks cfg and returns a poller; Run starts its schedule.
@@ -151,7 +174,7 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Poller{cfg: cfg, log: cfg.Logger, slot: make(chan struct{}, 1)}, nil
+	return &Poller{cfg: cfg, log: cfg.Logger, slot: make(chan struct{}, 1), known: make(map[AgentChatID]map[string]time.Time)}, nil
 }
 
 // Run polls every Interval (spread by Jitter) until ctx ends, skipping runs
@@ -260,11 +283,14 @@ func (p *Poller) run(ctx context.Context) error {
 		p.log.Warn("poll targets failed", "error", err)
 		return fmt.Errorf("bridge: poll: targets: %w", err)
 	}
+	p.forgetOthers(targets)
+	moves := newCursorMoves()
 	if p.cfg.Batch != nil {
-		err = p.runBatch(ctx, targets)
+		err = p.runBatch(ctx, targets, moves)
 	} else {
-		err = p.runEach(ctx, targets)
+		err = p.runEach(ctx, targets, moves)
 	}
+	err = errors.Join(err, p.advance(ctx, moves))
 	d := time.Since(start)
 	p.mu.Lock()
 	p.lastTargets, p.lastRun, p.lastDuration = len(targets), start, d
@@ -274,7 +300,7 @@ func (p *Poller) run(ctx context.Context) error {
 }
 
 // runEach polls every target with its own Poll call.
-func (p *Poller) runEach(ctx context.Context, targets []PollTarget) error {
+func (p *Poller) runEach(ctx context.Context, targets []PollTarget, moves *cursorMoves) error {
 	var waiting atomic.Bool // the desk throttled us during this run
 	return p.each(ctx, targets, func(ctx context.Context, t PollTarget) error {
 		if waiting.Load() {
@@ -298,12 +324,12 @@ func (p *Poller) runEach(ctx context.Context, targets []PollTarget) error {
 			p.log.Warn("poll chat failed", "session_id", t.Session, "chat_id", t.Chat, "error", err)
 			return fmt.Errorf("bridge: poll: chat %s (session %s): %w", t.Chat, t.Session, err)
 		}
-		return p.deliver(ctx, t, events)
+		return p.deliver(ctx, t, events, moves)
 	})
 }
 
 // runBatch polls all targets with one PollMany call and delivers per chat.
-func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
+func (p *Poller) runBatch(ctx context.Context, targets []PollTarget, moves *cursorMoves) error {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -337,7 +363,7 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget) error {
 		}
 	}
 	errs = append(errs, p.each(ctx, due, func(ctx context.Context, t PollTarget) error {
-		return p.deliver(ctx, t, res[t.Chat])
+		return p.deliver(ctx, t, res[t.Chat], moves)
 	}))
 	return errors.Join(errs...)
 }
@@ -365,9 +391,17 @@ func (p *Poller) pollMany(ctx context.Context, cursors map[AgentChatID]time.Time
 	return p.cfg.Batch.PollMany(ctx, cursors)
 }
 
-// deliver hands one chat's events to the sink.
-func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent) error {
+// deliver hands one chat's new events to the sink. Events the sink already
+// accepted are left out; when only echoes are left and the sink can move
+// cursors in bulk, the chat's cursor move joins moves instead of costing a
+// transaction of its own.
+func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent, moves *cursorMoves) error {
+	events = p.unknown(t.Chat, events)
 	if len(events) == 0 {
+		return nil
+	}
+	if _, ok := p.cfg.Sink.(CursorSink); ok && allEchoes(events) {
+		moves.add(t, events)
 		return nil
 	}
 	if err := p.cfg.Sink.AgentEvents(ctx, t.Chat, events, true); err != nil {
@@ -376,7 +410,138 @@ func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent)
 		return fmt.Errorf("bridge: poll: store events of chat %s (session %s): %w", t.Chat, t.Session, err)
 	}
 	p.events.Add(int64(len(events)))
+	p.accepted(t, events)
 	return nil
+}
+
+// advance moves the cursors of the echo-only chats of a run with one sink
+// call.
+func (p *Poller) advance(ctx context.Context, moves *cursorMoves) error {
+	if len(moves.cursors) > 0 {
+		if err := p.cfg.Sink.(CursorSink).AdvanceCursors(ctx, moves.cursors); err != nil {
+			p.errs.Add(1)
+			p.log.Warn("moving cursors failed", "sessions", len(moves.cursors), "error", err)
+			return fmt.Errorf("bridge: poll: move the cursors of %d sessions: %w", len(moves.cursors), err)
+		}
+	}
+	for _, m := range moves.chats {
+		p.events.Add(int64(len(m.events)))
+		p.accepted(m.target, m.events)
+	}
+	return nil
+}
+
+// unknown returns the events the sink has not accepted in this process.
+func (p *Poller) unknown(chat AgentChatID, events []AgentEvent) []AgentEvent {
+	p.knownMu.Lock()
+	defer p.knownMu.Unlock()
+	known := p.known[chat]
+	if len(known) == 0 {
+		return events
+	}
+	var out []AgentEvent
+	for _, ev := range events {
+		if _, ok := known[ev.ExternalID]; !ok || ev.ExternalID == "" {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// accepted remembers the events the sink accepted for t's chat, and forgets
+// those older than the chat's new cursor second (the desk returns rows from
+// the cursor's second on).
+func (p *Poller) accepted(t PollTarget, events []AgentEvent) {
+	p.knownMu.Lock()
+	defer p.knownMu.Unlock()
+	known := p.known[t.Chat]
+	if known == nil {
+		known = make(map[string]time.Time, len(events))
+		p.known[t.Chat] = known
+	}
+	cursor := t.Cursor
+	for _, ev := range events {
+		if ev.ExternalID != "" {
+			// A message comes back only while it is in the cursor's second;
+			// a state (joined, queue place, ended) comes back at every poll
+			// with the cursor's time, so it is kept (zero: never forgotten).
+			at := time.Time{}
+			if ev.Kind == AgentMessage {
+				at = ev.At
+			}
+			known[ev.ExternalID] = at
+		}
+		if ev.At.After(cursor) {
+			cursor = ev.At
+		}
+	}
+	floor := cursor.Truncate(time.Second)
+	for id, at := range known {
+		if !at.IsZero() && at.Before(floor) {
+			delete(known, id)
+		}
+	}
+}
+
+// forgetOthers drops what is known about chats that are no longer targets.
+func (p *Poller) forgetOthers(targets []PollTarget) {
+	p.knownMu.Lock()
+	defer p.knownMu.Unlock()
+	if len(p.known) == 0 {
+		return
+	}
+	keep := make(map[AgentChatID]bool, len(targets))
+	for _, t := range targets {
+		keep[t.Chat] = true
+	}
+	for chat := range p.known {
+		if !keep[chat] {
+			delete(p.known, chat)
+		}
+	}
+}
+
+func allEchoes(events []AgentEvent) bool {
+	for _, ev := range events {
+		if !ev.Echo {
+			return false
+		}
+	}
+	return true
+}
+
+// cursorMoves collects, during one run, the cursor moves of chats whose only
+// new events are echoes.
+type cursorMoves struct {
+	mu      sync.Mutex
+	cursors map[SessionID]time.Time
+	chats   []cursorMove
+}
+
+type cursorMove struct {
+	target PollTarget
+	events []AgentEvent
+}
+
+func newCursorMoves() *cursorMoves {
+	return &cursorMoves{cursors: make(map[SessionID]time.Time)}
+}
+
+// add records that t's cursor moves to the newest of events (when that is
+// ahead of it).
+func (m *cursorMoves) add(t PollTarget, events []AgentEvent) {
+	newest := t.Cursor
+	for _, ev := range events {
+		if ev.At.After(newest) {
+			newest = ev.At
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if newest.After(t.Cursor) && newest.After(m.cursors[t.Session]) {
+		m.cursors[t.Session] = newest
+	}
+	m.chats = append(m.chats, cursorMove{t, events})
 }
 
 // each runs fn for every target, Concurrency at a time, recovering panics,

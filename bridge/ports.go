@@ -75,6 +75,10 @@ type Tx interface {
 	Cursors(ctx context.Context, sessions []SessionID) (map[SessionID]time.Time, error)
 	// SetCursor moves the session's cursor to at (the caller never moves it back).
 	SetCursor(ctx context.Context, session SessionID, at time.Time) error
+	// AdvanceCursors moves each session's cursor to its time unless the
+	// cursor is already there or later, with one statement for up to
+	// thousands of sessions. The sessions must exist.
+	AdvanceCursors(ctx context.Context, cursors map[SessionID]time.Time) error
 
 	// RememberActivity records that the conversation's activity was handled,
 	// until expires. It returns false when the pair is already remembered and

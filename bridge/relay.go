@@ -358,6 +358,19 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 	return nil
 }
 
+// AdvanceCursors moves the cursors of many sessions forward (never
+// backwards) in one transaction: the poller's bulk move for chats whose only
+// new rows are the bridge's own posts.
+func (r *Relay) AdvanceCursors(ctx context.Context, cursors map[SessionID]time.Time) error {
+	if len(cursors) == 0 {
+		return nil
+	}
+	if err := r.store.Update(ctx, func(tx Tx) error { return tx.AdvanceCursors(ctx, cursors) }); err != nil {
+		return fmt.Errorf("bridge: move %d cursors: %w", len(cursors), err)
+	}
+	return nil
+}
+
 func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent, now time.Time) (Session, error) {
 	save := func(prev State) error { return tx.UpdateSession(ctx, s, prev) }
 	switch ev.Kind {
@@ -496,7 +509,8 @@ func (r *Relay) join(ctx context.Context, tx Tx, s *Session, ev AgentEvent, now 
 // session whose desk chat is open, with its cursor.
 func (r *Relay) PollTargets(ctx context.Context) ([]PollTarget, error) {
 	var out []PollTarget
-	err := r.store.Update(ctx, func(tx Tx) error {
+	err := r.view(ctx, func(tx Tx) error {
+		out = out[:0]
 		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
 		if err != nil {
 			return err
@@ -602,13 +616,27 @@ func (r *Relay) shortestTimeout() time.Duration {
 // DeskThrottledUntil returns until when the desk asked the bridge to wait
 // (shared with the dispatcher's desk lanes); zero when it did not.
 func (r *Relay) DeskThrottledUntil(ctx context.Context) (until time.Time, err error) {
-	err = r.store.Update(ctx, func(tx Tx) error { until, err = tx.Throttle(ctx, LaneDesk, r.now()); return err })
+	err = r.view(ctx, func(tx Tx) error { until, err = tx.Throttle(ctx, LaneDesk, r.now()); return err })
 	return until, err
 }
 
 // ThrottleDesk records that the desk asked the bridge to wait until until.
 func (r *Relay) ThrottleDesk(ctx context.Context, until time.Time) error {
 	return r.store.Update(ctx, func(tx Tx) error { return tx.SetThrottle(ctx, LaneDesk, until) })
+}
+
+// viewer is a Store that also runs read-only transactions (bridge/store
+// does), so that the poller's reads write nothing.
+type viewer interface {
+	View(ctx context.Context, fn func(tx Tx) error) error
+}
+
+// view runs fn read-only when the store can, else in Update.
+func (r *Relay) view(ctx context.Context, fn func(tx Tx) error) error {
+	if v, ok := r.store.(viewer); ok {
+		return v.View(ctx, fn)
+	}
+	return r.store.Update(ctx, fn)
 }
 
 // PollTarget is one chat the poller looks at.

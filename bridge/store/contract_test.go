@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/handoffhq/handoff/bridge"
 )
@@ -32,6 +35,7 @@ func runContract(t *testing.T, open opener) {
 		{"Messages", testMessages},
 		{"Cursor", testCursor},
 		{"Cursors", testCursors},
+		{"AdvanceCursors", testAdvanceCursors},
 		{"ConversationRef", testConversationRef},
 		{"RememberActivity", testRememberActivity},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
@@ -500,6 +504,78 @@ func testCursor(t *testing.T, s *Store) {
 		mustEqual(t, "Cursor after a second SetCursor", got, time.Date(2025, 3, 3, 10, 30, 3, 487_000_000, time.UTC))
 		return err
 	})
+}
+
+// testAdvanceCursors moves the cursors of more sessions than one Cursors IN
+// list with one statement: forward only, and creating missing cursors.
+func testAdvanceCursors(t *testing.T, s *Store) {
+	const n = cursorChunk*2 + 11
+	var ss []bridge.Session
+	want := make(map[bridge.SessionID]time.Time, n)
+	moves := make(map[bridge.SessionID]time.Time, n)
+	for i := range n {
+		id := bridge.SessionID(fmt.Sprintf("s%04d", i))
+		ss = append(ss, session(id, bridge.ConversationID("c"+id), base))
+		moves[id] = base.Add(time.Duration(i) * time.Second)
+		want[id] = moves[id]
+	}
+	createSessions(t, s, ss...)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		for i := range n {
+			id := bridge.SessionID(fmt.Sprintf("s%04d", i))
+			switch i % 3 {
+			case 0: // no cursor yet: created
+			case 1: // behind: moved
+				if err := tx.SetCursor(ctx, id, moves[id].Add(-time.Millisecond)); err != nil {
+					return err
+				}
+			case 2: // ahead: stays
+				want[id] = moves[id].Add(time.Millisecond)
+				if err := tx.SetCursor(ctx, id, want[id]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	statements := countStatements(t, s)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error { return tx.AdvanceCursors(ctx, moves) })
+	if got := statements(); got != 1 {
+		t.Errorf("AdvanceCursors of %d sessions ran %d statements, want 1", n, got)
+	}
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		got, err := tx.Cursors(ctx, slices.Collect(maps.Keys(want)))
+		if err != nil {
+			return err
+		}
+		for id, at := range want {
+			mustEqual(t, "cursor of "+string(id), got[id], at)
+		}
+		return tx.AdvanceCursors(ctx, nil)
+	})
+}
+
+// countStatements counts the SQL statements s runs from now on (begin and
+// commit excluded).
+func countStatements(t *testing.T, s *Store) func() int {
+	t.Helper()
+	var n atomic.Int64
+	count := func(*gorm.DB) { n.Add(1) }
+	name := "test:count:" + t.Name()
+	cb := s.db.Callback()
+	for _, err := range []error{
+		cb.Create().After("gorm:create").Register(name, count),
+		cb.Query().After("gorm:query").Register(name, count),
+		cb.Update().After("gorm:update").Register(name, count),
+		cb.Delete().After("gorm:delete").Register(name, count),
+		cb.Row().After("gorm:row").Register(name, count),
+		cb.Raw().After("gorm:raw").Register(name, count),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() int { return int(n.Load()) }
 }
 
 // testCursors reads many cursors at once, across more ids than one IN list.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -288,6 +290,35 @@ func (t *tx) SetCursor(ctx context.Context, session bridge.SessionID, at time.Ti
 	}).Create(&r).Error
 	if err != nil {
 		return wrap(fmt.Sprintf("set cursor of session %q", session), err)
+	}
+	return nil
+}
+
+// advanceChunk bounds the sessions of one AdvanceCursors statement: three
+// bind parameters each, under SQLite's 32,766 and PostgreSQL's 65,535.
+const advanceChunk = 10000
+
+// AdvanceCursors moves many cursors forward with one upsert per
+// advanceChunk sessions; a cursor already at or past its new time stays.
+func (t *tx) AdvanceCursors(ctx context.Context, cursors map[bridge.SessionID]time.Time) error {
+	ids := slices.Sorted(maps.Keys(cursors)) // a fixed lock order between writers
+	now := toMS(t.s.now())
+	for chunk := range slices.Chunk(ids, advanceChunk) {
+		var q strings.Builder
+		q.WriteString("INSERT INTO cursors (session_id, cursor_at, updated_at) VALUES ")
+		args := make([]any, 0, 3*len(chunk))
+		for i, id := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?)")
+			args = append(args, string(id), toMS(cursors[id]), now)
+		}
+		q.WriteString(" ON CONFLICT (session_id) DO UPDATE SET cursor_at = excluded.cursor_at, updated_at = excluded.updated_at" +
+			" WHERE cursors.cursor_at < excluded.cursor_at")
+		if err := t.q(ctx).Exec(q.String(), args...).Error; err != nil {
+			return wrap(fmt.Sprintf("advance the cursors of %d sessions", len(chunk)), err)
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // HANDOFF_TEST_PPROF_ADDR
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,11 @@ import (
 // or as BenchmarkRelay's bare proxy (HANDOFF_TEST_AS_PROXY=1).
 func TestMain(m *testing.M) {
 	if os.Getenv("HANDOFF_TEST_AS_MAIN") == "1" {
+		if addr := os.Getenv("HANDOFF_TEST_PPROF_ADDR"); addr != "" {
+			// A benchmark's child process, profiled with
+			// go tool pprof http://$addr/debug/pprof/profile.
+			go func() { _ = http.ListenAndServe(addr, nil) }()
+		}
 		main()
 		return
 	}

@@ -39,7 +39,8 @@ import (
 //
 // and, for batch mode, handoffs-opened/s: new employees asking for an agent
 // at once (HANDOFF_BENCH_HANDOFFS, default 300) until every desk chat is open.
-// Run with `make bench-scale`.
+// Run with `make bench-scale`. With HANDOFF_TEST_PPROF_ADDR=127.0.0.1:6061
+// the bridge serves net/http/pprof there while it runs.
 func BenchmarkScale(b *testing.B) {
 	base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
 	if base == "" {
@@ -193,6 +194,9 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 	})
 	for k, v := range env {
 		vars[k] = v
+	}
+	if addr := os.Getenv("HANDOFF_TEST_PPROF_ADDR"); addr != "" {
+		vars["HANDOFF_TEST_PPROF_ADDR"] = addr // profile the bridge while it runs
 	}
 	proc, base := startBenchProcess(b, vars, "serve")
 

@@ -1,0 +1,147 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store"
+)
+
+// countingStore counts the read-write transactions the relay opens.
+type countingStore struct {
+	*store.Store
+	updates atomic.Int64
+}
+
+func (s *countingStore) Update(ctx context.Context, fn func(tx bridge.Tx) error) error {
+	s.updates.Add(1)
+	return s.Store.Update(ctx, fn)
+}
+
+// deskRows is a batch feed over a desk whose chats each hold one agent row
+// in the cursor's second (returned again on every poll, as the Table API
+// does) and, once echo is set, the bridge's own post two seconds later; every
+// chat's queue entry says an agent is working on it.
+type deskRows struct {
+	at   time.Time
+	echo atomic.Bool
+	news atomic.Pointer[bridge.AgentChatID] // a chat with one more agent row
+}
+
+func (d *deskRows) PollMany(_ context.Context, cursors map[bridge.AgentChatID]time.Time) (map[bridge.AgentChatID][]bridge.AgentEvent, error) {
+	out := make(map[bridge.AgentChatID][]bridge.AgentEvent, len(cursors))
+	for chat, since := range cursors {
+		rows := []bridge.AgentEvent{{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "m-" + string(chat), Author: "Beth", Text: "hello", At: d.at}}
+		if d.echo.Load() {
+			rows = append(rows, bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "e-" + string(chat), Text: "thanks", At: d.at.Add(2 * time.Second), Echo: true})
+		}
+		if n := d.news.Load(); n != nil && *n == chat {
+			rows = append(rows, bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "n-" + string(chat), Author: "Beth", Text: "anything else?", At: d.at.Add(3 * time.Second)})
+		}
+		var evs []bridge.AgentEvent
+		for _, ev := range rows {
+			if !ev.At.Before(since.Truncate(time.Second)) { // second resolution: the cursor's second comes back
+				evs = append(evs, ev)
+			}
+		}
+		evs = append(evs, bridge.AgentEvent{Kind: bridge.AgentJoined, Chat: chat, ExternalID: "joined:" + string(chat), Author: "Beth", At: since})
+		out[chat] = evs
+	}
+	return out, nil
+}
+
+// TestPollerIdleRunWritesNothing polls live chats over a real store: the
+// first run of a process hands each chat's events over once, a run that
+// finds nothing new opens no read-write transaction, and the cursors of chats
+// whose only new rows are the bridge's own posts move in one transaction.
+func TestPollerIdleRunWritesNothing(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "relay.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const chats = 40
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	err = st.Update(ctx, func(tx bridge.Tx) error {
+		for i := range chats {
+			id := bridge.SessionID(fmt.Sprint("s", i))
+			if err := tx.CreateSession(ctx, bridge.Session{ID: id, Conversation: bridge.ConversationID(fmt.Sprint("a:c", i)), State: bridge.StateLive,
+				AgentChatID: bridge.AgentChatID(fmt.Sprint("chat", i)), CreatedAt: at, QueuedAt: at, LiveAt: at, UpdatedAt: at, LastAgentActivity: at}); err != nil {
+				return err
+			}
+			if err := tx.SetCursor(ctx, id, at.Add(400*time.Millisecond)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	relay := bridge.NewRelay(cs, &fakeBot{}, &fakeDesk{}, &fakeUser{}, nil, bridge.RelayConfig{})
+	desk := &deskRows{at: at}
+	p, err := bridge.NewPoller(bridge.PollerConfig{Targets: relay, Sink: relay, Batch: desk, Throttle: relay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := func(step string, want int64) {
+		t.Helper()
+		before := cs.updates.Load()
+		if err := p.PollOnce(ctx); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if got := cs.updates.Load() - before; got != want {
+			t.Errorf("%s: %d read-write transactions, want %d", step, got, want)
+		}
+	}
+	cursors := func() map[bridge.SessionID]time.Time {
+		t.Helper()
+		var got map[bridge.SessionID]time.Time
+		err := st.View(ctx, func(tx bridge.Tx) error {
+			var ids []bridge.SessionID
+			for i := range chats {
+				ids = append(ids, bridge.SessionID(fmt.Sprint("s", i)))
+			}
+			got, err = tx.Cursors(ctx, ids)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	poll("first run of the process", chats)
+	poll("idle run", 0)
+	poll("second idle run", 0)
+
+	desk.echo.Store(true)
+	poll("the bridge's own post in every chat", 1)
+	for id, c := range cursors() {
+		if want := at.Add(2 * time.Second); !c.Equal(want) {
+			t.Errorf("cursor of %s = %v, want %v (past the echo)", id, c, want)
+		}
+	}
+	poll("idle run after the echoes", 0)
+
+	chat := bridge.AgentChatID("chat7")
+	desk.news.Store(&chat)
+	poll("a new agent message in one chat", 1)
+	if got := cursors()["s7"]; !got.Equal(at.Add(3 * time.Second)) {
+		t.Errorf("cursor of s7 = %v, want the new message's time", got)
+	}
+	poll("idle run after the message", 0)
+	if st := p.Stats(); st.Errors != 0 {
+		t.Errorf("poller errors: %+v", st)
+	}
+}
