@@ -111,6 +111,17 @@ func (s observedStore) Update(ctx context.Context, fn func(tx bridge.Tx) error) 
 	return err
 }
 
+// View runs read-only transactions unobserved (they change nothing), so the
+// relay's reads (poll targets, the desk throttle) write nothing.
+func (s observedStore) View(ctx context.Context, fn func(tx bridge.Tx) error) error {
+	if v, ok := s.Store.(interface {
+		View(ctx context.Context, fn func(tx bridge.Tx) error) error
+	}); ok {
+		return v.View(ctx, fn)
+	}
+	return s.Store.Update(ctx, fn)
+}
+
 type observedTx struct {
 	bridge.Tx
 	m      *relayMetrics
