@@ -338,6 +338,14 @@ type Card struct {
 	Lines   []string `json:"lines,omitempty"`
 	Facts   []Fact   `json:"facts,omitempty"`
 	Buttons []Button `json:"buttons,omitempty"`
+	// Links open a web page (the review inbox).
+	Links []Link `json:"links,omitempty"`
+}
+
+// Link is a card action that opens URL in the browser.
+type Link struct {
+	Title string `json:"title"`
+	URL   string `json:"url"`
 }
 
 // Fact is one "title: value" row of a Card.

@@ -99,9 +99,10 @@ type (
 		Value string `json:"value"`
 	}
 	cardAction struct {
-		Type  string     `json:"type"`
-		Title string     `json:"title"`
-		Data  submitData `json:"data"`
+		Type  string `json:"type"`
+		Title string `json:"title"`
+		Data  any    `json:"data,omitempty"` // Action.Submit
+		URL   string `json:"url,omitempty"`  // Action.OpenUrl
 	}
 )
 
@@ -116,7 +117,7 @@ const ContentTypeAdaptiveCard = "application/vnd.microsoft.card.adaptive"
 var cardColors = map[string]string{"accent": "Accent", "good": "Good", "warning": "Warning", "attention": "Attention"}
 
 // adaptiveCardOf renders a bridge card: a bold title, the lines, the facts,
-// and one submit action per button.
+// one submit action per button and one open-URL action per link.
 func adaptiveCardOf(c bridge.Card) schema.Attachment {
 	card := newAdaptiveCard()
 	if c.Title != "" {
@@ -136,6 +137,9 @@ func adaptiveCardOf(c bridge.Card) schema.Attachment {
 	}
 	for _, b := range c.Buttons {
 		card.Actions = append(card.Actions, submitAction(b))
+	}
+	for _, l := range c.Links {
+		card.Actions = append(card.Actions, cardAction{Type: "Action.OpenUrl", Title: l.Title, URL: l.URL})
 	}
 	return schema.Attachment{ContentType: ContentTypeAdaptiveCard, Content: card}
 }

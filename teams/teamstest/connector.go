@@ -93,7 +93,9 @@ type Fault struct {
 }
 
 // Connector fakes the Bot Connector service of Teams (smba.trafficmanager.net).
-// It serves POST {ServiceURL}v3/conversations/{id}/activities.
+// It serves POST {ServiceURL}v3/conversations/{id}/activities (send), PUT
+// …/activities/{activityId} (update), POST …/v3/conversations for a new
+// post in a channel (channel.go) and GET …/members/{userId}.
 type Connector struct {
 	// URL is the base URL of the server.
 	URL string
@@ -189,6 +191,8 @@ func NewConnector(cfg ConnectorConfig) *Connector {
 	mux.HandleFunc("POST /teams/v3/conversations/{conv}/activities", c.serveActivity)
 	mux.HandleFunc("PUT /v3/conversations/{conv}/activities/{id}", c.serveActivity)
 	mux.HandleFunc("PUT /teams/v3/conversations/{conv}/activities/{id}", c.serveActivity)
+	mux.HandleFunc("POST /v3/conversations", c.serveCreateConversation)
+	mux.HandleFunc("POST /teams/v3/conversations", c.serveCreateConversation)
 	mux.HandleFunc("GET /v3/conversations/{conv}/members/{member}", c.serveMember)
 	mux.HandleFunc("GET /teams/v3/conversations/{conv}/members/{member}", c.serveMember)
 	c.srv = httptest.NewServer(mux)
