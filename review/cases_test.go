@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +18,14 @@ import (
 // the HTML report lists the cases by reason and by intent with their
 // utterances, topic, outcome and CSAT, shows the MFA cluster with the bot's
 // guess, and suggests an intent name from the agreeing topic labels.
-func TestReportShowsCases(t *testing.T) {
+// mfaWeekRecords are the cluster corpus as handoffs of ISO week 2026-W46:
+// the MFA topic guessed as password_reset at 0.41 with six agent labels and
+// CSAT 2, the other topics guessed as "<topic>_guess".
+func mfaWeekRecords() []bridge.ReviewRecord {
 	var recs []bridge.ReviewRecord
 	i := 0
-	for topic, us := range clusterCorpus {
+	for _, topic := range slices.Sorted(maps.Keys(clusterCorpus)) { // a fixed order: the same week every run
+		us := clusterCorpus[topic]
 		for k, u := range us {
 			r := bridge.ReviewRecord{SessionID: bridge.SessionID(fmt.Sprintf("%s-%d", topic, k)),
 				StartedAt: weekFrom.Add(time.Duration(i) * time.Hour), Reason: "fallback", Intent: "password_reset", Confidence: 0.41,
@@ -36,6 +42,11 @@ func TestReportShowsCases(t *testing.T) {
 			i++
 		}
 	}
+	return recs
+}
+
+func TestReportShowsCases(t *testing.T) {
+	recs := mfaWeekRecords()
 	src := &memSource{records: recs}
 	var out bytes.Buffer
 	if _, err := testExporter(t, ExportConfig{}).Export(context.Background(), &out, src, weekFrom, weekTo, FormatHTML); err != nil {

@@ -43,7 +43,7 @@ type InboxConfig struct {
 	// Token is the shared secret reviewers sign in with (HANDOFF_REVIEW_TOKEN).
 	// Required.
 	Token string
-	// Path is where the inbox is mounted; "" means "/review".
+	// Path is where the inbox is mounted; "" means DefaultInboxPath.
 	Path string
 	// PageSize is how many handoffs a list page shows; 0 means 50.
 	PageSize int
@@ -102,7 +102,7 @@ func NewInbox(store InboxStore, cfg InboxConfig) (*Inbox, error) {
 	in := &Inbox{store: store, token: []byte(cfg.Token), path: strings.TrimSuffix(cfg.Path, "/"), pageSize: cfg.PageSize,
 		exp: cfg.Exporter, log: cfg.Logger}
 	if in.path == "" {
-		in.path = "/review"
+		in.path = DefaultInboxPath
 	}
 	if in.pageSize <= 0 {
 		in.pageSize = 50

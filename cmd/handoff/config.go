@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/handoffhq/handoff/teams"
 )
 
 // Config is every setting of the service, parsed once from HANDOFF_*
@@ -92,6 +94,10 @@ type Config struct {
 	ReviewLowConfidence float64
 	ReviewTimezone      string
 	ReviewLabelPrefix   string
+	PublicURL           string
+	ReviewTeamsChannel  string
+	ReviewTeamsService  string
+	ReviewTeamsTenant   string
 	CSATExpiry          time.Duration
 	MessageRetention    time.Duration
 }
@@ -220,6 +226,7 @@ func httpURL(p func(*Config) *string) func(*Config, string) error {
 // output and the README table all come from it.
 var settings = []setting{
 	{Name: "HANDOFF_ADDR", Default: ":8080", Group: "Server", Help: "listen address (host:port)", set: str(func(c *Config) *string { return &c.Addr })},
+	{Name: "HANDOFF_PUBLIC_URL", Group: "Server", Help: "public base URL of this service (e.g. https://handoff.example.com), for links people open: the review inbox in the weekly Teams digest", set: httpURL(func(c *Config) *string { return &c.PublicURL })},
 	{Name: "HANDOFF_METRICS_ADDR", Group: "Server", Help: "serve /metrics on this separate address (host:port, e.g. :9090) instead of HANDOFF_ADDR, so metrics are not public with the bot endpoint", set: func(c *Config, v string) error {
 		if _, _, err := net.SplitHostPort(strings.TrimSpace(v)); err != nil {
 			return errors.New("expects host:port such as :9090 or 127.0.0.1:9090")
@@ -355,6 +362,18 @@ var settings = []setting{
 		c.ReviewLabelPrefix = v
 		return nil
 	}},
+	{Name: "HANDOFF_REVIEW_TEAMS_CHANNEL", Group: "Review", Help: "post the weekly digest (handoff count, top reasons, top clusters, link to the inbox) as a card to this Teams channel the bot is installed in: its conversation id 19:…@thread.tacv2; once per ISO week at HANDOFF_REVIEW_SCHEDULE, however many replicas run (empty: no digest)", set: func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v != "" {
+			if err := teams.CheckChannelID(v); err != nil {
+				return errors.New("expects a channel's conversation id such as 19:abc…@thread.tacv2")
+			}
+		}
+		c.ReviewTeamsChannel = v
+		return nil
+	}},
+	{Name: "HANDOFF_REVIEW_TEAMS_SERVICE_URL", Default: teams.DefaultChannelServiceURL, Group: "Review", Help: "Bot Connector URL the digest is posted through (the serviceUrl of the team's activities, e.g. https://smba.trafficmanager.net/emea/)", set: httpURL(func(c *Config) *string { return &c.ReviewTeamsService })},
+	{Name: "HANDOFF_REVIEW_TEAMS_TENANT", Group: "Review", Help: "tenant of the digest's team (default HANDOFF_TEAMS_TENANT_ID)", set: str(func(c *Config) *string { return &c.ReviewTeamsTenant })},
 	{Name: "HANDOFF_REVIEW_LOW_CONFIDENCE", Default: "0.5", Group: "Review", Help: "intent confidence below which a trigger counts as low-confidence in the report", set: float(func(c *Config) *float64 { return &c.ReviewLowConfidence }, 0, 1)},
 }
 
@@ -517,6 +536,12 @@ func (c *Config) ValidateServe() error {
 			need("HANDOFF_TEAMS_APP_PASSWORD", c.TeamsAppPassword, "to send to Teams (the bot's client secret)"))
 		if !c.TeamsMultiTenant && c.TeamsTokenURL == "" {
 			checks = append(checks, need("HANDOFF_TEAMS_TENANT_ID", c.TeamsTenantID, "for a single-tenant bot (or set HANDOFF_TEAMS_MULTI_TENANT=true)"))
+		}
+	}
+	if c.ReviewTeamsChannel != "" {
+		checks = append(checks, need("HANDOFF_PUBLIC_URL", c.PublicURL, "with HANDOFF_REVIEW_TEAMS_CHANNEL, for the digest's link to the review inbox (e.g. https://handoff.example.com)"))
+		if c.ReviewTeamsTenant == "" && c.TeamsTenantID == "" {
+			checks = append(checks, need("HANDOFF_REVIEW_TEAMS_TENANT", "", "with HANDOFF_REVIEW_TEAMS_CHANNEL when HANDOFF_TEAMS_TENANT_ID is not set (the team's tenant id)"))
 		}
 	}
 	if c.Desk == "slack" {

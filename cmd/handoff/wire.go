@@ -28,6 +28,8 @@ type parts struct {
 	desk       bridge.AgentDesk
 	webhook    *servicenow.WebhookHandler // connect webhooks (webhook and hybrid delivery)
 	weekly     *review.Weekly
+	digest     *review.Digest // nil unless HANDOFF_REVIEW_TEAMS_CHANNEL is set
+	teams      *teams.Client
 	exporter   *review.Exporter
 }
 
@@ -138,7 +140,7 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 	disp := bridge.NewDispatcher(relay, bridge.DispatchConfig{Workers: cfg.DispatchWorkers,
 		MaxAttempts: cfg.DispatchMaxAttempts, FailureBudget: cfg.RelayFailureBudget, BaseBackoff: cfg.DispatchBackoff,
 		Lease: cfg.DispatchLease, CallTimeout: cfg.DispatchLease * 2 / 3, StopTimeout: cfg.ShutdownTimeout / 4})
-	a.parts.relay, a.parts.dispatcher, a.parts.desk = relay, disp, desk
+	a.parts.relay, a.parts.dispatcher, a.parts.desk, a.parts.teams = relay, disp, desk, user
 
 	inbound, err := teams.NewHandler(teams.HandlerConfig{AppID: cfg.TeamsAppID, OpenIDMetadataURL: cfg.TeamsOpenIDURL,
 		Issuer: cfg.TeamsIssuer, AnonymousDev: cfg.TeamsAnonymousDev, ListenAddr: cfg.Addr, HTTPClient: hc,
@@ -270,7 +272,49 @@ func (a *app) wireReview() error {
 	}
 	a.parts.weekly = w
 	a.loops = append(a.loops, loop{name: "review-weekly", stage: stageJobs, run: w.Run})
+	return a.wireDigest(exp, loc)
+}
+
+// wireDigest schedules the weekly digest to a Teams channel when
+// HANDOFF_REVIEW_TEAMS_CHANNEL is set. It runs on every replica: the
+// digest's row per ISO week, not a job lease, makes it one post per week.
+func (a *app) wireDigest(exp *review.Exporter, loc *time.Location) error {
+	cfg := a.cfg
+	if cfg.ReviewTeamsChannel == "" {
+		return nil
+	}
+	tenant := cfg.ReviewTeamsTenant
+	if tenant == "" {
+		tenant = cfg.TeamsTenantID
+	}
+	ch := teams.ChannelRef{ChannelID: cfg.ReviewTeamsChannel, ServiceURL: cfg.ReviewTeamsService, TenantID: tenant}
+	if cfg.TeamsAppID != "" {
+		ch.BotID = "28:" + cfg.TeamsAppID
+	}
+	inbox := ""
+	if cfg.ReviewToken != "" {
+		inbox = cfg.PublicURL + review.DefaultInboxPath
+	} else {
+		a.log.Warn("the weekly digest links to no inbox: HANDOFF_REVIEW_TOKEN is empty, so /review is off")
+	}
+	d, err := review.NewDigest(review.DigestConfig{Schedule: cfg.ReviewSchedule, Location: loc, InboxURL: inbox, Holder: leaseHolder()},
+		a.store, a.store, channelDigest{client: a.parts.teams, ch: ch}, exp, a.log.With("component", "review-digest"))
+	if err != nil {
+		return fmt.Errorf("configure the weekly digest (HANDOFF_REVIEW_TEAMS_CHANNEL, HANDOFF_PUBLIC_URL): %w", err)
+	}
+	a.parts.digest = d
+	a.loops = append(a.loops, loop{name: "review-digest", stage: stageJobs, run: d.Run})
 	return nil
+}
+
+// channelDigest posts the weekly digest to the configured Teams channel.
+type channelDigest struct {
+	client *teams.Client
+	ch     teams.ChannelRef
+}
+
+func (d channelDigest) PostDigest(ctx context.Context, card bridge.Card) (string, error) {
+	return d.client.PostToChannel(ctx, d.ch, card)
 }
 
 // snRetries maps the setting (0 = no retries) to the client's convention
