@@ -45,8 +45,11 @@ type Tx interface {
 	// CreateSession inserts s (ID, timestamps set by the caller). It returns
 	// ErrConflict if the conversation already has an open session.
 	CreateSession(ctx context.Context, s Session) error
-	// UpdateSession writes every field of s if the stored state still equals
-	// expect, and returns ErrConflict otherwise (nothing written).
+	// UpdateSession writes the fields of s that differ from what this
+	// transaction last read of the session (every field if it read none), if
+	// the stored state still equals expect, and returns ErrConflict otherwise
+	// (nothing written). So a concurrent transaction's change to another field
+	// survives.
 	UpdateSession(ctx context.Context, s Session, expect State) error
 	// CountSessions counts sessions by state (every state is a key, 0 if none).
 	CountSessions(ctx context.Context) (map[State]int, error)

@@ -20,6 +20,17 @@ import (
 type tx struct {
 	s  *Store
 	db *gorm.DB
+
+	// read holds the session rows this transaction read (by id, the latest
+	// read), and listed the lists it read (indexed into read only when an
+	// UpdateSession needs them), so UpdateSession writes only the columns the
+	// caller changed. On PostgreSQL transactions touching one session run
+	// concurrently (READ COMMITTED, no row lock on read): a whole-row write
+	// would put back what another transaction changed since this one read,
+	// e.g. a status card write erasing the desk chat id the desk open stored,
+	// which left the session queued and never polled.
+	read   map[string]sessionRow
+	listed [][]sessionRow
 }
 
 var _ bridge.Tx = (*tx)(nil)
@@ -32,7 +43,30 @@ func (t *tx) Session(ctx context.Context, id bridge.SessionID) (bridge.Session, 
 	if err := t.q(ctx).Where("id = ?", string(id)).Take(&r).Error; err != nil {
 		return bridge.Session{}, wrap(fmt.Sprintf("session %q", id), err)
 	}
+	t.remember(r)
 	return r.domain(), nil
+}
+
+// remember notes r as this transaction's latest read of its session.
+func (t *tx) remember(r sessionRow) {
+	if t.read == nil {
+		t.read = map[string]sessionRow{}
+	}
+	t.read[r.ID] = r
+}
+
+// lastRead returns what this transaction last read (or wrote) of session id.
+func (t *tx) lastRead(id string) (sessionRow, bool) {
+	for _, rows := range t.listed {
+		for _, r := range rows {
+			if _, seen := t.read[r.ID]; !seen {
+				t.remember(r) // a later single read or write is newer
+			}
+		}
+	}
+	t.listed = nil
+	r, ok := t.read[id]
+	return r, ok
 }
 
 // OpenSession returns the conversation's session that is not closed.
@@ -44,6 +78,7 @@ func (t *tx) OpenSession(ctx context.Context, conv bridge.ConversationID) (bridg
 	if err != nil {
 		return bridge.Session{}, wrap(fmt.Sprintf("open session of conversation %q", conv), err)
 	}
+	t.remember(r)
 	return r.domain(), nil
 }
 
@@ -59,6 +94,7 @@ func (t *tx) SessionByAgentChat(ctx context.Context, chat bridge.AgentChatID) (b
 	if err != nil {
 		return bridge.Session{}, wrap(fmt.Sprintf("session by agent chat %q", chat), err)
 	}
+	t.remember(r)
 	return r.domain(), nil
 }
 
@@ -87,21 +123,36 @@ func (t *tx) CreateSession(ctx context.Context, s bridge.Session) error {
 	return nil
 }
 
-// UpdateSession writes every field of s if the stored state still equals
-// expect; ErrConflict otherwise. When no session s.ID exists at all the error
-// matches both ErrConflict (as documented) and ErrNotFound.
+// UpdateSession writes the fields of s that differ from what this
+// transaction last read of the session (every field when it read none) if
+// the stored state still equals expect; ErrConflict otherwise. When no
+// session s.ID exists at all the error matches both ErrConflict (as
+// documented) and ErrNotFound.
 func (t *tx) UpdateSession(ctx context.Context, s bridge.Session, expect bridge.State) error {
 	if !s.State.Valid() {
 		return fmt.Errorf("store: update session %q: invalid state %q", s.ID, s.State)
 	}
 	r := sessionToRow(s)
 	cols := r.columns()
+	if before, ok := t.lastRead(r.ID); ok {
+		for k, v := range before.columns() {
+			if cols[k] == v {
+				delete(cols, k)
+			}
+		}
+	}
+	if len(cols) == 0 {
+		// Nothing changed: only the state check remains.
+		cols["state"] = r.State
+	}
 	// DeskPosts only grows (DeskMessage.Confirmed): a writer that read the
 	// session before a concurrent desk confirmation committed must not take
 	// the count back, or the desk would later take an unsent message for a
 	// sent one. The state compare-and-set does not cover it: on PostgreSQL
 	// transactions touching one session run concurrently.
-	cols["desk_posts"] = gorm.Expr(t.s.greatest()+"(desk_posts, ?)", r.DeskPosts)
+	if _, ok := cols["desk_posts"]; ok {
+		cols["desk_posts"] = gorm.Expr(t.s.greatest()+"(desk_posts, ?)", r.DeskPosts)
+	}
 	res := t.q(ctx).Model(&sessionRow{}).
 		Where("id = ? AND state = ?", r.ID, string(expect)).
 		Updates(cols)
@@ -113,6 +164,7 @@ func (t *tx) UpdateSession(ctx context.Context, s bridge.Session, expect bridge.
 		return wrap(fmt.Sprintf("update session %q", s.ID), err)
 	}
 	if res.RowsAffected == 1 {
+		t.remember(r)
 		return nil
 	}
 	var n int64
@@ -138,6 +190,7 @@ func (t *tx) SessionsInStates(ctx context.Context, states ...bridge.State) ([]br
 	if err := t.q(ctx).Where("state IN ?", names).Order("created_at, id").Find(&rows).Error; err != nil {
 		return nil, wrap(fmt.Sprintf("sessions in states %v", states), err)
 	}
+	t.listed = append(t.listed, rows)
 	out := make([]bridge.Session, len(rows))
 	for i, r := range rows {
 		out[i] = r.domain()
