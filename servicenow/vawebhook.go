@@ -78,7 +78,9 @@ type VAWebhookConfig struct {
 // Body items map to events in order:
 //
 //	OutputText (and other outputs) with agentInfo.sentFromAgent → AgentMessage
-//	  (ExternalID = messageId, author = agentInfo.agentName)
+//	  (ExternalID = messageId, author = agentInfo.agentName); an agent's
+//	  OutputLink with a label, or OutputImage, carries its link as the file
+//	  (Attachments, see vaFile)
 //	OutputText from the virtual agent itself → AgentWaiting (shown while queued)
 //	ActionMsg StartTypingIndicator (or StartTypingIndicatorActionMsg) → AgentTyping
 //	ActionMsg StartSpinner (wait_time) → AgentWaiting "You are in the queue, …"
@@ -265,7 +267,10 @@ type VAItem struct {
 	WaitTime    string
 	FromAgent   bool // agentInfo.sentFromAgent
 	AgentName   string
-	hash        string // stable id of the item when it has no messageId
+	// Files are what an agent's link or image output carries (vaFile);
+	// Text is then the link's header, if any.
+	Files []bridge.Attachment
+	hash  string // stable id of the item when it has no messageId
 }
 
 // maxVAItems bounds the items of one callback.
@@ -326,6 +331,9 @@ func ParseVACallback(data []byte) (VACallback, error) {
 		it, err := parseVAItem(raw)
 		if err != nil {
 			return VACallback{}, fmt.Errorf("body item %d: %w", i, err)
+		}
+		if f, header, ok := vaFile(it.UIType, raw); ok && it.FromAgent {
+			it.Files, it.Text = []bridge.Attachment{f}, header
 		}
 		sum := sha256.Sum256(append([]byte(cb.RequestID+"\x00"+strconv.Itoa(i)+"\x00"), raw...))
 		it.hash = "va:" + hex.EncodeToString(sum[:12])
@@ -458,9 +466,9 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 		text := strings.TrimSpace(it.Text)
 		if it.UIType != "ActionMsg" {
 			switch {
-			case text == "":
+			case text == "" && len(it.Files) == 0:
 			case it.FromAgent:
-				add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Author: it.AgentName, Text: text})
+				add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Author: it.AgentName, Text: text, Attachments: it.Files})
 			default:
 				// The virtual agent itself ("Please stand by while I connect
 				// you…"): shown while queued, dropped once live.

@@ -170,3 +170,38 @@ func (in *Instance) filesJSON(m *Message) []any {
 	}
 	return out
 }
+
+// vaLinkTemplate is the agent's Output Link item of the recorded callback:
+// the fake's file items have its fields, with the file's values put in.
+var vaLinkTemplate = sync.OnceValue(func() map[string]any {
+	var req struct {
+		Body []map[string]any `json:"body"`
+	}
+	if err := json.Unmarshal(recorded.Load("va_agent_file_callback.json").Request, &req); err != nil {
+		panic(fmt.Sprintf("snowtest: recorded VA file callback: %v", err))
+	}
+	for _, it := range req.Body {
+		if it["uiType"] == "OutputLink" {
+			return it
+		}
+	}
+	panic("snowtest: recorded VA file callback has no OutputLink")
+})
+
+// vaFileItems are the callback items of m's files in a VA chat: one Output
+// Link per file, named by the file, its link the instance's file URL, from
+// the agent. Callers hold in.mu.
+func (in *Instance) vaFileItems(m *Message) []any {
+	var out []any
+	for _, f := range m.Files {
+		it := make(map[string]any, len(vaLinkTemplate()))
+		for k, v := range vaLinkTemplate() {
+			it[k] = v
+		}
+		it["label"], it["header"], it["messageId"] = f.Name, "", f.SysID
+		it["value"] = map[string]any{"action": in.fileURL(f.SysID), "target": "_blank"}
+		it["agentInfo"] = map[string]any{"sentFromAgent": true, "agentName": m.SenderName, "agentId": m.Profile, "agentAvatar": ""}
+		out = append(out, it)
+	}
+	return out
+}

@@ -546,7 +546,7 @@ func (in *Instance) vaMessageAdded(c *chat, m *Message) bool {
 		item["agentInfo"] = map[string]any{"sentFromAgent": true, "agentName": m.SenderName, "agentId": m.Profile,
 			"agentAvatar": ""}
 	}
-	in.vaCallback(conv, []any{item}, nil)
+	in.vaCallback(conv, append([]any{item}, in.vaFileItems(m)...), nil) // attachments.go
 	return true
 }
 
