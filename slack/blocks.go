@@ -64,26 +64,6 @@ func fromSlack(text string) string {
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(text)
 }
 
-// fileLinks renders the files of an agent message as "name: link" lines.
-func fileLinks(fs []file) []string {
-	var out []string
-	for _, f := range fs {
-		link := f.Permalink
-		if link == "" {
-			link = f.URLPrivate
-		}
-		if link == "" {
-			continue
-		}
-		name := f.Name
-		if name == "" {
-			name = f.Title
-		}
-		out = append(out, name+": "+link)
-	}
-	return out
-}
-
 func text(t string) map[string]any { return map[string]any{"type": "mrkdwn", "text": t} }
 
 func plain(t string) map[string]any {

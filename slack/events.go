@@ -62,9 +62,6 @@ func (h *Handler) convert(ctx context.Context, env envelope) (bridge.AgentChatID
 		return chat, []bridge.AgentEvent{{Kind: bridge.AgentEnded, Chat: chat, ExternalID: m.TS, Author: m.User, At: at,
 			EndReason: bridge.ReasonAgentClosed}}, nil
 	}
-	if links := fileLinks(m.Files); len(links) > 0 {
-		txt = strings.TrimSpace(txt + "\n" + strings.Join(links, "\n"))
-	}
 	key := m.TS
 	if edit {
 		if at, err = parseTS(m.Edited.TS); err != nil {
@@ -76,8 +73,32 @@ func (h *Handler) convert(ctx context.Context, env envelope) (bridge.AgentChatID
 	name := h.desk.DisplayName(ctx, m.User)
 	return chat, []bridge.AgentEvent{
 		joinedLine(chat, name, at.Add(-time.Nanosecond)),
-		{Kind: bridge.AgentMessage, Chat: chat, ExternalID: key, Author: name, Text: txt, At: at},
+		{Kind: bridge.AgentMessage, Chat: chat, ExternalID: key, Author: name, Text: txt, At: at, Attachments: agentFiles(m.Files)},
 	}, nil
+}
+
+// agentFiles are the files of an agent's reply as links for the employee:
+// the file's permalink (else url_private), name (else title), mimetype and
+// size. Both links open only for someone signed in to the workspace (and
+// url_private only with a token), so the employee sees what the file is and
+// can ask for it another way.
+func agentFiles(fs []file) []bridge.Attachment {
+	var out []bridge.Attachment
+	for _, f := range fs {
+		link := f.Permalink
+		if link == "" {
+			link = f.URLPrivate
+		}
+		if link == "" {
+			continue
+		}
+		name := f.Name
+		if name == "" {
+			name = f.Title
+		}
+		out = append(out, bridge.Attachment{Name: name, ContentType: f.Mimetype, URL: link, Size: max(f.Size, 0)})
+	}
+	return out
 }
 
 // joinedLine is the one notice per thread that tells the employee who took

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,7 +140,7 @@ func TestEventConversion(t *testing.T) {
 	chat := ChatID("C0HANDOFF1", "1712345678.000100")
 	for _, tt := range []struct {
 		file string
-		want []bridge.AgentEvent // Kind, ExternalID, Author, Text, System, EndReason compared
+		want []bridge.AgentEvent // Kind, ExternalID, Author, Text, System, Attachments compared
 	}{
 		{"event_message_reply.json", []bridge.AgentEvent{
 			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
@@ -151,7 +152,8 @@ func TestEventConversion(t *testing.T) {
 			{Kind: bridge.AgentMessage, ExternalID: "edit:1712345690.000200:1712345700.000000", Author: "Beth A.", Text: "(edited) Try the reset page at https://aka.ms/sspr"}}},
 		{"event_file_share.json", []bridge.AgentEvent{
 			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
-			{Kind: bridge.AgentMessage, ExternalID: "1712345720.000500", Author: "Beth A.", Text: "Here is the guide\nvpn-guide.pdf: https://handoff.slack.com/files/U0AGENT001/F0GUIDE0001/vpn-guide.pdf"}}},
+			{Kind: bridge.AgentMessage, ExternalID: "1712345720.000500", Author: "Beth A.", Text: "Here is the guide",
+				Attachments: []bridge.Attachment{{Name: "vpn-guide.pdf", ContentType: "application/pdf", URL: "https://handoff.slack.com/files/U0AGENT001/F0GUIDE0001/vpn-guide.pdf", Size: 482133}}}}},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
 			h, sink := testHandler(t, now, -1)
@@ -165,7 +167,8 @@ func TestEventConversion(t *testing.T) {
 			}
 			for i, g := range got {
 				wt := tt.want[i]
-				if g.Kind != wt.Kind || g.ExternalID != wt.ExternalID || g.Author != wt.Author || g.Text != wt.Text || g.System != wt.System || g.Chat != chat {
+				if g.Kind != wt.Kind || g.ExternalID != wt.ExternalID || g.Author != wt.Author || g.Text != wt.Text || g.System != wt.System || g.Chat != chat ||
+					!reflect.DeepEqual(g.Attachments, wt.Attachments) {
 					t.Errorf("event %d = %+v, want %+v", i, g, wt)
 				}
 			}

@@ -51,6 +51,7 @@ type file struct {
 	Mimetype   string `json:"mimetype,omitempty"`
 	Permalink  string `json:"permalink,omitempty"`
 	URLPrivate string `json:"url_private,omitempty"`
+	Size       int64  `json:"size,omitempty"`
 }
 
 // metadata is Slack's message metadata: the bridge marks its own posts with

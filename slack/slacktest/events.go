@@ -161,10 +161,13 @@ func (s *Server) Reply(user, parentTS, text string) (Posted, error) {
 	return s.reply(user, parentTS, text, "", nil)
 }
 
+// FileSize is the size in bytes the fake gives every file ReplyFile shares.
+const FileSize = 48213
+
 // ReplyFile posts a file share with a comment into the thread.
 func (s *Server) ReplyFile(user, parentTS, comment, name, permalink string) (Posted, error) {
 	f := map[string]any{"id": "F" + strconv.FormatInt(eventSeq.Add(1), 10), "name": name, "title": name,
-		"mimetype": "application/octet-stream", "permalink": permalink, "url_private": permalink}
+		"mimetype": "application/octet-stream", "size": FileSize, "permalink": permalink, "url_private": permalink}
 	return s.reply(user, parentTS, comment, "file_share", f)
 }
 
