@@ -171,11 +171,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer cutOff()
 	var wg sync.WaitGroup
 	for ctx.Err() == nil {
-		n, err := d.round(ctx, calls, &wg)
+		_, full, err := d.round(ctx, calls, &wg)
 		if err != nil && ctx.Err() == nil {
 			d.log.ErrorContext(ctx, "outbox claim failed", "err", err)
 		}
-		if n > 0 && d.free() > 0 {
+		// Claim again at once only when the claim was full, so more may be
+		// due; otherwise everything due was taken, and new work comes with a
+		// kick (a commit) or is found at the next tick. An empty claim per
+		// message would cost a transaction on the hot path.
+		if full && d.free() > 0 {
 			continue
 		}
 		t := time.NewTimer(d.cfg.Idle)
@@ -207,7 +211,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 func (d *Dispatcher) DrainOnce(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for {
-		n, err := d.round(ctx, ctx, &wg)
+		n, _, err := d.round(ctx, ctx, &wg)
 		wg.Wait()
 		if err != nil || n == 0 {
 			return err
@@ -217,16 +221,17 @@ func (d *Dispatcher) DrainOnce(ctx context.Context) error {
 
 func (d *Dispatcher) free() int { return d.cfg.Workers - int(d.busy.Load()) }
 
-// round claims as many due items as there are free workers and starts them.
+// round claims as many due items as there are free workers and starts them;
+// full reports that it got as many as it asked for (so more may be due).
 // calls is the parent of the calls' contexts (it outlives ctx by StopTimeout).
-func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (int, error) {
+func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (n int, full bool, err error) {
 	free := d.free()
 	if free <= 0 {
-		return 0, nil
+		return 0, false, nil
 	}
 	items, err := d.relay.store.ClaimOutbox(ctx, ClaimRequest{Now: d.relay.now(), Limit: free, Lease: d.cfg.Lease, Owner: d.cfg.Owner})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	for _, it := range items {
 		d.busy.Add(1)
@@ -239,7 +244,7 @@ func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (int,
 			d.dispatch(calls, it)
 		}()
 	}
-	return len(items), nil
+	return len(items), len(items) == free, nil
 }
 
 // dispatch performs one item under a heartbeat and records the outcome in a

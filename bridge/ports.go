@@ -17,7 +17,9 @@ type Store interface {
 	Update(ctx context.Context, fn func(tx Tx) error) error
 	// ClaimOutbox leases up to req.Limit due outbox items until
 	// req.Now+req.Lease, each under a fresh claim token (OutboxItem.Claim)
-	// and req.Owner, with Attempts incremented. Only the oldest pending item
+	// and req.Owner, with Attempts incremented. The items of one claim may
+	// share a token: a token fences together with its item's id, and a later
+	// claim of the item gets a new one. Only the oldest pending item
 	// of each lane is ever claimable, so items of one lane are dispatched
 	// strictly in order; an item leased by another worker is skipped, and so
 	// is every lane whose kind is throttled (SetThrottle) at req.Now.

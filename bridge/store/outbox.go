@@ -283,9 +283,9 @@ func (h laneHead) claimable(nowMS int64) bool {
 	return h.NextAttemptMS <= nowMS && (h.ClaimedUntilMS == nil || *h.ClaimedUntilMS < nowMS)
 }
 
-// ClaimOutbox leases up to req.Limit due items until req.Now+req.Lease, each
-// under a fresh claim token and req.Owner, and returns them with Attempts
-// incremented, oldest first. Only the oldest pending item of a lane is
+// ClaimOutbox leases up to req.Limit due items until req.Now+req.Lease, under
+// one fresh claim token per call and req.Owner, in one UPDATE, and returns
+// them with Attempts incremented, oldest first. Only the oldest pending item of a lane is
 // claimable, so a lane is dispatched strictly in order; items leased by
 // another worker are skipped (FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite
 // the single connection serializes claims), and so are lanes whose kind is
@@ -327,21 +327,22 @@ func (s *Store) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bri
 		if err := gtx.Raw(lockSQL+lock, ids, nowMS, nowMS).Find(&rows).Error; err != nil {
 			return err
 		}
-		for i := range rows {
-			// One UPDATE per row: each claim gets its own token.
-			rows[i].ClaimToken, rows[i].ClaimOwner = newToken(), req.Owner
-			err := gtx.Model(&outboxRow{}).Where("id = ?", rows[i].ID).Updates(map[string]any{
-				"attempts":      gorm.Expr("attempts + 1"),
-				"claimed_until": until,
-				"claim_token":   rows[i].ClaimToken,
-				"claim_owner":   req.Owner,
-				"updated_at":    toMS(s.now()),
-			}).Error
-			if err != nil {
-				return err
-			}
+		if len(rows) == 0 {
+			return nil
 		}
-		return nil
+		// One UPDATE for the whole claim, under one fresh token: a token
+		// fences together with its item's id (every outcome matches both),
+		// and the next claim of any of these items gets a new token, so a
+		// token shared by the items of one claim fences exactly as well as
+		// one per item.
+		token := newToken()
+		locked := make([]int64, len(rows))
+		for i := range rows {
+			rows[i].ClaimToken, rows[i].ClaimOwner = token, req.Owner
+			locked[i] = rows[i].ID
+		}
+		return gtx.Exec(`UPDATE outbox SET attempts = attempts + 1, claimed_until = ?, claim_token = ?, claim_owner = ?, updated_at = ?
+WHERE id IN ?`, until, token, req.Owner, toMS(s.now()), locked).Error
 	})
 	if err != nil {
 		return nil, wrap("claim outbox", err)
