@@ -13,7 +13,7 @@ COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
 
-.PHONY: test fmt-check vet staticcheck tidy-check race build fuzz bench bench-relay bench-scale
+.PHONY: test fmt-check vet staticcheck tidy-check race build fuzz bench bench-relay bench-engine bench-scale
 
 test: fmt-check vet staticcheck tidy-check race
 
@@ -78,6 +78,14 @@ bench:
 # load time per direction (default 10).
 bench-relay:
 	$(GO) test -run '^$$' -bench 'BenchmarkRelay' -benchtime 1x -timeout 30m ./cmd/handoff
+
+# The delivery engine alone (relay, store, dispatcher) with outward calls that
+# return at once, so no HTTP and no Teams pacing: ENGINE_MSGS messages per
+# direction (default 3000) from 50 chats as fast as the relay takes them,
+# printing msg/s, on SQLite and (with HANDOFF_TEST_DATABASE_URL) PostgreSQL.
+ENGINE_MSGS ?= 3000
+bench-engine:
+	$(GO) test -run '^$$' -bench 'BenchmarkEngine' -benchtime $(ENGINE_MSGS)x -timeout 30m ./bridge
 
 # One process holding HANDOFF_BENCH_SESSIONS (default 10,000) idle live
 # handoffs on PostgreSQL (HANDOFF_TEST_DATABASE_URL): CPU, RSS, goroutines,
