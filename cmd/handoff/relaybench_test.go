@@ -44,7 +44,8 @@ import (
 // Reported per database and target: p50/p95/p99 latency in ms (the message
 // is written on one side → it is received on the other, as the fakes record
 // it) and CPU ms per message of the relaying process; the bridge's ratios to
-// the proxy follow in the log. Run with `make bench-relay`.
+// the proxy follow in the log. Run with `make bench-relay`; set
+// HANDOFF_TEST_PPROF_ADDR (host:port) to profile the bridge while it runs.
 //
 // The proxy verifies nothing and stores nothing: it is the floor any relay
 // pays for two HTTP hops, not a design alternative.
@@ -144,6 +145,8 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 			"HANDOFF_DATABASE_URL": dburl,
 			"HANDOFF_DELIVERY":     "webhook",
 			"HANDOFF_LOG_LEVEL":    "info",
+			// Profile the bridge while it runs: go tool pprof http://$addr/debug/pprof/profile.
+			"HANDOFF_TEST_PPROF_ADDR": os.Getenv("HANDOFF_TEST_PPROF_ADDR"),
 		}), "serve")
 		for i, c := range chats {
 			c.ch = &teamstest.Channel{Issuer: issuer, AppID: e2eAppID, ServiceURL: conn.ServiceURL(),
