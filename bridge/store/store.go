@@ -13,9 +13,11 @@
 //     their columns (maps) so zero values are written too.
 //
 // SQLite: the database is opened in WAL mode with one writer connection
-// (busy_timeout, foreign keys on, IMMEDIATE transactions, synchronous left at
-// its durable default), so all writes are serialized, and a separate
-// read-only pool of a few connections for View and the review streams: in
+// (busy_timeout, foreign keys on, IMMEDIATE transactions, synchronous=FULL:
+// a commit is fsynced to the WAL before Update returns, so an acknowledged
+// webhook or activity survives a power loss), so all writes are serialized,
+// and a separate read-only pool of a few connections for View and the review
+// streams: in
 // WAL mode a reader never waits for the writer nor the writer for a reader,
 // so a slow export does not stall the relay. Inside Store.Update only the Tx
 // may be used. sqlite::memory: has no read pool (the database lives in the
@@ -23,7 +25,8 @@
 // callbacks may not use the Store. More than one dispatcher worker gains
 // nothing on SQLite. Extra driver parameters may be appended to the URL, e.g.
 // sqlite:handoff.db?_pragma=synchronous(NORMAL) to trade durability on power
-// loss for commit speed.
+// loss (not on a crash of the process) for commit speed: a URL that names
+// synchronous keeps its own setting.
 //
 // PostgreSQL: several replicas may share the database. Outbox items are
 // claimed with FOR UPDATE SKIP LOCKED, and enqueuers of one lane are serialized
@@ -206,6 +209,11 @@ func sqliteDSN(p string, readOnly bool) (string, error) {
 		pragmas = "_pragma=busy_timeout(10000)&_pragma=query_only(1)"
 	case p != ":memory:":
 		pragmas += "&_pragma=journal_mode(WAL)"
+		if !strings.Contains(p, "synchronous") {
+			// Stated, not left to the build's default: every commit is
+			// on disk (the WAL fsynced) before Update returns.
+			pragmas += "&_pragma=synchronous(FULL)"
+		}
 	}
 	if strings.Contains(p, "?") {
 		return p + "&" + pragmas, nil

@@ -269,3 +269,25 @@ func TestLogsNoValues(t *testing.T) {
 		t.Fatalf("log contains a bound value:\n%s", out)
 	}
 }
+
+// TestSQLiteSynchronous checks the stated durability setting: FULL (2) on a
+// file database unless the URL names its own.
+func TestSQLiteSynchronous(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{{"", 2}, {"?_pragma=synchronous(NORMAL)", 1}} {
+		s, err := Open(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "handoff.db")+tc.query, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := s.DB().QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+		if got != tc.want {
+			t.Errorf("URL query %q: synchronous = %d, want %d", tc.query, got, tc.want)
+		}
+	}
+}
