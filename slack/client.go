@@ -113,13 +113,14 @@ func (e *APIError) Error() string {
 
 // hints say what to do about the errors an operator can fix.
 var hints = map[string]string{
-	"channel_not_found": "check HANDOFF_SLACK_CHANNEL: it must be a channel id such as C0123ABCD the app can see",
-	"not_in_channel":    "invite the app to the support channel with /invite @<app name>",
-	"invalid_auth":      "check HANDOFF_SLACK_BOT_TOKEN: it must be the app's xoxb- bot token",
-	"not_authed":        "HANDOFF_SLACK_BOT_TOKEN is missing",
-	"token_revoked":     "the app was uninstalled or its token revoked: reinstall it and update HANDOFF_SLACK_BOT_TOKEN",
-	"account_inactive":  "the app was uninstalled or its token revoked: reinstall it and update HANDOFF_SLACK_BOT_TOKEN",
-	"is_archived":       "the support channel is archived: unarchive it or configure another one",
+	"channel_not_found":      "check HANDOFF_SLACK_CHANNEL: it must be a channel id such as C0123ABCD the app can see",
+	"not_in_channel":         "invite the app to the support channel with /invite @<app name>",
+	"invalid_auth":           "check HANDOFF_SLACK_BOT_TOKEN: it must be the app's xoxb- bot token",
+	"not_authed":             "HANDOFF_SLACK_BOT_TOKEN is missing",
+	"token_revoked":          "the app was uninstalled or its token revoked: reinstall it and update HANDOFF_SLACK_BOT_TOKEN",
+	"account_inactive":       "the app was uninstalled or its token revoked: reinstall it and update HANDOFF_SLACK_BOT_TOKEN",
+	"is_archived":            "the support channel is archived: unarchive it or configure another one",
+	"not_allowed_token_type": "Socket Mode needs the app-level token (xapp-…) with the connections:write scope in HANDOFF_SLACK_APP_TOKEN, not the bot token",
 }
 
 // classify maps Slack's error codes onto the bridge's error kinds.
@@ -139,6 +140,11 @@ func classify(e *APIError) error {
 // url.Values as a form (read methods, which do not accept JSON). out receives
 // the decoded answer when ok is true.
 func (c *Client) call(ctx context.Context, method string, in any, out any) error {
+	return c.callAs(ctx, c.cfg.Token, method, in, out)
+}
+
+// callAs is call with another token (the app-level token of Socket Mode).
+func (c *Client) callAs(ctx context.Context, token, method string, in any, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var (
@@ -160,7 +166,7 @@ func (c *Client) call(ctx context.Context, method string, in any, out any) error
 		return bridge.Permanent(fmt.Errorf("slack: %s: %w", method, err))
 	}
 	req.Header.Set("Content-Type", ctype)
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("slack: %s: %w", method, err)

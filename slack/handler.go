@@ -26,6 +26,10 @@ type SessionLookup interface {
 type HandlerConfig struct {
 	// SigningSecret is the app's signing secret (Basic Information page).
 	SigningSecret string
+	// SocketOnly: payloads arrive over Socket Mode only (NewSocket), which
+	// Slack does not sign; the signing secret may be empty, and then the
+	// HTTP receivers refuse every request.
+	SocketOnly bool
 	// MaxSkew is the replay window of signed timestamps (default 5 minutes).
 	MaxSkew time.Duration
 	// OrderWindow holds the events of one thread this long so parallel
@@ -61,7 +65,7 @@ type Handler struct {
 
 // NewHandler returns the receivers for the desk's channel.
 func NewHandler(cfg HandlerConfig, desk *Client, sink Sink, lookup SessionLookup) (*Handler, error) {
-	if cfg.SigningSecret == "" {
+	if cfg.SigningSecret == "" && !cfg.SocketOnly {
 		return nil, errors.New("slack: the app's signing secret is required to accept its requests")
 	}
 	if desk == nil || sink == nil {
@@ -100,6 +104,10 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		} else {
 			http.Error(w, "cannot read the body", http.StatusBadRequest)
 		}
+		return nil, false
+	}
+	if h.cfg.SigningSecret == "" {
+		http.Error(w, "this bridge receives Slack over Socket Mode and has no signing secret for HTTP requests", http.StatusUnauthorized)
 		return nil, false
 	}
 	if err := verify(h.cfg.SigningSecret, h.cfg.MaxSkew, h.now(), r.Header, body); err != nil {

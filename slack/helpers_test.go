@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,7 +30,10 @@ type recordingSink struct {
 	stored map[string]bool
 	known  map[bridge.AgentChatID]bool // nil: every chat is known
 	err    error
+	fail   int // the next fail calls answer errFailing (then succeed)
 }
+
+var errFailing = errors.New("store down")
 
 func (s *recordingSink) AgentEvents(_ context.Context, chat bridge.AgentChatID, evs []bridge.AgentEvent, _ bool) error {
 	s.mu.Lock()
@@ -37,6 +41,10 @@ func (s *recordingSink) AgentEvents(_ context.Context, chat bridge.AgentChatID, 
 	s.calls++
 	if s.err != nil {
 		return s.err
+	}
+	if s.fail > 0 {
+		s.fail--
+		return errFailing
 	}
 	if s.stored == nil {
 		s.stored = map[string]bool{}

@@ -68,6 +68,8 @@ type Config struct {
 	VACallbackSecret    string
 	SlackToken          string
 	SlackSigningSecret  string
+	SlackMode           string
+	SlackAppToken       string
 	SlackChannel        string
 	SlackAPIURL         string
 	SlackOrderWindow    time.Duration
@@ -298,6 +300,8 @@ var settings = []setting{
 
 	{Name: "HANDOFF_SLACK_BOT_TOKEN", Group: "Slack", Help: "slack desk: the app's bot token (xoxb-…; OAuth & Permissions page)", Secret: true, set: str(func(c *Config) *string { return &c.SlackToken })},
 	{Name: "HANDOFF_SLACK_SIGNING_SECRET", Group: "Slack", Help: "slack desk: the app's signing secret (Basic Information page); requests to /webhooks/slack and /webhooks/slack/interactive must carry its v0 signature, at most 5 minutes old", Secret: true, set: str(func(c *Config) *string { return &c.SlackSigningSecret })},
+	{Name: "HANDOFF_SLACK_MODE", Default: "events", Group: "Slack", Help: "slack desk: how Slack reaches the bridge: events (the Events API and interactivity POST to /webhooks/slack and /webhooks/slack/interactive, which must be reachable from Slack) or socket (Socket Mode: the bridge opens a WebSocket to Slack and needs no public URL; needs HANDOFF_SLACK_APP_TOKEN)", set: oneOf(func(c *Config) *string { return &c.SlackMode }, "events", "socket")},
+	{Name: "HANDOFF_SLACK_APP_TOKEN", Group: "Slack", Help: "slack desk, socket mode: the app-level token (xapp-…; Basic Information → App-Level Tokens, scope connections:write)", Secret: true, set: str(func(c *Config) *string { return &c.SlackAppToken })},
 	{Name: "HANDOFF_SLACK_CHANNEL", Group: "Slack", Help: "slack desk: id of the support channel handoffs are posted to (C…; the app must be invited)", set: func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if !slackChannelID.MatchString(v) {
@@ -547,8 +551,15 @@ func (c *Config) ValidateServe() error {
 	if c.Desk == "slack" {
 		checks = append(checks,
 			need("HANDOFF_SLACK_BOT_TOKEN", c.SlackToken, "for the slack desk (the app's xoxb- bot token)"),
-			need("HANDOFF_SLACK_SIGNING_SECRET", c.SlackSigningSecret, "for the slack desk (the app's signing secret)"),
 			need("HANDOFF_SLACK_CHANNEL", c.SlackChannel, "for the slack desk (the support channel's id)"))
+		if c.SlackMode == "socket" {
+			checks = append(checks, need("HANDOFF_SLACK_APP_TOKEN", c.SlackAppToken, "for Slack's Socket Mode (the app-level xapp- token)"))
+			if c.SlackAppToken != "" && !strings.HasPrefix(c.SlackAppToken, "xapp-") {
+				checks = append(checks, errors.New("HANDOFF_SLACK_APP_TOKEN: expects the app-level token (xapp-…), not the bot token or the signing secret"))
+			}
+		} else {
+			checks = append(checks, need("HANDOFF_SLACK_SIGNING_SECRET", c.SlackSigningSecret, "for the slack desk's Events API (the app's signing secret; or use HANDOFF_SLACK_MODE=socket)"))
+		}
 		return errors.Join(checks...)
 	}
 	checks = append(checks, need("HANDOFF_SERVICENOW_URL", c.SNURL, "to serve (e.g. https://acme.service-now.com)"))

@@ -344,3 +344,99 @@ func TestSlackForgedSignatures(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// waitSlackSocket waits until the bridge holds one Socket Mode connection
+// and has asked for at least opens URLs.
+func (w *world) waitSlackSocket(opens int) {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := w.slack.SocketStats(); st.Open == 1 && st.Opens >= opens {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("no Socket Mode connection: %+v", w.slack.SocketStats())
+}
+
+// TestSlackSocketModeEndToEnd runs a handoff with HANDOFF_SLACK_MODE=socket:
+// no Request URL, every reply and button press arrives over the WebSocket
+// through the same receive path. A first reply takes the chat and updates
+// the parent; a re-sent envelope is delivered once; after Slack's
+// disconnect and after a dropped connection the bridge reconnects and
+// replies flow again; #handback ends the chat and the parent shows it.
+func TestSlackSocketModeEndToEnd(t *testing.T) {
+	const wait = 30 * time.Second
+	w := newWorld(t, worldOpts{desk: "slack", extra: map[string]string{
+		"HANDOFF_SLACK_MODE": "socket", "HANDOFF_SLACK_APP_TOKEN": slacktest.DefaultAppToken, "HANDOFF_SLACK_SIGNING_SECRET": ""}})
+	w.slack.EnableSocketMode(true)
+	w.slack.AddUser(slackAgent, agentName)
+	w.waitSlackSocket(1)
+
+	resp, err := http.Post(w.base+"/webhooks/slack", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /webhooks/slack in socket mode: %d, want it not served", resp.StatusCode)
+	}
+
+	u := teamstest.NewUser("Socket Mode Employee")
+	w.say(u, "talk to live agent")
+	w.waitUser(u, bridge.DefaultTexts().Connecting, wait)
+	ts := w.slackParentOf(u, wait).TS
+	var said []string
+	p := w.slackReply(ts, "hi, this is "+agentName)
+	said = append(said, "hi, this is "+agentName)
+	w.waitUser(u, agentName+" joined the chat.", wait)
+	w.waitParentTaken(ts, wait)
+	if code, err := w.slack.Redeliver(p.EventID, 1); err != nil || code != http.StatusOK {
+		t.Fatalf("re-sent envelope: %d %v", code, err)
+	}
+	w.say(u, "my VPN drops")
+	w.waitSlack(ts, "my VPN drops", wait)
+
+	w.slack.Disconnect("refresh_requested")
+	w.waitSlackSocket(2)
+	said = append(said, "answer after the refresh")
+	w.slackReply(ts, said[len(said)-1])
+	w.slack.DropConnections()
+	w.waitSlackSocket(3)
+	said = append(said, "answer after the drop")
+	w.slackReply(ts, said[len(said)-1])
+	w.waitUser(u, said[len(said)-1], wait)
+
+	w.slackReply(ts, "#handback")
+	if s := w.waitClosed(u, wait); s.CloseReason != bridge.ReasonAgentClosed {
+		t.Errorf("closed with %s, want agent_closed", s.CloseReason)
+	}
+	w.waitUser(u, bridge.DefaultTexts().BotBack, wait)
+	var seen []string
+	for _, l := range w.userLines(u) {
+		if strings.HasPrefix(l, "answer ") || strings.HasPrefix(l, "hi, this is") || strings.Contains(l, "\nanswer ") || strings.Contains(l, "\nhi, this is") {
+			seen = append(seen, l)
+		}
+	}
+	if len(seen) != len(said) {
+		t.Errorf("the employee saw %q, want each of %q once", seen, said)
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		pm, _ := w.slack.Parent(ts)
+		if strings.Contains(blocksText(pm.Blocks), "Ended") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pm, _ := w.slack.Parent(ts); !strings.Contains(blocksText(pm.Blocks), "Ended") || strings.Contains(blocksText(pm.Blocks), "handoff_close") {
+		t.Errorf("the parent does not show the outcome: %s", blocksText(pm.Blocks))
+	}
+	deadline = time.Now().Add(wait) // the events of the bridge's own posts may still be in flight
+	for st := w.slack.SocketStats(); st.Acked != st.Sent && time.Now().Before(deadline); st = w.slack.SocketStats() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := w.slack.SocketStats(); st.Acked != st.Sent || st.UnknownAcks != 0 {
+		t.Errorf("Socket Mode envelopes %+v: every one sent must be acknowledged once", st)
+	}
+}

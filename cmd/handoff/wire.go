@@ -22,15 +22,16 @@ import (
 
 // parts are the wired components, kept for tests and the demo.
 type parts struct {
-	relay      *bridge.Relay
-	dispatcher *bridge.Dispatcher
-	poller     *bridge.Poller
-	desk       bridge.AgentDesk
-	webhook    *servicenow.WebhookHandler // connect webhooks (webhook and hybrid delivery)
-	weekly     *review.Weekly
-	digest     *review.Digest // nil unless HANDOFF_REVIEW_TEAMS_CHANNEL is set
-	teams      *teams.Client
-	exporter   *review.Exporter
+	relay       *bridge.Relay
+	dispatcher  *bridge.Dispatcher
+	poller      *bridge.Poller
+	desk        bridge.AgentDesk
+	webhook     *servicenow.WebhookHandler // connect webhooks (webhook and hybrid delivery)
+	weekly      *review.Weekly
+	digest      *review.Digest // nil unless HANDOFF_REVIEW_TEAMS_CHANNEL is set
+	teams       *teams.Client
+	exporter    *review.Exporter
+	slackSocket *slack.Socket // the slack desk in socket mode
 }
 
 // endPhrases parses HANDOFF_SERVICENOW_END_PHRASES entries "text" or

@@ -32,7 +32,9 @@ func (a *app) slackDesk(ctx context.Context, hc *http.Client) (*slack.Client, er
 	return sc, nil
 }
 
-// wireSlackEvents mounts Slack's Events API and interactivity receivers:
+// wireSlackEvents sets up how Slack reaches the bridge: the Events API and
+// interactivity receivers (HANDOFF_SLACK_MODE=events), or a Socket Mode
+// connection in the loop table (socket). Both feed the same receive path;
 // agent replies and button presses arrive by push, so nothing polls.
 func (a *app) wireSlackEvents(relay *bridge.Relay, sc *slack.Client) error {
 	cfg := a.cfg
@@ -40,10 +42,23 @@ func (a *app) wireSlackEvents(relay *bridge.Relay, sc *slack.Client) error {
 	if window == 0 {
 		window = -1 // 0s: no holding
 	}
-	h, err := slack.NewHandler(slack.HandlerConfig{SigningSecret: cfg.SlackSigningSecret, OrderWindow: window,
-		MaxBody: cfg.MaxBody, Logger: a.log.With("system", "slack")}, sc, relay, relay)
+	log := a.log.With("system", "slack")
+	h, err := slack.NewHandler(slack.HandlerConfig{SigningSecret: cfg.SlackSigningSecret, SocketOnly: cfg.SlackMode == "socket",
+		OrderWindow: window, MaxBody: cfg.MaxBody, Logger: log}, sc, relay, relay)
 	if err != nil {
 		return fmt.Errorf("configure the slack endpoints (HANDOFF_SLACK_SIGNING_SECRET): %w", err)
+	}
+	if cfg.SlackMode == "socket" {
+		sock, err := slack.NewSocket(slack.SocketConfig{AppToken: cfg.SlackAppToken, MaxMessage: cfg.MaxBody, Logger: log}, h)
+		if err != nil {
+			return fmt.Errorf("configure slack socket mode (HANDOFF_SLACK_APP_TOKEN): %w", err)
+		}
+		// Every replica keeps its own connection: Slack spreads envelopes
+		// over an app's connections (up to 10).
+		a.loops = append(a.loops, loop{name: "slack-socket", stage: stageJobs, run: sock.Run})
+		a.parts.slackSocket = sock
+		a.log.Info("agent messages arrive by slack socket mode (no public URL needed)")
+		return nil
 	}
 	a.mux.HandleFunc("POST /webhooks/slack", h.ServeEvents)
 	a.mux.HandleFunc("POST /webhooks/slack/interactive", h.ServeInteractive)

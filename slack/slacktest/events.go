@@ -84,9 +84,9 @@ func (s *Server) changedEventLocked(m *Message, prev map[string]any) event {
 // did not cause directly (the bot's own posts and edits).
 func (s *Server) sendAsync(ev event) {
 	s.mu.Lock()
-	target := s.eventsURL
+	target, socket := s.eventsURL, s.socketMode
 	s.mu.Unlock()
-	if target == "" {
+	if target == "" && !socket {
 		return
 	}
 	s.wg.Add(1)
@@ -118,7 +118,7 @@ func (s *Server) deliver(ev event, attempt int) int {
 // attempt makes one delivery; retry reasons as Slack names them.
 func (s *Server) attempt(ev event, attempt int) int {
 	s.mu.Lock()
-	target := s.eventsURL
+	target, socket := s.eventsURL, s.socketMode
 	prev := ""
 	for i := len(s.deliveries) - 1; i >= 0; i-- {
 		if d := s.deliveries[i]; d.EventID == ev.id {
@@ -133,9 +133,20 @@ func (s *Server) attempt(ev event, attempt int) int {
 	if prev == "" {
 		prev = "http_timeout" // a forced retry: the bridge answered too late
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	status, err := s.post(ctx, target, "application/json", ev.body, attempt, prev)
+	var (
+		status int
+		err    error
+	)
+	if socket {
+		if prev == "http_timeout" || prev == "http_error" {
+			prev = "timeout" // Socket Mode's reason: not acknowledged in time
+		}
+		status, err = s.sendEnvelope("events_api", ev.body, attempt, prev)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		status, err = s.post(ctx, target, "application/json", ev.body, attempt, prev)
+	}
 	d := Delivery{EventID: ev.id, Attempt: attempt, Status: status}
 	if err != nil {
 		d.Err = err.Error()
@@ -153,7 +164,7 @@ type Posted struct {
 	Status  int // status of the first delivery attempt (retries follow in the background)
 }
 
-var errNoTarget = errors.New("slacktest: no events URL set (SetTargets)")
+var errNoTarget = errors.New("slacktest: no events URL set (SetTargets) and Socket Mode off")
 
 // Reply posts text as user in the thread of parent ts and delivers the
 // message event (first attempt synchronously, retries in the background).
@@ -173,7 +184,7 @@ func (s *Server) ReplyFile(user, parentTS, comment, name, permalink string) (Pos
 
 func (s *Server) reply(user, parentTS, text, subtype string, f map[string]any) (Posted, error) {
 	s.mu.Lock()
-	if s.eventsURL == "" {
+	if s.eventsURL == "" && !s.socketMode {
 		s.mu.Unlock()
 		return Posted{}, errNoTarget
 	}
@@ -280,7 +291,8 @@ func (s *Server) Click(user, parentTS, actionID string) (int, error) {
 		s.mu.Unlock()
 		return 0, fmt.Errorf("slacktest: no top-level message %s", parentTS)
 	}
-	if target == "" || !known {
+	socket := s.socketMode
+	if (target == "" && !socket) || !known {
 		s.mu.Unlock()
 		return 0, fmt.Errorf("slacktest: no interactivity URL, or unknown user %s", user)
 	}
@@ -327,6 +339,9 @@ func (s *Server) Click(user, parentTS, actionID string) (int, error) {
 	}
 	s.mu.Unlock()
 	raw, _ := json.Marshal(payload)
+	if socket {
+		return s.sendEnvelope("interactive", raw, 0, "")
+	}
 	body := []byte(url.Values{"payload": {string(raw)}}.Encode())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -33,6 +33,9 @@ type Options struct {
 	Token         string
 	SigningSecret string
 	Channel       string // the one public channel the bot is a member of
+	// AppToken is the app-level token (xapp-…) for Socket Mode
+	// (default DefaultAppToken).
+	AppToken string
 	// RetryDelays are the waits before each retry of an event delivery that
 	// failed (non-200, or no answer within 3 s). Slack documents three
 	// retries: nearly immediately, after 1 minute, after 5 minutes (the
@@ -84,12 +87,23 @@ type Server struct {
 	bodies      map[string][]byte // event id → body, for Redeliver
 	wg          sync.WaitGroup
 	closed      chan struct{}
+
+	// Socket Mode (socket.go)
+	socketMode bool
+	socks      map[int]*sockConn
+	tickets    map[string]bool
+	pending    map[string]chan struct{} // envelope id → closed on its ack
+	sockSeq    int
+	sockStats  SocketStats
 }
 
 // New starts a fake Slack.
 func New(o Options) *Server {
 	if o.Token == "" {
 		o.Token = DefaultToken
+	}
+	if o.AppToken == "" {
+		o.AppToken = DefaultAppToken
 	}
 	if o.SigningSecret == "" {
 		o.SigningSecret = DefaultSigningSecret
@@ -104,9 +118,11 @@ func New(o Options) *Server {
 		o.Now = time.Now
 	}
 	s := &Server{opts: o, users: map[string]string{BotUserID: "Handoff"}, member: true, faults: map[string][]string{},
-		retryAfter: 1, calls: map[string]int{}, bodies: map[string][]byte{}, threadFault: map[string]string{}, closed: make(chan struct{}), hc: &http.Client{Timeout: 3 * time.Second}}
+		retryAfter: 1, calls: map[string]int{}, bodies: map[string][]byte{}, threadFault: map[string]string{}, closed: make(chan struct{}), hc: &http.Client{Timeout: 3 * time.Second},
+		socks: map[int]*sockConn{}, tickets: map[string]bool{}, pending: map[string]chan struct{}{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/{method}", s.serveAPI)
+	mux.HandleFunc("GET /link/", s.serveLink)
 	mux.Handle("/ui/", http.StripPrefix("/ui", s.UIHandler()))
 	s.srv = httptest.NewServer(mux)
 	return s
@@ -121,6 +137,7 @@ func (s *Server) UIURL() string { return s.srv.URL + "/ui/" }
 // Close stops the fake and waits for event deliveries under way.
 func (s *Server) Close() {
 	close(s.closed)
+	s.DropConnections()
 	s.wg.Wait()
 	s.srv.Close()
 }
@@ -287,8 +304,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	retryAfter := s.retryAfter
 	s.mu.Unlock()
-	switch {
-	case r.Header.Get("Authorization") != "Bearer "+s.opts.Token:
+	token := s.opts.Token
+	if method == "apps.connections.open" {
+		token = s.opts.AppToken // an app-level token only
+	}
+	switch auth := r.Header.Get("Authorization"); {
+	case auth != "Bearer "+token && (auth == "Bearer "+s.opts.Token || auth == "Bearer "+s.opts.AppToken):
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "not_allowed_token_type"})
+		return
+	case auth != "Bearer "+token:
 		if r.Header.Get("Authorization") == "" && args["token"] == nil {
 			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "not_authed"})
 			return
@@ -339,6 +363,7 @@ type apiMethod func(args map[string]any) (map[string]any, string)
 
 func (s *Server) methods() map[string]apiMethod {
 	return map[string]apiMethod{
+		"apps.connections.open": s.appsConnectionsOpen,
 		"auth.test":             s.authTest,
 		"chat.postMessage":      s.postMessage,
 		"chat.update":           s.update,
