@@ -393,7 +393,13 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 				return s, err
 			}
 			if inserted {
-				if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting, position: ev.QueuePosition, wait: ev.EstimatedWait}, now); err != nil {
+				st := cardState{phase: phaseWaiting, position: ev.QueuePosition, wait: ev.EstimatedWait}
+				if _, ok := r.user.(UserCards); !ok {
+					// No card to show it on: the same lines as a notice.
+					if err := r.sayT(ctx, tx, s, "queuenote:"+ev.ExternalID, func(t Texts) string { return queueNotice(t, st) }, now); err != nil {
+						return s, err
+					}
+				} else if err := r.queueCard(ctx, tx, s, st, now); err != nil {
 					return s, err
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -74,12 +75,7 @@ func statusCard(t Texts, st cardState) Card {
 	case phaseWaiting:
 		c.Style = "accent"
 		c.Lines = append(c.Lines, t.CardWaiting)
-		if st.position > 0 {
-			c.Lines = append(c.Lines, fmt.Sprintf(t.CardPosition, st.position))
-		}
-		if st.wait > 0 {
-			c.Lines = append(c.Lines, fmt.Sprintf(t.CardWait, max(1, int((st.wait+30*time.Second)/time.Minute))))
-		}
+		c.Lines = append(c.Lines, queueLines(t, st)...)
 	case phaseConnected:
 		c.Style = "good"
 		agent := st.agent
@@ -97,6 +93,22 @@ func statusCard(t Texts, st cardState) Card {
 	c.Buttons = []Button{{Title: t.CardEndButton, Payload: EndChatPayload}}
 	return c
 }
+
+// queueLines renders the place in the queue and the estimated wait (in whole
+// minutes, at least 1), each only when the desk gave it.
+func queueLines(t Texts, st cardState) []string {
+	var out []string
+	if st.position > 0 {
+		out = append(out, fmt.Sprintf(t.CardPosition, st.position))
+	}
+	if st.wait > 0 {
+		out = append(out, fmt.Sprintf(t.CardWait, max(1, int((st.wait+30*time.Second)/time.Minute))))
+	}
+	return out
+}
+
+// queueNotice is queueLines as one notice, for channels without the card.
+func queueNotice(t Texts, st cardState) string { return strings.Join(queueLines(t, st), " ") }
 
 // queueCard queues the status card as it should look now. Items of the
 // user lane run in order, so the card ends up in the last state queued.

@@ -365,3 +365,59 @@ func TestBlockedUserNoteToAgent(t *testing.T) {
 		t.Fatalf("agent chat got %q, left %d", p, h.desk.left[chat])
 	}
 }
+
+// TestQueueWait: a desk that gives only an estimated wait (the Virtual
+// Agent's wait-time spinner) updates the waiting card with it, once per
+// distinct wait; a channel without cards gets the same lines as a notice.
+func TestQueueWait(t *testing.T) {
+	wait := func(h *harness, chat bridge.AgentChatID, id string, d time.Duration) {
+		t.Helper()
+		ev := bridge.AgentEvent{Kind: bridge.AgentWaiting, Chat: chat, ExternalID: id, EstimatedWait: d, At: time.Now()}
+		if err := h.relay.AgentEvents(context.Background(), chat, []bridge.AgentEvent{ev}, false); err != nil {
+			t.Fatal(err)
+		}
+		h.drain()
+	}
+	t.Run("card", func(t *testing.T) {
+		h, cu := newCardHarness(t, bridge.RelayConfig{})
+		h.say("conv", "talk to agent")
+		chat := h.session("conv").AgentChatID
+		wait(h, chat, "spinner:8 Seconds", 8*time.Second)
+		wait(h, chat, "spinner:8 Seconds", 8*time.Second) // a repeated callback
+		wait(h, chat, "spinner:240 Seconds", 4*time.Minute)
+		ops := cu.ops()
+		want := []string{"Waiting for an agent…", "Waiting for an agent… | Estimated wait: about 1 min.", "Waiting for an agent… | Estimated wait: about 4 min."}
+		if len(ops) != len(want) {
+			t.Fatalf("card operations %+v, want %d", ops, len(want))
+		}
+		for i, w := range want {
+			if got := strings.Join(ops[i].card.Lines, " | "); got != w || !hasEndButton(ops[i].card) {
+				t.Errorf("card %d = %q, want %q with End chat", i, got, w)
+			}
+			if strings.Contains(cardText(ops[i].card), "number") {
+				t.Errorf("card %d shows a queue position the desk did not give: %s", i, cardText(ops[i].card))
+			}
+		}
+		for _, m := range cu.messages {
+			if strings.Contains(m.Text, "wait") {
+				t.Errorf("the wait was also sent as a message: %q", m.Text)
+			}
+		}
+	})
+	t.Run("no card", func(t *testing.T) {
+		h := newHarness(t)
+		h.say("conv", "talk to agent")
+		chat := h.session("conv").AgentChatID
+		wait(h, chat, "spinner:8 Seconds", 8*time.Second)
+		wait(h, chat, "spinner:8 Seconds", 8*time.Second)
+		n := 0
+		for _, l := range h.user.lines("conv") {
+			if l == "Estimated wait: about 1 min." {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("wait notices %d, want 1: %q", n, h.user.lines("conv"))
+		}
+	})
+}

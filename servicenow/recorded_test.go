@@ -85,6 +85,19 @@ func TestRecordedPayloads(t *testing.T) {
 			t.Errorf("got %+v, %v", cb, err)
 		}
 	})
+	t.Run("va wait-time spinner", func(t *testing.T) {
+		x := recorded.Load("va_spinner_callback.json")
+		cb, err := ParseVACallback(x.Request)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := newVAClassifier(VAWebhookConfig{EndPhrases: DefaultVAEndPhrases, IdlePhrases: DefaultVAIdlePhrases, JoinPhrases: DefaultVAJoinPhrases})
+		evs := k.events("chat-1", cb, now)
+		if len(evs) != 2 || evs[0].Kind != bridge.AgentWaiting || evs[0].Text != "Please stand by while I connect you to a live agent." ||
+			evs[1].Kind != bridge.AgentWaiting || evs[1].EstimatedWait != 8*time.Second || evs[1].Text != "" || evs[1].QueuePosition != 0 {
+			t.Errorf("events %+v", evs)
+		}
+	})
 	t.Run("va error", func(t *testing.T) {
 		x := recorded.Load("va_error.json")
 		if msg, _ := errorText(x.Body); msg != "message.text is mandatory" {

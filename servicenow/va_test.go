@@ -305,6 +305,7 @@ func TestVAEvents(t *testing.T) {
 		kind   bridge.AgentEventKind
 		text   string
 		reason bridge.CloseReason
+		wait   time.Duration
 	}
 	tests := []struct {
 		name  string
@@ -312,40 +313,46 @@ func TestVAEvents(t *testing.T) {
 		extra string
 		want  []ev
 	}{
-		{"agent text", "[" + agent("m1", "Hi, I'm Beth") + "]", "", []ev{{bridge.AgentMessage, "Hi, I'm Beth", ""}}},
-		{"single object body", agent("m1", "one"), "", []ev{{bridge.AgentMessage, "one", ""}}},
-		{"virtual agent text while queued", `[{"uiType":"OutputText","value":"Please stand by"}]`, "", []ev{{bridge.AgentWaiting, "Please stand by", ""}}},
-		{"typing", `[{"uiType":"ActionMsg","actionType":"StartTypingIndicator"},{"uiType":"ActionMsg","actionType":"EndTypingIndicator"}]`, "", []ev{{bridge.AgentTyping, "", ""}}},
-		{"spinner", `[{"uiType":"ActionMsg","actionType":"StartSpinner","spinnerType":"wait_time","message":"Routing you…","waitTime":"8 Minutes"}]`, "",
-			[]ev{{bridge.AgentWaiting, "You are in the queue, estimated wait 8 minutes.", ""}}},
-		{"spinner seconds", `[{"uiType":"ActionMsg","actionType":"StartSpinner","spinnerType":"wait_time","waitTime":"45 Seconds"}]`, "",
-			[]ev{{bridge.AgentWaiting, "You are in the queue, estimated wait 1 minute.", ""}}},
+		{"agent text", "[" + agent("m1", "Hi, I'm Beth") + "]", "", []ev{{bridge.AgentMessage, "Hi, I'm Beth", "", 0}}},
+		{"single object body", agent("m1", "one"), "", []ev{{bridge.AgentMessage, "one", "", 0}}},
+		{"virtual agent text while queued", `[{"uiType":"OutputText","value":"Please stand by"}]`, "", []ev{{bridge.AgentWaiting, "Please stand by", "", 0}}},
+		{"typing", `[{"uiType":"ActionMsg","actionType":"StartTypingIndicator"},{"uiType":"ActionMsg","actionType":"EndTypingIndicator"}]`, "", []ev{{bridge.AgentTyping, "", "", 0}}},
+		// bot-api.md's StartSpinner example: the wait goes on the card, the
+		// spinner's message (a repeat of the connecting notice) is not shown.
+		{"spinner", `[{"uiType":"ActionMsg","actionType":"StartSpinner","spinnerType":"wait_time","message":"Routing you to a live agent...","waitTime":"8 Seconds"}]`, "",
+			[]ev{{bridge.AgentWaiting, "", "", 8 * time.Second}}},
+		{"spinner minutes", `[{"uiType":"ActionMsg","actionType":"StartSpinner","spinnerType":"wait_time","waitTime":"4 Minutes"}]`, "",
+			[]ev{{bridge.AgentWaiting, "", "", 4 * time.Minute}}},
+		{"spinner type none", `[{"uiType":"ActionMsg","actionType":"StartSpinner","spinnerType":"none","message":"Routing you to a live agent...","waitTime":"13 Seconds","messageId":"b189"}]`, "",
+			[]ev{{bridge.AgentWaiting, "", "", 13 * time.Second}}},
 		{"spinner unreadable", `[{"uiType":"ActionMsg","actionType":"StartSpinner","message":"Routing you to a live agent...","waitTime":"soon"}]`, "",
-			[]ev{{bridge.AgentWaiting, "Routing you to a live agent...", ""}}},
-		{"switch to live agent", `[{"uiType":"ActionMsg","actionType":"SwitchToLiveAgent"}]`, "", []ev{{bridge.AgentJoined, "", ""}}},
-		{"entered", "[" + system("Beth Anglin has entered the chat.") + "]", "", []ev{{bridge.AgentJoined, "", ""}, {bridge.AgentMessage, "Beth Anglin has entered the chat.", ""}}},
-		{"transfer", "[" + system("Beth Anglin transferred the chat to Fred Luddy") + "]", "", []ev{{bridge.AgentMessage, "Beth Anglin transferred the chat to Fred Luddy", ""}}},
+			[]ev{{bridge.AgentWaiting, "Routing you to a live agent...", "", 0}}},
+		{"spinner without wait", `[{"uiType":"ActionMsg","actionType":"StartSpinner","message":"Routing you to a live agent...","waitTime":"0 Seconds"}]`, "",
+			[]ev{{bridge.AgentWaiting, "Routing you to a live agent...", "", 0}}},
+		{"switch to live agent", `[{"uiType":"ActionMsg","actionType":"SwitchToLiveAgent"}]`, "", []ev{{bridge.AgentJoined, "", "", 0}}},
+		{"entered", "[" + system("Beth Anglin has entered the chat.") + "]", "", []ev{{bridge.AgentJoined, "", "", 0}, {bridge.AgentMessage, "Beth Anglin has entered the chat.", "", 0}}},
+		{"transfer", "[" + system("Beth Anglin transferred the chat to Fred Luddy") + "]", "", []ev{{bridge.AgentMessage, "Beth Anglin transferred the chat to Fred Luddy", "", 0}}},
 		{"closed", "[" + system("Beth Anglin has closed the support session.") + "]", "",
-			[]ev{{bridge.AgentMessage, "Beth Anglin has closed the support session.", bridge.ReasonAgentClosed}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentMessage, "Beth Anglin has closed the support session.", bridge.ReasonAgentClosed, 0}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"left", "[" + system("Beth Anglin has left the support session.") + "]", "",
-			[]ev{{bridge.AgentMessage, "Beth Anglin has left the support session.", bridge.ReasonAgentLeft}, {bridge.AgentEnded, "", bridge.ReasonAgentLeft}}},
+			[]ev{{bridge.AgentMessage, "Beth Anglin has left the support session.", bridge.ReasonAgentLeft, 0}, {bridge.AgentEnded, "", bridge.ReasonAgentLeft, 0}}},
 		{"support session was closed", "[" + system("The support session was closed.") + "]", "",
-			[]ev{{bridge.AgentMessage, "The support session was closed.", bridge.ReasonAgentClosed}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentMessage, "The support session was closed.", bridge.ReasonAgentClosed, 0}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"idle", "[" + system("It seems you have left the conversation.") + "]", "",
-			[]ev{{bridge.AgentEnded, "", bridge.ReasonIdleTimeout}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentEnded, "", bridge.ReasonIdleTimeout, 0}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"idle reminder is a notice", "[" + system("The conversation is timing out, are you still there?") + "]", "",
-			[]ev{{bridge.AgentMessage, "The conversation is timing out, are you still there?", ""}}},
+			[]ev{{bridge.AgentMessage, "The conversation is timing out, are you still there?", "", 0}}},
 		{"unknown system text is a notice", "[" + system("Your request INC0010023 was updated.") + "]", "",
-			[]ev{{bridge.AgentMessage, "Your request INC0010023 was updated.", ""}}},
-		{"typing, other doc name", `[{"uiType":"ActionMsg","actionType":"StartTypingIndicatorActionMsg"}]`, "", []ev{{bridge.AgentTyping, "", ""}}},
-		{"switch to virtual agent", `[{"uiType":"ActionMsg","actionType":"SwitchToVirtualAgent"}]`, "", []ev{{bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentMessage, "Your request INC0010023 was updated.", "", 0}}},
+		{"typing, other doc name", `[{"uiType":"ActionMsg","actionType":"StartTypingIndicatorActionMsg"}]`, "", []ev{{bridge.AgentTyping, "", "", 0}}},
+		{"switch to virtual agent", `[{"uiType":"ActionMsg","actionType":"SwitchToVirtualAgent"}]`, "", []ev{{bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"completed", `[{"uiType":"OutputText","value":"The conversation has ended."}]`, `,"completed":true`,
-			[]ev{{bridge.AgentWaiting, "The conversation has ended.", ""}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
-		{"takeControl as text", `[]`, `,"takeControl":"true"`, []ev{{bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentWaiting, "The conversation has ended.", "", 0}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
+		{"takeControl as text", `[]`, `,"takeControl":"true"`, []ev{{bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"close then switch: one end", "[" + system("Beth Anglin has closed the support session.") + `,{"uiType":"ActionMsg","actionType":"SwitchToVirtualAgent"}]`, `,"completed":true`,
-			[]ev{{bridge.AgentMessage, "Beth Anglin has closed the support session.", bridge.ReasonAgentClosed}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed}}},
+			[]ev{{bridge.AgentMessage, "Beth Anglin has closed the support session.", bridge.ReasonAgentClosed, 0}, {bridge.AgentEnded, "", bridge.ReasonAgentClosed, 0}}},
 		{"link", `[{"uiType":"OutputLink","header":"Reset here:","value":{"action":"https://x.example.com/reset"},"agentInfo":{"sentFromAgent":true}}]`, "",
-			[]ev{{bridge.AgentMessage, "Reset here: https://x.example.com/reset", ""}}},
+			[]ev{{bridge.AgentMessage, "Reset here: https://x.example.com/reset", "", 0}}},
 		{"empty and unknown items", `[{"uiType":"OutputText","value":""},{"uiType":"ActionMsg","actionType":"SubscribeToSupportQueue"},{"uiType":"Picker"}]`, "", nil},
 	}
 	for _, tt := range tests {
@@ -363,7 +370,7 @@ func TestVAEvents(t *testing.T) {
 			}
 			var got []ev
 			for _, e := range sink.events() {
-				got = append(got, ev{e.Kind, e.Text, e.EndReason})
+				got = append(got, ev{e.Kind, e.Text, e.EndReason, e.EstimatedWait})
 				if e.ExternalID == "" || e.At.IsZero() || e.Chat != "handoff-s-1" {
 					t.Errorf("event without id, time or chat: %+v", e)
 				}

@@ -83,7 +83,9 @@ type VAWebhookConfig struct {
 //	  (Attachments, see vaFile)
 //	OutputText from the virtual agent itself → AgentWaiting (shown while queued)
 //	ActionMsg StartTypingIndicator (or StartTypingIndicatorActionMsg) → AgentTyping
-//	ActionMsg StartSpinner (wait_time) → AgentWaiting "You are in the queue, …"
+//	ActionMsg StartSpinner (waitTime "8 Seconds") → AgentWaiting with
+//	  EstimatedWait (the status card's estimated wait); without a readable
+//	  wait, the spinner's message as a notice. The API gives no queue position.
 //	ActionMsg SwitchToLiveAgent → AgentJoined
 //	ActionMsg System → join phrase: AgentJoined and the text; end or idle
 //	  phrase: the text and AgentEnded (see EndPhrases); anything else (the
@@ -461,6 +463,15 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 		}
 		add(bridge.AgentEvent{Kind: bridge.AgentEnded, ExternalID: id, Author: author, System: true, EndReason: reason})
 	}
+	// SwitchToLiveAgent names nobody; the System text that announces the
+	// agent ("Beth Anglin has entered the chat.") does, so the joined event
+	// carries that name (the status card's "Connected to <agent>").
+	joiner := ""
+	for _, it := range cb.Items {
+		if it.UIType == "ActionMsg" && it.ActionType == "System" && joiner == "" {
+			joiner = k.joinerOf(strings.TrimSpace(it.Text))
+		}
+	}
 	for _, it := range cb.Items {
 		id := firstNonEmpty(it.MessageID, it.hash)
 		text := strings.TrimSpace(it.Text)
@@ -480,11 +491,17 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 		case "StartTypingIndicator", "StartTypingIndicatorActionMsg":
 			add(bridge.AgentEvent{Kind: bridge.AgentTyping, ExternalID: id})
 		case "StartSpinner":
-			if msg := waitNotice(it.WaitTime, text); msg != "" {
-				add(bridge.AgentEvent{Kind: bridge.AgentWaiting, ExternalID: firstNonEmpty(it.MessageID, "spinner:"+it.WaitTime+":"+text), Text: msg})
+			// The wait goes on the status card; the spinner's own message
+			// ("Routing you to a live agent...") only repeats the bridge's
+			// connecting notice, so it is shown only when there is no wait
+			// to show.
+			if d, ok := parseWaitTime(it.WaitTime); ok && d > 0 {
+				add(bridge.AgentEvent{Kind: bridge.AgentWaiting, ExternalID: firstNonEmpty(it.MessageID, "spinner:"+it.WaitTime), EstimatedWait: d})
+			} else if text != "" {
+				add(bridge.AgentEvent{Kind: bridge.AgentWaiting, ExternalID: firstNonEmpty(it.MessageID, "spinner:"+text), Text: text})
 			}
 		case "SwitchToLiveAgent":
-			add(bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined:" + string(chat)})
+			add(bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined:" + string(chat), Author: joiner})
 		case "SwitchToVirtualAgent":
 			end("ended:"+string(chat), bridge.ReasonAgentClosed, "")
 		case "System":
@@ -492,7 +509,7 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 			switch {
 			case text == "":
 			case containsAny(lower, k.join):
-				add(bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined:" + string(chat)})
+				add(bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined:" + string(chat), Author: joiner})
 				add(bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Text: text, System: true})
 			default:
 				reason, ok := k.endReason(lower)
@@ -517,6 +534,19 @@ func (k vaClassifier) events(chat bridge.AgentChatID, cb VACallback, at time.Tim
 	return out
 }
 
+// joinerOf returns the name before a join phrase ("Beth Anglin has entered
+// the chat." → "Beth Anglin"), or "". The phrase is looked for as written
+// (lower case), in the text itself: lower-casing the text could move the
+// byte offsets of the name.
+func (k vaClassifier) joinerOf(text string) string {
+	for _, p := range k.join {
+		if i := strings.Index(text, p); i > 0 {
+			return strings.TrimSpace(text[:i])
+		}
+	}
+	return ""
+}
+
 // endReason returns the close reason of an ending System text (lower-cased)
 // and false for every other text.
 func (k vaClassifier) endReason(lower string) (bridge.CloseReason, bool) {
@@ -531,28 +561,9 @@ func (k vaClassifier) endReason(lower string) (bridge.CloseReason, bool) {
 	return "", false
 }
 
-// waitNotice renders a wait-time spinner for the user: "You are in the
-// queue, estimated wait N minutes." when waitTime reads as a duration
-// ("8 Seconds", "2 Minutes", "1 Hour", a bare number of seconds), else the
-// spinner's own message.
-func waitNotice(waitTime, message string) string {
-	if d, ok := parseWaitTime(waitTime); ok {
-		mins := int(math.Ceil(d.Minutes()))
-		if mins < 1 {
-			mins = 1
-		}
-		unit := "minutes"
-		if mins == 1 {
-			unit = "minute"
-		}
-		return fmt.Sprintf("You are in the queue, estimated wait %d %s.", mins, unit)
-	}
-	if message = strings.TrimSpace(message); message != "" {
-		return message
-	}
-	return ""
-}
-
+// parseWaitTime reads a StartSpinner's waitTime: bot-api.md documents a
+// string such as "8 Seconds" (also "13 Seconds" in its synchronous example);
+// minutes and hours are read the same way, and a bare number as seconds.
 func parseWaitTime(s string) (time.Duration, bool) {
 	s = strings.TrimSpace(strings.ToLower(s))
 	if s == "" {

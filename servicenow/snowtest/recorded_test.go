@@ -159,6 +159,44 @@ func TestAnswersMatchRecorded(t *testing.T) {
 		for _, c := range in.Chats() {
 			group = c.Group
 		}
+		// The AGENT callback: "Please stand by" and the wait-time spinner, in
+		// the shape of the recorded one.
+		spin := recorded.Load("va_spinner_callback.json")
+		itemOf := func(b []byte, action string) string {
+			var m map[string]any
+			_ = json.Unmarshal(b, &m)
+			l, _ := m["body"].([]any)
+			for _, it := range l {
+				if o, _ := it.(map[string]any); o["actionType"] == action {
+					delete(o, "messageId") // the recorded example has none; the synchronous example has one
+					bb, _ := json.Marshal(o)
+					return jsonShape(t, bb)
+				}
+			}
+			return ""
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; {
+			mu.Lock()
+			i := slices.IndexFunc(got, func(b []byte) bool { return bytes.Contains(b, []byte(`"StartSpinner"`)) })
+			var b []byte
+			if i >= 0 {
+				b = got[i]
+			}
+			mu.Unlock()
+			if b != nil {
+				if f, r := itemOf(b, "StartSpinner"), itemOf(spin.Request, "StartSpinner"); f != r {
+					t.Errorf("spinner item: fake %s, recorded %s", f, r)
+				}
+				if !bytes.Contains(b, []byte(` Seconds"`)) || !bytes.Contains(b, []byte(`"spinnerType":"wait_time"`)) {
+					t.Errorf("spinner not in the documented form (\"<n> Seconds\", wait_time): %s", b)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no callback with the wait-time spinner")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err := in.Accept(group, "Beth Anglin"); err != nil {
 			t.Fatal(err)
 		}

@@ -39,7 +39,9 @@ import (
 // AGENT opens a chat in VAOptions.Queue (the agents' Accept, Say, CloseChat,
 // LeaveChat, Transfer work on it as on any chat). Its first message shows the
 // history and the handoff message; the callback says "Please stand by…" and
-// starts the wait-time spinner. Then:
+// starts the wait-time spinner (waitTime "<n> Seconds", as bot-api.md's
+// example and recorded/va_spinner_callback.json: the chat's place in the queue
+// times VAOptions.WaitPerPosition; the API has no position field). Then:
 //
 //	Accept       → ActionMsg SwitchToLiveAgent, System "<Agent> has entered the chat.",
 //	               then the greeting as OutputText with agentInfo
@@ -519,7 +521,7 @@ func (in *Instance) vaOpen(va *vaState, req vaRequest, msg vaText, user string) 
 	in.vaSend(va, conv, req.RequestID, []any{
 		vaOutput(DefaultVAStandBy),
 		map[string]any{"uiType": "ActionMsg", "actionType": "StartSpinner", "spinnerType": "wait_time",
-			"message": DefaultVASpinner, "waitTime": fmt.Sprintf("%d Minutes", int(wait.Minutes()))},
+			"message": DefaultVASpinner, "waitTime": fmt.Sprintf("%d Seconds", int(wait.Seconds()))},
 	}, map[string]any{"agentChat": true})
 }
 
