@@ -162,6 +162,19 @@ func (b *tab) clickText(sel, text string) {
 	}
 }
 
+// waitGone waits until no element matches sel.
+func (b *tab) waitGone(sel string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.PollFunction[bool](`(sel) => document.querySelector(sel) === null`,
+		chromedp.WithPollingArgs(sel), chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		b.screenshot("failed")
+		b.t.Fatalf("%s: %s is still there: %v", b.name, sel, err)
+	}
+}
+
 // say types text into the input sel and submits its form.
 func (b *tab) say(input, submit, text string) {
 	b.t.Helper()
@@ -227,10 +240,14 @@ func TestDemoInBrowser(t *testing.T) {
 	emp.waitText(".msg-bot .bubble", "passwordreset.example.com")
 	emp.screenshot("bot-answer")
 
-	// 2. The handoff.
+	// 2. The handoff: the status card waits, with the place in the queue
+	// (chat_queue_entry.position) added to the same card.
 	emp.say("#text", "#send", "talk to live agent")
 	emp.waitText(".msg-notice .bubble", tx.Connecting)
 	emp.waitText("#status", "Waiting for a live agent")
+	emp.waitText(".msg-card .card-line", tx.CardWaiting)
+	emp.waitText(".msg-card .card-line", fmt.Sprintf(tx.CardPosition, 1))
+	emp.waitText(".msg-card .card-btn", tx.CardEndButton)
 	emp.screenshot("queued")
 
 	// 3. The agent sees the chat waiting with its context and accepts it.
@@ -249,6 +266,8 @@ func TestDemoInBrowser(t *testing.T) {
 	emp.waitText(".msg-agent .bubble", snowtest.DefaultGreeting)
 	emp.waitText(".msg-agent .who", "Beth Anglin")
 	emp.waitText("#status", "Chatting with Beth Anglin")
+	emp.waitText(".msg-card .card-line", fmt.Sprintf(tx.CardConnected, "Beth Anglin"))
+	emp.waitText(".msg-card .card-btn", tx.CardEndButton)
 
 	// 4. Two messages each way.
 	const (
@@ -296,6 +315,13 @@ func TestDemoInBrowser(t *testing.T) {
 	emp.waitText(".msg-notice .bubble", tx.AgentClosed)
 	emp.waitText(".msg-notice .bubble", tx.BotBack)
 	emp.waitText("#status", "Virtual assistant")
+	emp.waitText(".msg-card .card-line", tx.CardEnded)
+	if n := emp.count(".msg-card .card-btn", tx.CardEndButton); n != 0 {
+		t.Errorf("the ended card still has its End chat button (%d)", n)
+	}
+	if n := emp.count(".msg-card .card-title", tx.CardTitle); n != 1 {
+		t.Errorf("%d status cards, want one updated in place", n)
+	}
 	// One tap rates the chat; the bridge answers, Rasa never sees it.
 	emp.waitText(".card-btn", "4 ★")
 	emp.clickText(".card-btn", "4 ★")
@@ -317,9 +343,15 @@ func TestDemoInBrowser(t *testing.T) {
 	emp.waitText(".msg-notice .bubble", tx.Connecting)
 	agent.waitText("#queue .queued .requester", other)
 	agent.waitText("#queue .queued .reason", "fallback")
-	emp.do("end chat", chromedp.Click(chromedp.CSS("#end-chat")))
-	emp.waitText(".msg-user .bubble", "/end_chat")
+	// End chat on the status card (a card submit, as in Teams).
+	emp.waitText(".msg-card .card-line", tx.CardWaiting)
+	emp.clickText(".msg-card .card-btn", tx.CardEndButton)
+	emp.waitText(".msg-user .bubble", tx.CardEndButton)
 	emp.waitText(".msg-notice .bubble", tx.UserEnded)
+	emp.waitText(".msg-card .card-line", tx.CardEnded)
+	if n := emp.count(".msg-card .card-btn", tx.CardEndButton); n != 0 {
+		t.Errorf("the ended card still has its End chat button (%d)", n)
+	}
 	emp.waitText("#status", "Virtual assistant")
 	emp.screenshot("ended-by-user")
 	if _, err := chromedp.Run(agent.ctx, chromedp.Poll[bool](`document.querySelectorAll("#queue .queued").length === 0`,

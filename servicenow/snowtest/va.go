@@ -120,8 +120,12 @@ type VAConversation struct {
 	Actions          []string // every action received, in order ("" for messages)
 	Typing           int      // TYPING requests
 	Viewing          int      // VIEWING requests
-	Updates          []VAUpdate
-	Ended            bool // END_CONVERSATION received
+	// UserTypingAt is when the user's latest TYPING arrived, zero once a
+	// VIEWING or a message followed it: what Agent Workspace shows as
+	// "<user> is typing…".
+	UserTypingAt time.Time
+	Updates      []VAUpdate
+	Ended        bool // END_CONVERSATION received
 }
 
 // VAFault fails Bot Integration API requests matching Action ("" matches
@@ -454,15 +458,19 @@ func (in *Instance) vaAct(va *vaState, action string, req vaRequest, user string
 			return
 		}
 		if c := in.chats[conv.Group]; c != nil && !c.State.Closed() && msg.Text != "" {
+			conv.UserTypingAt = time.Time{}
 			in.addMessage(c, conv.User, msg.Text)
 		}
 	case "TYPING", "VIEWING":
 		if conv != nil {
 			if action == "TYPING" {
 				conv.Typing++
+				conv.UserTypingAt = in.now()
 			} else {
 				conv.Viewing++
+				conv.UserTypingAt = time.Time{}
 			}
+			in.touch() // consoles show or hide the indicator
 		}
 	case "UPDATE_MESSAGES":
 		if conv == nil {

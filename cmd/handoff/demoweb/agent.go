@@ -2,6 +2,7 @@ package demoweb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,7 +133,12 @@ type deskChat struct {
 	Reason    string     `json:"reason"`
 	Context   string     `json:"context"`
 	Messages  []deskLine `json:"messages"`
+	Typing    string     `json:"typing,omitempty"` // "Megan Bowen is typing…" (Virtual Agent chats)
 }
+
+// userTypingShown is how long the console shows the user typing after the
+// latest TYPING with no VIEWING or message after it.
+const userTypingShown = 6 * time.Second
 
 // deskLine is a message of a chat after the opening one.
 type deskLine struct {
@@ -240,6 +246,10 @@ func (s *Server) consoleState(ctx context.Context, a Agent) (console, error) {
 				}
 				ch.Messages = append(ch.Messages, l)
 			}
+		}
+		if conv, ok := s.cfg.Desk.VAConversation(ch.Group); ok && ch.Open && !conv.UserTypingAt.IsZero() &&
+			s.cfg.Desk.Now().Sub(conv.UserTypingAt) < userTypingShown {
+			ch.Typing = cmp.Or(ch.Requester, "The user") + " is typing…"
 		}
 		c.Chats = append(c.Chats, ch)
 	}
@@ -384,6 +394,23 @@ func (s *Server) handleAgentSay(w http.ResponseWriter, r *http.Request) {
 		}
 		return s.desk.call(ctx, a, http.MethodPost, "/api/now/connect/conversations/"+req.Group+"/messages",
 			nil, map[string]string{"message": text}, nil)
+	})
+}
+
+// handleAgentTyping shows the employee that the agent is typing. Agent
+// Workspace sends this over its own channel, not a REST API, so the console
+// asks the fake instance directly; the instance turns it into the Virtual
+// Agent API's StartTypingIndicator callback. Connect Support has no typing
+// signal: for its chats this does nothing.
+func (s *Server) handleAgentTyping(w http.ResponseWriter, r *http.Request) {
+	s.agentAction(w, r, func(ctx context.Context, a Agent, req actionRequest) error {
+		if _, ok := s.cfg.Desk.VAConversation(req.Group); !ok {
+			return nil
+		}
+		if err := s.cfg.Desk.AgentTyping(req.Group); err != nil {
+			return &deskError{Status: http.StatusConflict, Message: err.Error()}
+		}
+		return nil
 	})
 }
 

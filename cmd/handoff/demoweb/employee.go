@@ -41,6 +41,13 @@ type line struct {
 	// Cont marks a card or image that continues the line before it (Teams
 	// gets them as separate activities); the page shows no header for it.
 	Cont bool `json:"cont,omitempty"`
+	// Card holds an Adaptive Card's text blocks after the first (which is
+	// Text), e.g. the status card's state; IsCard marks a card line.
+	Card   []string `json:"card,omitempty"`
+	IsCard bool     `json:"is_card,omitempty"`
+	// Rev is the employee's update count when the bridge last replaced this
+	// line's activity in place (the status card), 0 if never.
+	Rev int `json:"rev,omitempty"`
 	// submits holds each button's Action.Submit data as Teams would post it.
 	submits []json.RawMessage
 }
@@ -60,7 +67,11 @@ type employee struct {
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced when lines grow
 	lines      []line
-	seen       int            // Connector messages already turned into lines
+	seen       int            // Connector activities already read (messages and typing)
+	updSeen    int            // Connector updates (PUT) already applied
+	rev        int            // lines updated in place so far
+	byActivity map[string]int // activity id → index in lines
+	typingAt   time.Time      // the bridge's last typing indicator with no message after it
 	used       map[int64]bool // stored messages already matched to a line
 	lastKind   string
 	lastAuthor string
@@ -90,7 +101,7 @@ func (s *Server) employee(name string) *employee {
 	if !ok {
 		u := teamstest.NewUser(name)
 		e = &employee{user: u, email: emailOf(name), conv: s.cfg.Channel.ConversationID(u),
-			changed: make(chan struct{}), used: map[int64]bool{}}
+			changed: make(chan struct{}), used: map[int64]bool{}, byActivity: map[string]int{}}
 		s.employees[name] = e
 	}
 	return e
@@ -138,15 +149,18 @@ func (e *employee) appendLocked(l line) {
 }
 
 // sync turns what the Connector received for the employee since the last
-// call into lines, and refreshes the session state at least every refresh.
+// call into lines, applies the activity updates it accepted (the status card
+// changing in place) to the lines they replace, notes typing indicators, and
+// refreshes the session state at least every refresh.
 // Each activity is matched with the stored message it came from to tell the
 // bot, the agent and the bridge's notices apart (Teams shows them all as the
 // bot's messages).
 func (s *Server) sync(ctx context.Context, e *employee, refresh time.Duration) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	sent := s.cfg.Connector.Messages(e.conv)
-	if len(sent) <= e.seen && time.Since(e.checked) < refresh {
+	sent := s.cfg.Connector.Sent(e.conv)
+	updates := s.cfg.Connector.Updates(e.conv)
+	if len(sent) <= e.seen && len(updates) <= e.updSeen && time.Since(e.checked) < refresh {
 		return nil
 	}
 	msgs, state, err := s.cfg.Bridge.Conversation(ctx, e.conv)
@@ -161,6 +175,14 @@ func (s *Server) sync(ctx context.Context, e *employee, refresh time.Duration) e
 		}
 	}
 	for _, a := range sent[min(e.seen, len(sent)):] {
+		if a.Type == "typing" {
+			e.typingAt = a.At
+			continue
+		}
+		if a.Type != "message" {
+			continue
+		}
+		e.typingAt = time.Time{}                // a message ends the typing indicator
 		_, text, _ := teams.ReadMessage(a.Text) // the page shows who speaks itself
 		l := line{At: a.At, Kind: e.lastKind, Author: e.lastAuthor, Text: text}
 		if l.Kind == "" {
@@ -171,19 +193,43 @@ func (s *Server) sync(ctx context.Context, e *employee, refresh time.Duration) e
 				l.Kind, l.Author = kindOf(m), m.Author
 			}
 		}
-		for _, att := range a.Attachments {
-			switch {
-			case att.ContentType == "application/vnd.microsoft.card.adaptive":
-				addCardButtons(&l, att.Content)
-			case strings.HasPrefix(att.ContentType, "image/"):
-				l.Image = att.ContentURL
-			}
-		}
+		readAttachments(&l, a.Attachments)
 		e.lastKind, e.lastAuthor = l.Kind, l.Author
+		if a.ID != "" {
+			e.byActivity[a.ID] = len(e.lines)
+		}
 		e.appendLocked(l)
 	}
 	e.seen = len(sent)
+	for _, u := range updates[min(e.updSeen, len(updates)):] {
+		i, ok := e.byActivity[u.ID]
+		if !ok {
+			continue // replaced before it became a line: the line has the new content
+		}
+		l := &e.lines[i]
+		_, l.Text, _ = teams.ReadMessage(u.Text)
+		l.Buttons, l.submits, l.Card, l.Image = nil, nil, nil, ""
+		readAttachments(l, u.Attachments)
+		e.rev++
+		l.Rev = e.rev
+		close(e.changed)
+		e.changed = make(chan struct{})
+	}
+	e.updSeen = len(updates)
 	return nil
+}
+
+// readAttachments shows an activity's cards and images on l.
+func readAttachments(l *line, atts []teamstest.SentAttachment) {
+	for _, att := range atts {
+		switch {
+		case att.ContentType == "application/vnd.microsoft.card.adaptive":
+			l.IsCard = true
+			addCardButtons(l, att.Content)
+		case strings.HasPrefix(att.ContentType, "image/"):
+			l.Image = att.ContentURL
+		}
+	}
 }
 
 // match finds the stored message an activity's text came from: the oldest
@@ -217,7 +263,9 @@ func kindOf(m bridge.Message) string {
 	return kindBot
 }
 
-// addCardButtons reads the Action.Submit buttons of an Adaptive Card.
+// addCardButtons reads an Adaptive Card: its first text block as the line's
+// text (unless it has one), the others as Card, and its Action.Submit
+// buttons.
 func addCardButtons(l *line, content json.RawMessage) {
 	var card struct {
 		Body []struct {
@@ -234,8 +282,12 @@ func addCardButtons(l *line, content json.RawMessage) {
 		return
 	}
 	for _, b := range card.Body {
-		if b.Type == "TextBlock" && b.Text != "" && l.Text == "" {
+		switch {
+		case b.Type != "TextBlock" || b.Text == "":
+		case l.Text == "":
 			l.Text = b.Text
+		default:
+			l.Card = append(l.Card, b.Text)
 		}
 	}
 	for _, a := range card.Actions {
@@ -251,37 +303,53 @@ func addCardButtons(l *line, content json.RawMessage) {
 	}
 }
 
-// snapshot returns the lines after seq and the status.
-func (e *employee) snapshot(after int) ([]line, status) {
+// snapshot returns the lines after seq, the lines up to seq updated in place
+// after rev, the latest rev, and the status.
+func (e *employee) snapshot(after, rev int) (lines, updated []line, latest int, st status) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []line
 	if after < len(e.lines) {
-		out = append(out, e.lines[max(after, 0):]...)
+		lines = append(lines, e.lines[max(after, 0):]...)
 	}
-	return out, e.statusLocked()
+	for _, l := range e.lines[:min(max(after, 0), len(e.lines))] {
+		if l.Rev > rev {
+			updated = append(updated, l)
+		}
+	}
+	return lines, updated, e.rev, e.statusLocked(time.Now())
 }
+
+// typingShown is how long the page shows a typing indicator without a new
+// one: Teams clears it after about three seconds or with the next message.
+const typingShown = 4 * time.Second
 
 // status is the header of the employee page.
 type status struct {
-	State string `json:"state"` // bot, queued, live, closing
-	Label string `json:"label"`
+	State  string `json:"state"` // bot, queued, live, closing
+	Label  string `json:"label"`
+	Typing string `json:"typing"` // "Beth Anglin is typing…", or ""
 }
 
-func (e *employee) statusLocked() status {
+func (e *employee) statusLocked(now time.Time) status {
+	var st status
 	switch e.state {
 	case bridge.StateQueued:
-		return status{"queued", "Waiting for a live agent…"}
+		st = status{State: "queued", Label: "Waiting for a live agent…"}
 	case bridge.StateLive:
 		who := e.agent
 		if who == "" {
 			who = "a live agent"
 		}
-		return status{"live", "Chatting with " + who + " (IT service desk)"}
+		st = status{State: "live", Label: "Chatting with " + who + " (IT service desk)"}
 	case bridge.StateClosing:
-		return status{"closing", "Ending the chat with the agent…"}
+		st = status{State: "closing", Label: "Ending the chat with the agent…"}
+	default:
+		st = status{State: "bot", Label: "Virtual assistant"}
 	}
-	return status{"bot", "Virtual assistant"}
+	if !e.typingAt.IsZero() && now.Sub(e.typingAt) < typingShown {
+		st.Typing = cmp.Or(e.agent, "The agent") + " is typing…" // the bridge sends typing only for the agent
+	}
+	return st
 }
 
 // employeePage is the employee page's data.
@@ -290,6 +358,7 @@ type employeePage struct {
 	Email  string
 	Lines  []line
 	After  int
+	Rev    int
 	Status status
 	Others []string
 }
@@ -305,7 +374,7 @@ func (s *Server) handleEmployee(w http.ResponseWriter, r *http.Request) {
 	if err := s.sync(r.Context(), e, 0); err != nil {
 		s.log.Warn("demo: read conversation", "err", err)
 	}
-	lines, st := e.snapshot(0)
+	lines, _, rev, st := e.snapshot(0, 0)
 	var others []string
 	for _, n := range s.cfg.Employees {
 		if n != e.user.Name {
@@ -313,7 +382,7 @@ func (s *Server) handleEmployee(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, "employee.html", employeePage{Name: e.user.Name, Email: e.email, Lines: lines,
-		After: len(lines), Status: st, Others: others})
+		After: len(lines), Rev: rev, Status: st, Others: others})
 }
 
 // welcome installs the app for a new employee, as Teams does when the user
@@ -363,17 +432,27 @@ func (s *Server) post(ctx context.Context, e *employee, a teamstest.Activity) er
 
 // pollAnswer is what the employee page's script receives.
 type pollAnswer struct {
-	Lines  []line `json:"lines"`
-	HTML   string `json:"html"` // the lines rendered with the page's template
-	Status status `json:"status"`
+	Lines   []line        `json:"lines"`
+	HTML    string        `json:"html"` // the lines rendered with the page's template
+	Updated []updatedLine `json:"updated"`
+	Rev     int           `json:"rev"`
+	Status  status        `json:"status"`
+}
+
+// updatedLine is a line shown before whose activity was replaced in place.
+type updatedLine struct {
+	Seq  int    `json:"seq"`
+	HTML string `json:"html"`
 }
 
 // handleEmployeePoll is the page's long-poll: it answers once there are lines
-// after ?after= or the state differs from ?state=, or after PollWait.
+// after ?after=, lines updated after ?rev=, or the state or typing indicator
+// differs from ?state= and ?typing=, or after PollWait.
 func (s *Server) handleEmployeePoll(w http.ResponseWriter, r *http.Request) {
 	e := s.employee(s.employeeName(r.FormValue("user")))
 	after, _ := strconv.Atoi(r.FormValue("after"))
-	known := r.FormValue("state")
+	rev, _ := strconv.Atoi(r.FormValue("rev"))
+	known, typing := r.FormValue("state"), r.FormValue("typing")
 	ctx := r.Context()
 	deadline := time.Now().Add(s.cfg.PollWait)
 	for {
@@ -383,8 +462,8 @@ func (s *Server) handleEmployeePoll(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()
 		changed := e.changed
 		e.mu.Unlock()
-		lines, st := e.snapshot(after)
-		if len(lines) > 0 || st.State != known || !time.Now().Before(deadline) {
+		lines, updated, latest, st := e.snapshot(after, rev)
+		if len(lines) > 0 || len(updated) > 0 || st.State != known || st.Typing != typing || !time.Now().Before(deadline) {
 			if lines == nil {
 				lines = []line{}
 			}
@@ -395,7 +474,16 @@ func (s *Server) handleEmployeePoll(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			writeJSON(w, http.StatusOK, pollAnswer{Lines: lines, HTML: b.String(), Status: st})
+			ans := pollAnswer{Lines: lines, HTML: b.String(), Updated: []updatedLine{}, Rev: latest, Status: st}
+			for _, l := range updated {
+				var u strings.Builder
+				if err := s.tmpl.ExecuteTemplate(&u, "line", l); err != nil {
+					fail(w, http.StatusInternalServerError, err.Error())
+					return
+				}
+				ans.Updated = append(ans.Updated, updatedLine{Seq: l.Seq, HTML: u.String()})
+			}
+			writeJSON(w, http.StatusOK, ans)
 			return
 		}
 		t := time.NewTimer(200 * time.Millisecond)
@@ -408,6 +496,23 @@ func (s *Server) handleEmployeePoll(w http.ResponseWriter, r *http.Request) {
 		}
 		t.Stop()
 	}
+}
+
+// handleEmployeeTyping posts a typing activity from the employee, as Teams
+// does while the user types; the bridge shows it to the agent where the
+// desk can (the Virtual Agent API's TYPING).
+func (s *Server) handleEmployeeTyping(w http.ResponseWriter, r *http.Request) {
+	var req sendRequest
+	if _, err := readForm(r, &req); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	e := s.employee(s.employeeName(req.User))
+	if err := s.post(r.Context(), e, s.cfg.Channel.Typing(e.user)); err != nil {
+		fail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
 // sendRequest is a message or a button click from the page.

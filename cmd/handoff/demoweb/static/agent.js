@@ -52,13 +52,41 @@
     });
   }
 
+  // The user's typing indicator fades after a few seconds without a new
+  // TYPING (the instance only says when typing starts and stops).
+  let typingTimer = 0;
+  function fadeTyping() {
+    clearTimeout(typingTimer);
+    if (chats.querySelector(".typing")) {
+      typingTimer = setTimeout(() => chats.querySelectorAll(".typing").forEach((p) => p.remove()), 6000);
+    }
+  }
+
   function apply(a) {
     version = a.version;
     queue.innerHTML = a.queue_html;
     count.textContent = String(a.waiting.length);
     swap(a.chats_html);
+    fadeTyping();
     showError("");
   }
+
+  // While the agent types a reply, the employee sees "<agent> is typing…"
+  // (Virtual Agent chats; at most one signal every few seconds per chat).
+  const typedAt = {};
+  chats.addEventListener("input", (ev) => {
+    const box = ev.target.closest(".reply-text");
+    if (!box || !box.value.trim()) return;
+    const group = box.closest("form.reply").dataset.draft;
+    const now = Date.now();
+    if (now - (typedAt[group] || 0) < 2500) return;
+    typedAt[group] = now;
+    fetch("/agent/api/typing", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ agent: agent, group: group }),
+    }).catch(() => {});
+  });
 
   async function act(form, extra) {
     const data = Object.assign(Object.fromEntries(new FormData(form).entries()), extra || {});
@@ -100,6 +128,7 @@
     const text = box.value.trim();
     if (!text) return;
     box.value = "";
+    typedAt[group] = 0;
     const ok = await act(form, { text: text });
     const cur = chats.querySelector('form.reply[data-draft="' + CSS.escape(group) + '"] .reply-text');
     if (cur) {
@@ -131,5 +160,6 @@
   }
 
   chats.querySelectorAll(".transcript").forEach((tr) => (tr.scrollTop = tr.scrollHeight));
+  fadeTyping();
   poll();
 })();

@@ -1,12 +1,17 @@
-// The employee page: sends what the user types or clicks, and long-polls for
-// the lines the bridge sent to Teams. Lines arrive rendered by the server's
-// template (escaped there); this script only places them.
+// The employee page: sends what the user types or clicks (and, while the user
+// types, Teams' typing activity), and long-polls for the lines the bridge sent
+// to Teams, the lines it replaced in place (the status card) and the agent's
+// typing. Lines arrive rendered by the server's template (escaped there); this
+// script only places them.
 "use strict";
 (function () {
   const body = document.body;
   const user = body.dataset.user;
   let after = Number(body.dataset.after) || 0;
   let state = body.dataset.state || "";
+  let rev = Number(body.dataset.rev) || 0;
+  let typing = body.dataset.typing || "";
+  const typingLine = document.getElementById("typing");
   const list = document.getElementById("messages");
   const status = document.getElementById("status");
   const input = document.getElementById("text");
@@ -44,6 +49,19 @@
     }
   }
 
+  // While the user types, Teams sends a typing activity every few seconds.
+  let typedAt = 0;
+  input.addEventListener("input", () => {
+    const now = Date.now();
+    if (!input.value.trim() || now - typedAt < 2500) return;
+    typedAt = now;
+    fetch("/employee/api/typing", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: user }),
+    }).catch(() => {});
+  });
+
   document.addEventListener("submit", (ev) => {
     const form = ev.target.closest("form.js-send");
     if (!form) return;
@@ -52,6 +70,7 @@
       if (!input.value.trim()) return;
       send(form);
       input.value = "";
+      typedAt = 0;
       input.focus();
       return;
     }
@@ -66,15 +85,23 @@
   async function poll() {
     while (!leaving.signal.aborted) {
       try {
-        const q = new URLSearchParams({ user: user, after: String(after), state: state });
+        const q = new URLSearchParams({ user: user, after: String(after), rev: String(rev), state: state, typing: typing });
         const r = await fetch("/employee/api/poll?" + q.toString(), { cache: "no-store", signal: leaving.signal });
         if (!r.ok) throw new Error("poll answered " + r.status);
         const a = await r.json();
+        for (const u of a.updated) {
+          const old = list.querySelector('li[data-seq="' + u.seq + '"]');
+          if (old) old.outerHTML = u.html;
+        }
+        rev = a.rev;
         if (a.lines.length > 0) {
           list.insertAdjacentHTML("beforeend", a.html);
           after = a.lines[a.lines.length - 1].seq;
           scrollDown();
         }
+        typing = a.status.typing || "";
+        typingLine.textContent = typing;
+        typingLine.hidden = !typing;
         state = a.status.state;
         body.dataset.state = state;
         status.textContent = a.status.label;
