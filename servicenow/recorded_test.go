@@ -77,6 +77,27 @@ func TestRecordedPayloads(t *testing.T) {
 			t.Errorf("a short page of a longer result: %d rows of %s", len(rows), x.Header["X-Total-Count"])
 		}
 	})
+	t.Run("queue entry page", func(t *testing.T) {
+		x := recorded.Load("table_chat_queue_entry_page.json")
+		var env envelope
+		if err := json.Unmarshal(x.Body, &env); err != nil {
+			t.Fatal(err)
+		}
+		got, skipped, err := parseQueueEntries(env.Result)
+		if err != nil || skipped != 0 || len(got) != 3 {
+			t.Fatalf("%+v, %d skipped, %v", got, skipped, err)
+		}
+		want := []struct {
+			state    QueueState
+			position int
+			agent    string
+		}{{StateWaiting, 2, ""}, {StateWorkInProgress, 0, "Beth Anglin"}, {StateClosedComplete, 0, "Beth Anglin"}}
+		for i, w := range want {
+			if e := got[i]; e.State != w.state || e.Position != w.position || e.AssignedTo != w.agent || e.UpdatedOn.UTC().Hour() != 14 {
+				t.Errorf("entry %d: %+v, want state %v, position %d, assigned to %q (the display value), UTC times", i, e, w.state, w.position, w.agent)
+			}
+		}
+	})
 	t.Run("va callback", func(t *testing.T) {
 		x := recorded.Load("va_agent_callback.json")
 		cb, err := ParseVACallback(x.Request)

@@ -24,8 +24,9 @@ const (
 // liveMessageFields are the live_message columns PollMany reads.
 const liveMessageFields = "sys_id,group,message,sys_created_on,sys_created_by,profile"
 
-// queueEntryFields are the chat_queue_entry columns PollMany reads.
-const queueEntryFields = "sys_id,group,state,assigned_to,work_start,sys_updated_on"
+// queueEntryFields are the chat_queue_entry columns PollMany reads (position:
+// the waiting chat's place in the queue, for the status card).
+const queueEntryFields = "sys_id,group,state,assigned_to,position,work_start,sys_updated_on"
 
 // PollMany returns the events of many chats with few requests: per chunk of
 // up to 100 chats (sorted by cursor so each chunk's oldest cursor is close to

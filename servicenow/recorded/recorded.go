@@ -5,6 +5,25 @@
 // instance (servicenow/snowtest) answers in their shape, so the client and the
 // fake cannot agree on a shape the real service does not send.
 //
+// Each file's "source" field says where it came from:
+//
+//   - error_400.json, ratelimit_429.json, oauth_token.json: the REST API
+//     reference (status codes, error envelope), inbound REST rate limiting,
+//     the OAuth token endpoint.
+//   - table_live_message_page.json, table_chat_queue_entry_page.json: Table
+//     API pages (c_TableAPI.md) of the two tables the Connect desk's batch
+//     poll reads, with exactly its query and fields. Connect Support's own
+//     REST endpoints are undocumented, but these tables are: live_message is
+//     "Live Feed Message [live_message]", chat_queue_entry extends Task (whose
+//     fields r_ImportantTaskTableFields.md documents); group, queue and
+//     position and the state choices are what ServiceNow's Connect UI reads.
+//   - attachment_live_message.json: the Attachment API (c_AttachmentAPI.md),
+//     the metadata of a file on a live_message row.
+//   - va_agent_request.json, va_agent_callback.json, va_spinner_callback.json,
+//     va_error.json: the Virtual Agent Bot Integration API (bot-api.md):
+//     the AGENT request, an agent's text and the wait-time spinner in the
+//     asynchronous callback, the error envelope.
+//
 // (They live in a package of their own rather than in servicenow/testdata,
 // because the fake is a package of its own that must embed them too.)
 package recorded

@@ -118,6 +118,45 @@ func TestAnswersMatchRecorded(t *testing.T) {
 			}
 		}
 	})
+	t.Run("queue entry page", func(t *testing.T) {
+		x := recorded.Load("table_chat_queue_entry_page.json")
+		in := newInstance(t, snowtest.Options{})
+		g1, g2 := openChat(t, in, "first"), openChat(t, in, "second")
+		if err := in.Accept(g1, "Beth Anglin"); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(x.Path)
+		q := u.Query()
+		q.Set("sysparm_query", "groupIN"+g1+","+g2+"^ORDERBYsys_updated_on")
+		a := do(t, in, "GET", "/api/now/table/chat_queue_entry?"+q.Encode(), "", nil)
+		if a.status != x.Status || jsonShape(t, []byte(a.raw)) != jsonShape(t, x.Body) {
+			t.Errorf("fake %d %s\nrecorded %d %s", a.status, a.raw, x.Status, x.Body)
+		}
+		if a.header.Get("X-Total-Count") != "2" {
+			t.Errorf("X-Total-Count %q", a.header.Get("X-Total-Count"))
+		}
+		var page struct {
+			Result []map[string]struct {
+				Display string `json:"display_value"`
+				Value   string `json:"value"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(a.raw), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Result {
+			switch r["group"].Value {
+			case g1:
+				if r["state"].Value != "2" || r["assigned_to"].Display != "Beth Anglin" || r["position"].Value != "0" {
+					t.Errorf("accepted entry %v", r)
+				}
+			case g2:
+				if r["state"].Value != "1" || r["state"].Display != "Waiting" || r["assigned_to"].Value != "" || r["position"].Value != "1" {
+					t.Errorf("waiting entry %v", r)
+				}
+			}
+		}
+	})
 	t.Run("va request, callback and error", func(t *testing.T) {
 		req, cb, bad := recorded.Load("va_agent_request.json"), recorded.Load("va_agent_callback.json"), recorded.Load("va_error.json")
 		var (
