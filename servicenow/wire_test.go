@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/servicenow/recorded"
 )
 
 func TestParseMessage(t *testing.T) {
@@ -223,6 +224,16 @@ func FuzzParseQueueEntry(f *testing.F) {
 		`{"group":null,"state":null}`,
 	} {
 		f.Add([]byte(s))
+	}
+	// The recorded Table API rows (servicenow/recorded).
+	var page struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(recorded.Load("table_chat_queue_entry_page.json").Body, &page); err != nil {
+		f.Fatal(err)
+	}
+	for _, row := range page.Result {
+		f.Add([]byte(row))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := parseQueueEntry(data)
