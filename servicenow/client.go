@@ -19,6 +19,7 @@ type Client struct {
 	t     *transport
 	cls   classifier // echo, system and end-phrase rules
 	hints lastSeen   // for LastMessageHint
+	live  liveStates // for LiveStateEvery
 }
 
 var (

@@ -65,6 +65,13 @@ type Config struct {
 	// with sysparm_offset.
 	BatchChats int
 	BatchLimit int
+	// LiveStateEvery is how often PollMany reads the queue entry of a chat an
+	// agent is working on: every LiveStateEvery-th poll (default 10), spread
+	// over the polls by chat. Chats waiting in the queue, or whose state is
+	// not known yet, are read on every poll. A live chat's end is also seen in
+	// its messages (the desk's end notice), so only an end without a notice
+	// waits up to LiveStateEvery polls. 1 reads every state on every poll.
+	LiveStateEvery int
 	// MaxPages bounds the pages of 30 one Poll reads (default 200).
 	MaxPages int
 	// LastMessageHint makes Poll read GET /api/now/connect/conversations/{group}
@@ -169,6 +176,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	defInt(&cfg.FirstMessageBytes, 4000)
 	defInt(&cfg.BatchChats, maxBatchChats)
 	defInt(&cfg.BatchLimit, 500)
+	defInt(&cfg.LiveStateEvery, 10)
 	defInt(&cfg.MaxPages, 200)
 	if cfg.BatchChats > maxBatchChats {
 		cfg.BatchChats = maxBatchChats

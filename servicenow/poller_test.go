@@ -134,8 +134,10 @@ func TestCursorThreePages(t *testing.T) {
 				if n := reqs["GET /api/now/connect/conversations/{group}/messages"]; n != 3 {
 					t.Errorf("%d message pages read, want 3 (75 new messages, pages of 30)", n)
 				}
-			} else if n := reqs["GET /api/now/table/{table}"]; n != 2 {
-				t.Errorf("%d Table API reads, want 2 (queue entries + messages)", n)
+			} else if n := reqs["GET /api/now/table/{table}"]; n != 1 && n != 2 {
+				// The live chat's queue entry is read on one poll in
+				// LiveStateEvery, at an offset of its own.
+				t.Errorf("%d Table API reads, want 1 (messages) or 2 (and the queue entry)", n)
 			}
 		})
 	}

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -28,9 +30,13 @@ const liveMessageFields = "sys_id,group,message,sys_created_on,sys_created_by,pr
 // the waiting chat's place in the queue, for the status card).
 const queueEntryFields = "sys_id,group,state,assigned_to,position,work_start,sys_updated_on"
 
-// PollMany returns the events of many chats with few requests: per chunk of
-// up to 100 chats (sorted by cursor so each chunk's oldest cursor is close to
-// the others), one Table API read of chat_queue_entry and one of live_message
+// PollMany returns the events of many chats with few requests. Queue
+// entries come first (a chat seen closed then has all its messages below):
+// one Table API read of chat_queue_entry per chunk of up to 100 chats whose
+// state is due — every chat on every poll, except that a chat an agent is
+// working on is read only every LiveStateEvery-th poll. Then, per chunk of up
+// to 100 chats (sorted by cursor so each chunk's oldest cursor is close to the
+// others), one read of live_message
 // (groupIN…^sys_created_on>=<the chunk's oldest cursor>^ORDERBYsys_created_on
 // ^ORDERBYsys_id),
 // paged with sysparm_offset until X-Total-Count is reached (a page can come
@@ -72,6 +78,15 @@ func (c *Client) PollMany(ctx context.Context, cursors map[bridge.AgentChatID]ti
 		}
 		return strings.Compare(string(a.chat), string(b.chat))
 	})
+	chats := make([]bridge.AgentChatID, len(targets))
+	for i, t := range targets {
+		chats[i] = t.chat
+	}
+	st, err := c.readStates(ctx, c.live.due(chats, c.cfg.LiveStateEvery))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.live.update(chats, st)
 	out := make(map[bridge.AgentChatID][]bridge.AgentEvent)
 	for chunk := range slices.Chunk(targets, c.cfg.BatchChats) {
 		if ctx.Err() != nil {
@@ -79,54 +94,142 @@ func (c *Client) PollMany(ctx context.Context, cursors map[bridge.AgentChatID]ti
 			break
 		}
 		since := make(map[bridge.AgentChatID]time.Time, len(chunk))
+		oldest := time.Time{}
 		for _, t := range chunk {
+			if st.failed[t.chat] {
+				continue // fetched again next poll, state first
+			}
+			if len(since) == 0 {
+				oldest = t.since
+			}
 			since[t.chat] = t.since
 		}
-		if err := c.pollChunk(ctx, since, chunk[0].since, out); err != nil {
+		if len(since) == 0 {
+			continue
+		}
+		if err := c.pollChunk(ctx, since, oldest, st, out); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return out, errors.Join(errs...)
 }
 
-// pollChunk reads one chunk of chats into out.
-func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]time.Time, oldest time.Time, out map[bridge.AgentChatID][]bridge.AgentEvent) error {
+// chatStates are the queue entries one PollMany read.
+type chatStates struct {
+	entries map[string]QueueEntry       // by group, the newest entry
+	read    map[bridge.AgentChatID]bool // chats whose entries were read
+	failed  map[bridge.AgentChatID]bool // chats whose read failed: not polled this time
+}
+
+// readStates reads the queue entries of chats, one request per chunk of
+// BatchChats. A failed chunk marks its chats failed and returns its error;
+// without read access (403 or 400) no state is read and nothing fails.
+func (c *Client) readStates(ctx context.Context, chats []bridge.AgentChatID) (chatStates, error) {
+	st := chatStates{entries: make(map[string]QueueEntry, len(chats)), read: make(map[bridge.AgentChatID]bool, len(chats)),
+		failed: make(map[bridge.AgentChatID]bool)}
+	var errs []error
+	for chunk := range slices.Chunk(chats, c.cfg.BatchChats) {
+		groups := make([]string, len(chunk))
+		for i, chat := range chunk {
+			groups[i] = string(chat)
+		}
+		slices.Sort(groups)
+		r, err := c.do(ctx, call{op: "poll chats", method: http.MethodGet, path: pathQueueEntry, retry: true, query: url.Values{
+			"sysparm_query":                  {"groupIN" + strings.Join(groups, ",") + "^ORDERBYsys_updated_on"},
+			"sysparm_fields":                 {queueEntryFields},
+			"sysparm_display_value":          {"all"},
+			"sysparm_exclude_reference_link": {"true"},
+			"sysparm_limit":                  {strconv.Itoa(4 * len(groups))},
+		}})
+		if err == nil {
+			var list []QueueEntry
+			var skipped int
+			list, skipped, err = parseQueueEntries(r)
+			if err == nil {
+				if skipped > 0 {
+					c.log.Warn("servicenow queue entries skipped", "skipped", skipped)
+				}
+				for _, e := range list {
+					st.entries[e.Group] = e // ordered by sys_updated_on: the newest wins
+				}
+				for _, chat := range chunk {
+					st.read[chat] = true
+				}
+				continue
+			}
+			err = fmt.Errorf("servicenow: poll chats: %w", err)
+		}
+		if s := httpStatus(err); s == http.StatusForbidden || s == http.StatusBadRequest {
+			// No read access to chat_queue_entry: carry on with the messages,
+			// whose end phrases still end chats.
+			c.log.Warn("servicenow: cannot read chat_queue_entry; chat states are not polled", "error", err)
+			return st, errors.Join(errs...)
+		}
+		for _, chat := range chunk {
+			st.failed[chat] = true
+		}
+		errs = append(errs, err)
+	}
+	return st, errors.Join(errs...)
+}
+
+// liveStates remembers which chats an agent was working on at their last
+// state read, so that PollMany reads their states less often.
+type liveStates struct {
+	mu    sync.Mutex
+	polls uint64
+	live  map[bridge.AgentChatID]bool
+}
+
+// due returns the chats whose state this poll reads: all but the live ones
+// whose turn it is not (each live chat's turn comes every every-th poll, at an
+// offset of its own so that the reads spread over the polls).
+func (l *liveStates) due(chats []bridge.AgentChatID, every int) []bridge.AgentChatID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.polls++
+	out := make([]bridge.AgentChatID, 0, len(chats))
+	for _, chat := range chats {
+		if !l.live[chat] || every <= 1 || (l.polls+uint64(chatHash(chat)))%uint64(every) == 0 {
+			out = append(out, chat)
+		}
+	}
+	return out
+}
+
+// update keeps what this poll learned about chats (the chats polled now;
+// others are forgotten).
+func (l *liveStates) update(chats []bridge.AgentChatID, st chatStates) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := make(map[bridge.AgentChatID]bool, len(l.live))
+	for _, chat := range chats {
+		live := l.live[chat]
+		if st.read[chat] {
+			e, ok := st.entries[string(chat)]
+			live = ok && e.State == StateWorkInProgress
+		}
+		if live {
+			next[chat] = true
+		}
+	}
+	l.live = next
+}
+
+func chatHash(chat bridge.AgentChatID) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(chat))
+	return h.Sum32()
+}
+
+// pollChunk reads the messages of one chunk of chats into out.
+func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]time.Time, oldest time.Time, st chatStates, out map[bridge.AgentChatID][]bridge.AgentEvent) error {
 	groups := make([]string, 0, len(cursors))
 	for chat := range cursors {
 		groups = append(groups, string(chat))
 	}
 	slices.Sort(groups)
 	in := "groupIN" + strings.Join(groups, ",")
-
-	// Queue entries first: a chat seen closed then has all its messages below.
-	entries := make(map[string]QueueEntry, len(groups))
-	r, err := c.do(ctx, call{op: "poll chats", method: http.MethodGet, path: pathQueueEntry, retry: true, query: url.Values{
-		"sysparm_query":                  {in + "^ORDERBYsys_updated_on"},
-		"sysparm_fields":                 {queueEntryFields},
-		"sysparm_display_value":          {"all"},
-		"sysparm_exclude_reference_link": {"true"},
-		"sysparm_limit":                  {strconv.Itoa(4 * len(groups))},
-	}})
-	statesRead := err == nil
-	switch st := httpStatus(err); {
-	case err == nil:
-		list, skipped, err := parseQueueEntries(r)
-		if err != nil {
-			return fmt.Errorf("servicenow: poll chats: %w", err)
-		}
-		if skipped > 0 {
-			c.log.Warn("servicenow queue entries skipped", "skipped", skipped)
-		}
-		for _, e := range list {
-			entries[e.Group] = e // ordered by sys_updated_on: the newest wins
-		}
-	case st == http.StatusForbidden || st == http.StatusBadRequest:
-		// No read access to chat_queue_entry: carry on with the messages,
-		// whose end phrases still end chats.
-		c.log.Warn("servicenow: cannot read chat_queue_entry; chat states are not polled", "error", err)
-	default:
-		return err
-	}
 
 	query := in
 	if !oldest.IsZero() {
@@ -202,9 +305,9 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 	for chat, since := range cursors {
 		msgs := byChat[chat]
 		var entry *QueueEntry
-		if e, ok := entries[string(chat)]; ok {
+		if e, ok := st.entries[string(chat)]; ok {
 			entry = &e
-		} else if statesRead {
+		} else if st.read[chat] {
 			c.log.Warn("servicenow chat has no queue entry", "chat_id", chat)
 		}
 		slices.SortStableFunc(msgs, func(a, b message) int { return a.At.Compare(b.At) })
