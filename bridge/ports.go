@@ -72,6 +72,10 @@ type Tx interface {
 	// CountMessages returns how many of the session's messages came from source.
 	CountMessages(ctx context.Context, session SessionID, source Source) (int, error)
 
+	// PollTargets returns every queued or live session that has a desk chat,
+	// with its cursor (zero when none is set), oldest first, in one query.
+	PollTargets(ctx context.Context) ([]PollTarget, error)
+
 	// Cursor returns the session's delivery cursor: the newest desk timestamp
 	// seen by polling. Zero time and nil error when none is set yet.
 	Cursor(ctx context.Context, session SessionID) (time.Time, error)

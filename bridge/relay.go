@@ -516,27 +516,9 @@ func (r *Relay) join(ctx context.Context, tx Tx, s *Session, ev AgentEvent, now 
 func (r *Relay) PollTargets(ctx context.Context) ([]PollTarget, error) {
 	var out []PollTarget
 	err := r.view(ctx, func(tx Tx) error {
-		out = out[:0]
-		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
-		if err != nil {
-			return err
-		}
-		var ids []SessionID
-		for _, s := range ss {
-			if s.AgentChatID != "" {
-				ids = append(ids, s.ID)
-			}
-		}
-		cursors, err := tx.Cursors(ctx, ids)
-		if err != nil {
-			return err
-		}
-		for _, s := range ss {
-			if s.AgentChatID != "" {
-				out = append(out, PollTarget{Session: s.ID, Chat: s.AgentChatID, Cursor: cursors[s.ID]})
-			}
-		}
-		return nil
+		var err error
+		out, err = tx.PollTargets(ctx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: list poll targets: %w", err)

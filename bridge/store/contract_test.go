@@ -36,6 +36,7 @@ func runContract(t *testing.T, open opener) {
 		{"Cursor", testCursor},
 		{"Cursors", testCursors},
 		{"AdvanceCursors", testAdvanceCursors},
+		{"PollTargets", testPollTargets},
 		{"ConversationRef", testConversationRef},
 		{"RememberActivity", testRememberActivity},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
@@ -552,6 +553,35 @@ func testAdvanceCursors(t *testing.T, s *Store) {
 			mustEqual(t, "cursor of "+string(id), got[id], at)
 		}
 		return tx.AdvanceCursors(ctx, nil)
+	})
+}
+
+// testPollTargets lists the queued and live sessions with a desk chat,
+// oldest first, with their cursors (zero when none is set).
+func testPollTargets(t *testing.T, s *Store) {
+	mk := func(id string, st bridge.State, chat string, age int) bridge.Session {
+		x := session(bridge.SessionID(id), bridge.ConversationID("c-"+id), base.Add(-time.Duration(age)*time.Minute))
+		x.State, x.AgentChatID = st, bridge.AgentChatID(chat)
+		return x
+	}
+	createSessions(t, s,
+		mk("live-new", bridge.StateLive, "chat-1", 1),
+		mk("queued-old", bridge.StateQueued, "chat-2", 5),
+		mk("queued-no-chat", bridge.StateQueued, "", 4),
+		mk("bot", bridge.StateBot, "", 3),
+		mk("closing", bridge.StateClosing, "chat-3", 3),
+		mk("closed", bridge.StateClosed, "chat-4", 2),
+	)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		if err := tx.SetCursor(ctx, "live-new", base); err != nil {
+			return err
+		}
+		got, err := tx.PollTargets(ctx)
+		mustEqual(t, "PollTargets", got, []bridge.PollTarget{
+			{Session: "queued-old", Chat: "chat-2"},
+			{Session: "live-new", Chat: "chat-1", Cursor: base},
+		})
+		return err
 	})
 }
 

@@ -294,6 +294,38 @@ func (t *tx) CountMessages(ctx context.Context, session bridge.SessionID, source
 	return int(n), nil
 }
 
+// PollTargets reads the queued and live sessions with a desk chat and their
+// cursors with one query (ids, chats and cursors only: it runs on every poll).
+func (t *tx) PollTargets(ctx context.Context) ([]bridge.PollTarget, error) {
+	rows, err := t.q(ctx).Raw("SELECT s.id, s.agent_chat_id, COALESCE(c.cursor_at, 0) FROM sessions s"+
+		" LEFT JOIN cursors c ON c.session_id = s.id"+
+		" WHERE s.state IN (?, ?) AND s.agent_chat_id <> '' ORDER BY s.created_at, s.id",
+		string(bridge.StateQueued), string(bridge.StateLive)).Rows()
+	if err != nil {
+		return nil, wrap("poll targets", err)
+	}
+	defer rows.Close()
+	var out []bridge.PollTarget
+	for rows.Next() {
+		var (
+			id, chat string
+			cursor   int64
+		)
+		if err := rows.Scan(&id, &chat, &cursor); err != nil {
+			return nil, wrap("poll targets", err)
+		}
+		pt := bridge.PollTarget{Session: bridge.SessionID(id), Chat: bridge.AgentChatID(chat)}
+		if cursor != 0 {
+			pt.Cursor = fromMS(cursor)
+		}
+		out = append(out, pt)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("poll targets", err)
+	}
+	return out, nil
+}
+
 // Cursor returns the session's delivery cursor (ms precision, UTC); the zero
 // time and nil when none is set.
 func (t *tx) Cursor(ctx context.Context, session bridge.SessionID) (time.Time, error) {
