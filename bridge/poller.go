@@ -43,6 +43,16 @@ type CursorSink interface {
 	AdvanceCursors(ctx context.Context, cursors map[SessionID]time.Time) error
 }
 
+// EventTriage is an optional extension of AgentEventSink for batch mode: it
+// tells, with a few reads for all chats of a run, which chats' events would
+// change nothing but the cursor, so that their cursors move together
+// (CursorSink) instead of one transaction per chat. Implemented by the relay.
+type EventTriage interface {
+	// Settled returns the chats whose events AgentEvents would store nothing
+	// for apart from the cursor. A chat once settled stays settled.
+	Settled(ctx context.Context, events map[AgentChatID][]AgentEvent) (map[AgentChatID]bool, error)
+}
+
 // DeskThrottle is where the poller learns and records that the desk asked
 // the bridge to wait; shared with the dispatcher's desk lanes (and, through
 // the store, with every replica). Implemented by the relay.
@@ -60,6 +70,7 @@ var (
 	_ PollTargets    = (*Relay)(nil)
 	_ AgentEventSink = (*Relay)(nil)
 	_ CursorSink     = (*Relay)(nil)
+	_ EventTriage    = (*Relay)(nil)
 	_ DeskThrottle   = (*Relay)(nil)
 )
 
@@ -357,15 +368,37 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget, moves *curs
 		errs = append(errs, fmt.Errorf("bridge: poll: batch: %w", err))
 	}
 	var due []PollTarget
+	fresh := make(map[AgentChatID][]AgentEvent)
 	for _, t := range uniq {
-		if len(res[t.Chat]) > 0 {
+		if evs := p.unknown(t.Chat, res[t.Chat]); len(evs) > 0 {
 			due = append(due, t)
+			fresh[t.Chat] = evs
 		}
 	}
+	settled := p.settled(ctx, fresh)
 	errs = append(errs, p.each(ctx, due, func(ctx context.Context, t PollTarget) error {
-		return p.deliver(ctx, t, res[t.Chat], moves)
+		if settled[t.Chat] {
+			moves.add(t, fresh[t.Chat])
+			return nil
+		}
+		return p.deliver(ctx, t, fresh[t.Chat], moves)
 	}))
 	return errors.Join(errs...)
+}
+
+// settled asks the sink which chats' events change nothing but the cursor
+// (none when it cannot tell).
+func (p *Poller) settled(ctx context.Context, events map[AgentChatID][]AgentEvent) map[AgentChatID]bool {
+	tr, ok := p.cfg.Sink.(EventTriage)
+	if _, bulk := p.cfg.Sink.(CursorSink); !ok || !bulk || len(events) == 0 {
+		return nil
+	}
+	settled, err := tr.Settled(ctx, events)
+	if err != nil {
+		p.log.Warn("telling settled chats apart failed; storing each chat's events", "chats", len(events), "error", err)
+		return nil
+	}
+	return settled
 }
 
 // throttledBy reports whether err is the desk asking us to wait, and if so
@@ -396,7 +429,7 @@ func (p *Poller) pollMany(ctx context.Context, cursors map[AgentChatID]time.Time
 // cursors in bulk, the chat's cursor move joins moves instead of costing a
 // transaction of its own.
 func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent, moves *cursorMoves) error {
-	events = p.unknown(t.Chat, events)
+	events = p.unknown(t.Chat, events) // no-op when the caller filtered them
 	if len(events) == 0 {
 		return nil
 	}

@@ -55,10 +55,10 @@ func (d *deskRows) PollMany(_ context.Context, cursors map[bridge.AgentChatID]ti
 	return out, nil
 }
 
-// TestPollerIdleRunWritesNothing polls live chats over a real store: the
-// first run of a process hands each chat's events over once, a run that
-// finds nothing new opens no read-write transaction, and the cursors of chats
-// whose only new rows are the bridge's own posts move in one transaction.
+// TestPollerIdleRunWritesNothing polls live chats over a real store: a run
+// that finds nothing new opens no read-write transaction, also the first run
+// of a restarted process, and the cursors of chats whose only new rows are
+// the bridge's own posts move in one transaction.
 func TestPollerIdleRunWritesNothing(t *testing.T) {
 	ctx := t.Context()
 	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "relay.db"), nil)
@@ -121,12 +121,24 @@ func TestPollerIdleRunWritesNothing(t *testing.T) {
 		return got
 	}
 
+	restart := func() {
+		t.Helper()
+		if p, err = bridge.NewPoller(bridge.PollerConfig{Targets: relay, Sink: relay, Batch: desk, Throttle: relay}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	poll("first run of the process", chats)
 	poll("idle run", 0)
 	poll("second idle run", 0)
 
+	// A restarted process (or another replica taking the lease) knows
+	// nothing yet: the relay tells from the store that every chat's message
+	// and join are stored, so only the cursors move past the bridge's own
+	// new post in every chat, in one transaction.
+	restart()
 	desk.echo.Store(true)
-	poll("the bridge's own post in every chat", 1)
+	poll("first run after a restart, the bridge's own post in every chat", 1)
 	for id, c := range cursors() {
 		if want := at.Add(2 * time.Second); !c.Equal(want) {
 			t.Errorf("cursor of %s = %v, want %v (past the echo)", id, c, want)
@@ -141,6 +153,8 @@ func TestPollerIdleRunWritesNothing(t *testing.T) {
 		t.Errorf("cursor of s7 = %v, want the new message's time", got)
 	}
 	poll("idle run after the message", 0)
+	restart()
+	poll("first run after another restart", 0)
 	if st := p.Stats(); st.Errors != 0 {
 		t.Errorf("poller errors: %+v", st)
 	}

@@ -72,6 +72,12 @@ type Tx interface {
 	// CountMessages returns how many of the session's messages came from source.
 	CountMessages(ctx context.Context, session SessionID, source Source) (int, error)
 
+	// SessionsByAgentChats returns the session bound to each desk chat (the
+	// newest when several are), reading many chats at once; chats without a
+	// session are absent.
+	SessionsByAgentChats(ctx context.Context, chats []AgentChatID) (map[AgentChatID]Session, error)
+	// StoredMessages reports which of keys are stored, reading many at once.
+	StoredMessages(ctx context.Context, keys []MessageKey) (map[MessageKey]bool, error)
 	// PollTargets returns every queued or live session that has a desk chat,
 	// with its cursor (zero when none is set), oldest first, in one query.
 	PollTargets(ctx context.Context) ([]PollTarget, error)
@@ -127,6 +133,13 @@ type Tx interface {
 	PutReview(ctx context.Context, r ReviewRecord) error
 	// Review returns the session's review record; ErrNotFound if absent.
 	Review(ctx context.Context, session SessionID) (ReviewRecord, error)
+}
+
+// MessageKey is the unique key of a stored message with an external id.
+type MessageKey struct {
+	Session    SessionID
+	Source     Source
+	ExternalID string
 }
 
 // BotInput is a user message relayed to the bot.

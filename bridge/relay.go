@@ -371,6 +371,91 @@ func (r *Relay) AdvanceCursors(ctx context.Context, cursors map[SessionID]time.T
 	return nil
 }
 
+// Settled returns the chats among events whose events AgentEvents would
+// store nothing for, apart from moving the cursor: every message already
+// stored, a join or queue place the session is past or has stored, or no
+// open session for the chat. It reads (one query per few hundred chats) and
+// writes nothing, so that the poller can move such chats' cursors together
+// (AdvanceCursors) instead of one transaction each. It mirrors agentEvent's
+// rules and errs on the side of "not settled". A settled chat stays settled:
+// stored messages stay, and a session's state only moves forward.
+func (r *Relay) Settled(ctx context.Context, events map[AgentChatID][]AgentEvent) (map[AgentChatID]bool, error) {
+	chats := make([]AgentChatID, 0, len(events))
+	for chat := range events {
+		chats = append(chats, chat)
+	}
+	out := make(map[AgentChatID]bool, len(events))
+	err := r.view(ctx, func(tx Tx) error {
+		clear(out)
+		sessions, err := tx.SessionsByAgentChats(ctx, chats)
+		if err != nil {
+			return err
+		}
+		var keys []MessageKey
+		for chat, evs := range events {
+			s, ok := sessions[chat]
+			if !ok || s.State == StateClosed {
+				continue // dropped by AgentEvents: settled below
+			}
+			for _, ev := range evs {
+				switch {
+				case ev.Echo:
+				case ev.Kind == AgentMessage && ev.ExternalID != "":
+					keys = append(keys, MessageKey{Session: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID})
+				case ev.Kind == AgentWaiting && s.State == StateQueued && (ev.QueuePosition > 0 || ev.EstimatedWait > 0):
+					keys = append(keys, MessageKey{Session: s.ID, Source: SourceBridge, ExternalID: "queue:" + ev.ExternalID})
+				}
+			}
+		}
+		stored, err := tx.StoredMessages(ctx, keys)
+		if err != nil {
+			return err
+		}
+		for chat, evs := range events {
+			s, ok := sessions[chat]
+			if !ok || s.State == StateClosed {
+				out[chat] = true
+				continue
+			}
+			out[chat] = true
+			for _, ev := range evs {
+				if !ev.Echo && !settledEvent(s, ev, stored) {
+					out[chat] = false
+					break
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: settled desk chats: %w", err)
+	}
+	return out, nil
+}
+
+// settledEvent reports whether agentEvent would store nothing for ev in s.
+func settledEvent(s Session, ev AgentEvent, stored map[MessageKey]bool) bool {
+	switch ev.Kind {
+	case AgentJoined:
+		_, err := Transition(s.State, EventAgentJoined, "")
+		return err != nil
+	case AgentTyping:
+		return s.State != StateLive
+	case AgentWaiting:
+		if s.State != StateQueued {
+			return true
+		}
+		if ev.Text != "" {
+			return false
+		}
+		return (ev.QueuePosition <= 0 && ev.EstimatedWait <= 0) ||
+			stored[MessageKey{Session: s.ID, Source: SourceBridge, ExternalID: "queue:" + ev.ExternalID}]
+	case AgentMessage:
+		return ev.ExternalID != "" && stored[MessageKey{Session: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID}]
+	}
+	return false
+}
+
 func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent, now time.Time) (Session, error) {
 	save := func(prev State) error { return tx.UpdateSession(ctx, s, prev) }
 	switch ev.Kind {

@@ -37,6 +37,7 @@ func runContract(t *testing.T, open opener) {
 		{"Cursors", testCursors},
 		{"AdvanceCursors", testAdvanceCursors},
 		{"PollTargets", testPollTargets},
+		{"SettledReads", testSettledReads},
 		{"ConversationRef", testConversationRef},
 		{"RememberActivity", testRememberActivity},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
@@ -582,6 +583,57 @@ func testPollTargets(t *testing.T, s *Store) {
 			{Session: "live-new", Chat: "chat-1", Cursor: base},
 		})
 		return err
+	})
+}
+
+// testSettledReads reads the sessions of many desk chats and which message
+// keys are stored, across more than one IN list.
+func testSettledReads(t *testing.T, s *Store) {
+	const n = cursorChunk + 20
+	var ss []bridge.Session
+	var chats []bridge.AgentChatID
+	for i := range n {
+		x := session(bridge.SessionID(fmt.Sprintf("s%04d", i)), bridge.ConversationID(fmt.Sprintf("c%04d", i)), base)
+		x.State, x.AgentChatID = bridge.StateLive, bridge.AgentChatID(fmt.Sprintf("chat%04d", i))
+		ss, chats = append(ss, x), append(chats, x.AgentChatID)
+	}
+	createSessions(t, s, ss...)
+	var keys []bridge.MessageKey
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		for i, x := range ss {
+			k := bridge.MessageKey{Session: x.ID, Source: bridge.SourceAgent, ExternalID: fmt.Sprint("m", i)}
+			keys = append(keys, k, bridge.MessageKey{Session: x.ID, Source: bridge.SourceBridge, ExternalID: k.ExternalID},
+				bridge.MessageKey{Session: ss[(i+1)%n].ID, Source: bridge.SourceAgent, ExternalID: k.ExternalID})
+			if i%2 == 1 {
+				continue
+			}
+			if _, err := tx.InsertMessage(ctx, &bridge.Message{SessionID: x.ID, Source: k.Source, ExternalID: k.ExternalID, Text: "hi", SentAt: base, CreatedAt: base}); err != nil {
+				return err
+			}
+		}
+		got, err := tx.SessionsByAgentChats(ctx, append(chats, "chat-none", ""))
+		if err != nil {
+			return err
+		}
+		if len(got) != n {
+			t.Errorf("SessionsByAgentChats returned %d sessions, want %d", len(got), n)
+		}
+		for _, x := range ss {
+			if got[x.AgentChatID].ID != x.ID || got[x.AgentChatID].State != bridge.StateLive {
+				t.Errorf("session of %s = %+v, want %s", x.AgentChatID, got[x.AgentChatID], x.ID)
+			}
+		}
+		stored, err := tx.StoredMessages(ctx, keys)
+		if err != nil {
+			return err
+		}
+		for i, k := range keys {
+			want := i%3 == 0 && (i/3)%2 == 0 // only the agent's own key of even sessions
+			if stored[k] != want {
+				t.Errorf("StoredMessages[%+v] = %v, want %v", k, stored[k], want)
+			}
+		}
+		return nil
 	})
 }
 

@@ -294,6 +294,67 @@ func (t *tx) CountMessages(ctx context.Context, session bridge.SessionID, source
 	return int(n), nil
 }
 
+// SessionsByAgentChats reads the sessions of many desk chats with one query
+// per cursorChunk chats.
+func (t *tx) SessionsByAgentChats(ctx context.Context, chats []bridge.AgentChatID) (map[bridge.AgentChatID]bridge.Session, error) {
+	out := make(map[bridge.AgentChatID]bridge.Session, len(chats))
+	for chunk := range slices.Chunk(chats, cursorChunk) {
+		ids := make([]string, 0, len(chunk))
+		for _, c := range chunk {
+			if c != "" {
+				ids = append(ids, string(c))
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		var rows []sessionRow
+		if err := t.q(ctx).Where("agent_chat_id IN ? AND agent_chat_id <> ''", ids).Order("created_at, id").Find(&rows).Error; err != nil {
+			return nil, wrap(fmt.Sprintf("sessions of %d desk chats", len(ids)), err)
+		}
+		for _, r := range rows {
+			out[bridge.AgentChatID(r.AgentChatID)] = r.domain() // the newest wins
+		}
+	}
+	return out, nil
+}
+
+// StoredMessages reads which message keys are stored, with one query per
+// cursorChunk keys.
+func (t *tx) StoredMessages(ctx context.Context, keys []bridge.MessageKey) (map[bridge.MessageKey]bool, error) {
+	out := make(map[bridge.MessageKey]bool, len(keys))
+	for chunk := range slices.Chunk(keys, cursorChunk) {
+		sessions := make(map[string]bool, len(chunk))
+		ids := make(map[string]bool, len(chunk))
+		for _, k := range chunk {
+			sessions[string(k.Session)] = true
+			ids[k.ExternalID] = true
+		}
+		var rows []struct {
+			SessionID  string
+			Source     string
+			ExternalID string
+		}
+		err := t.q(ctx).Model(&messageRow{}).Select("session_id, source, external_id").
+			Where("session_id IN ? AND external_id IN ?", slices.Collect(maps.Keys(sessions)), slices.Collect(maps.Keys(ids))).
+			Find(&rows).Error
+		if err != nil {
+			return nil, wrap(fmt.Sprintf("stored messages among %d keys", len(chunk)), err)
+		}
+		want := make(map[bridge.MessageKey]bool, len(chunk))
+		for _, k := range chunk {
+			want[k] = true
+		}
+		for _, r := range rows {
+			k := bridge.MessageKey{Session: bridge.SessionID(r.SessionID), Source: bridge.Source(r.Source), ExternalID: r.ExternalID}
+			if want[k] {
+				out[k] = true
+			}
+		}
+	}
+	return out, nil
+}
+
 // PollTargets reads the queued and live sessions with a desk chat and their
 // cursors with one query (ids, chats and cursors only: it runs on every poll).
 func (t *tx) PollTargets(ctx context.Context) ([]bridge.PollTarget, error) {
