@@ -159,3 +159,111 @@ func TestPollerIdleRunWritesNothing(t *testing.T) {
 		t.Errorf("poller errors: %+v", st)
 	}
 }
+
+// TestRelaySettled checks Relay.Settled against what AgentEvents then does:
+// a chat called settled must store nothing when its events are handed over.
+func TestRelaySettled(t *testing.T) {
+	ctx := t.Context()
+	h := newHarness(t)
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	states := map[string]bridge.State{"queued": bridge.StateQueued, "live": bridge.StateLive, "closing": bridge.StateClosing, "closed": bridge.StateClosed}
+	err := h.st.Update(ctx, func(tx bridge.Tx) error {
+		for name, st := range states {
+			if err := tx.CreateSession(ctx, bridge.Session{ID: bridge.SessionID("s-" + name), Conversation: bridge.ConversationID("a:" + name), State: st,
+				AgentChatID: bridge.AgentChatID(name), CreatedAt: at, QueuedAt: at, UpdatedAt: at}); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{"queued", "live"} {
+			s := bridge.SessionID("s-" + name)
+			for _, m := range []bridge.Message{
+				{SessionID: s, Source: bridge.SourceAgent, ExternalID: "old", Text: "hello", SentAt: at, CreatedAt: at},
+				{SessionID: s, Source: bridge.SourceBridge, ExternalID: "queue:position:3", SentAt: at, CreatedAt: at},
+			} {
+				if _, err := tx.InsertMessage(ctx, &m); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(id string) bridge.AgentEvent {
+		return bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: id, Author: "Beth", Text: "hi", At: at}
+	}
+	joined := bridge.AgentEvent{Kind: bridge.AgentJoined, ExternalID: "joined", Author: "Beth", At: at}
+	place := func(n int) bridge.AgentEvent {
+		return bridge.AgentEvent{Kind: bridge.AgentWaiting, ExternalID: fmt.Sprint("position:", n), QueuePosition: n, At: at}
+	}
+	echo := bridge.AgentEvent{Kind: bridge.AgentMessage, ExternalID: "echo", Text: "from the user", At: at, Echo: true}
+	tests := []struct {
+		chat    string
+		events  []bridge.AgentEvent
+		settled bool
+	}{
+		{"live", []bridge.AgentEvent{msg("old"), joined, echo}, true},
+		{"live", []bridge.AgentEvent{msg("old"), msg("new")}, false},
+		{"live", []bridge.AgentEvent{{Kind: bridge.AgentTyping, At: at}}, false},
+		{"live", []bridge.AgentEvent{place(2)}, true},
+		{"live", []bridge.AgentEvent{{Kind: bridge.AgentEnded, ExternalID: "state:x", At: at, EndReason: bridge.ReasonAgentClosed}}, false},
+		{"queued", []bridge.AgentEvent{msg("old"), place(3)}, true},
+		{"queued", []bridge.AgentEvent{place(2)}, false},
+		{"queued", []bridge.AgentEvent{joined}, false},
+		{"queued", []bridge.AgentEvent{{Kind: bridge.AgentTyping, At: at}}, true},
+		{"closing", []bridge.AgentEvent{joined, {Kind: bridge.AgentTyping, At: at}}, true},
+		{"closing", []bridge.AgentEvent{msg("new")}, false},
+		{"closed", []bridge.AgentEvent{msg("new"), joined}, true},
+		{"unknown", []bridge.AgentEvent{msg("new")}, true},
+	}
+	for i, tc := range tests {
+		chat := bridge.AgentChatID(tc.chat)
+		got, err := h.relay.Settled(ctx, map[bridge.AgentChatID][]bridge.AgentEvent{chat: tc.events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[chat] != tc.settled {
+			t.Errorf("case %d (%s chat, %+v): settled %v, want %v", i, tc.chat, tc.events, got[chat], tc.settled)
+		}
+		if !tc.settled {
+			continue
+		}
+		// Settled means AgentEvents stores nothing: no message, no
+		// outbox item, no state change.
+		before := snapshot(t, h.st)
+		if err := h.relay.AgentEvents(ctx, chat, tc.events, false); err != nil {
+			t.Fatal(err)
+		}
+		if after := snapshot(t, h.st); after != before {
+			t.Errorf("case %d (%s chat): settled, but AgentEvents changed the store: %s → %s", i, tc.chat, before, after)
+		}
+	}
+}
+
+// snapshot sums up what the relay can store: messages, outbox items and
+// session states.
+func snapshot(t *testing.T, st *store.Store) string {
+	t.Helper()
+	var out string
+	err := st.View(t.Context(), func(tx bridge.Tx) error {
+		ss, err := tx.SessionsInStates(t.Context(), bridge.States...)
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			n, err := tx.Messages(t.Context(), s.ID, 0)
+			if err != nil {
+				return err
+			}
+			out += fmt.Sprintf("%s:%s:%d ", s.ID, s.State, len(n))
+		}
+		stats, err := tx.OutboxStats(t.Context())
+		out += fmt.Sprint(stats)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
