@@ -217,7 +217,7 @@ func attachmentLink(att schema.Attachment) string {
 	}
 	link, kind := fileLink(att)
 	u, err := url.Parse(link)
-	if link == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if link == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || connectorAttachment(u) {
 		return ""
 	}
 	name := strings.TrimSpace(att.Name)
@@ -230,6 +230,14 @@ func attachmentLink(att schema.Attachment) string {
 		return name + ": " + link
 	}
 	return name + " (" + kind + "): " + link
+}
+
+// connectorAttachment reports whether u is the Bot Connector's attachment
+// API (GET /v3/attachments/{id}/views/{view}): where Teams keeps an image the
+// employee pasted. It answers only with the bot's token, so the agent could
+// not open the link: the file counts as one that cannot be passed on.
+func connectorAttachment(u *url.URL) bool {
+	return strings.Contains(u.Path, "/v3/attachments/")
 }
 
 // isFile reports whether an attachment is a file (not the HTML copy of the

@@ -388,7 +388,7 @@ func TestHandlerMapsActivities(t *testing.T) {
 		wantTen  string
 	}{
 		{"text message", ch.Message(u, "  my laptop is broken "), bridge.ActivityMessage, "my laptop is broken", conv, "personal", testTenant},
-		{"attachments become links", withAttachments, bridge.ActivityMessage, "see attached\nimage/png: https://smba.trafficmanager.net/emea/v3/attachments/1/views/original\nreport.pdf: https://contoso.sharepoint.com/report.pdf\nb.txt: https://download/2", conv, "personal", testTenant},
+		{"attachments become links", withAttachments, bridge.ActivityMessage, "see attached\nreport.pdf: https://contoso.sharepoint.com/report.pdf\nb.txt: https://download/2", conv, "personal", testTenant},
 		{"card submit payload", ch.CardSubmit(u, map[string]any{"payload": "/restart", "msteams": map[string]any{"type": "messageBack"}}), bridge.ActivityMessage, "/restart", conv, "personal", testTenant},
 		{"card submit text field", ch.CardSubmit(u, map[string]any{"text": "yes"}), bridge.ActivityMessage, "yes", conv, "personal", testTenant},
 		{"card submit form", ch.CardSubmit(u, map[string]any{"seat": 12, "name": "Ada", "msteams": map[string]any{"type": "messageBack"}}), bridge.ActivityMessage, `{"name":"Ada","seat":12}`, conv, "personal", testTenant},
