@@ -1,6 +1,8 @@
 package slack
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -97,5 +99,35 @@ func FuzzTextConversion(f *testing.F) {
 		_ = fromSlack(s)
 		_ = toSlack(s)
 		_ = isHandback(s)
+	})
+}
+
+// FuzzSocketMessage feeds Socket Mode messages to the loop's receive path:
+// it never panics, acknowledges whatever was stored or is meaningless, and
+// never stores an event without a chat or key.
+func FuzzSocketMessage(f *testing.F) {
+	seedExamples(f, "socket_")
+	f.Add([]byte(`{"type":"events_api","envelope_id":"e1","payload":"not an object"}`))
+	f.Add([]byte(`{"type":"interactive","envelope_id":"e2","payload":{"type":"block_actions","container":{"channel_id":"C0HANDOFF1","message_ts":"1.0"},"actions":[{"action_id":"handoff_close","action_ts":"x"}]}}`))
+	now := time.Unix(1712345690, 0)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var m socketMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return
+		}
+		h, sink := testHandler(t, now, -1)
+		s, err := NewSocket(SocketConfig{AppToken: "xapp-test"}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ack := s.receive(context.Background(), m); !ack {
+			t.Fatalf("not acknowledged although the sink stores everything: %s", raw)
+		}
+		_, evs := sink.snapshot()
+		for _, ev := range evs {
+			if ev.Chat == "" || (ev.Kind == "message" && ev.ExternalID == "") {
+				t.Fatalf("event without chat or key: %+v", ev)
+			}
+		}
 	})
 }

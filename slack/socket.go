@@ -251,11 +251,21 @@ func (s *Socket) connection(ctx context.Context) (announced bool, err error) {
 	}
 }
 
-// envelope stores one envelope's payload through the handler's receive path
-// and acknowledges it once stored (or once found meaningless: a malformed
-// payload sent again stays malformed). A payload that could not be stored is
-// not acknowledged, so Slack sends it again.
+// envelope stores one envelope's payload and acknowledges it once stored.
 func (s *Socket) envelope(ctx context.Context, conn *websocket.Conn, m socketMessage) {
+	res, ack := s.receive(ctx, m)
+	if !ack {
+		return
+	}
+	s.ack(ctx, conn, m.EnvelopeID)
+	s.h.runAfter(ctx, res)
+}
+
+// receive stores an envelope's payload through the handler's receive path.
+// It reports whether to acknowledge: yes once stored, or once found
+// meaningless (a malformed payload sent again stays malformed); no when it
+// could not be stored, so Slack sends it again.
+func (s *Socket) receive(ctx context.Context, m socketMessage) (received, bool) {
 	var res received
 	switch m.Type {
 	case "events_api":
@@ -268,17 +278,19 @@ func (s *Socket) envelope(ctx context.Context, conn *websocket.Conn, m socketMes
 		}
 	case "interactive":
 		res = s.h.interaction(ctx, m.Payload)
+	default:
+		return received{}, true
 	}
 	switch {
 	case res.status == http.StatusOK:
 	case res.err != nil && res.status/100 == 4:
 		s.log.WarnContext(ctx, "slack socket mode: envelope not usable; acknowledged so it is not sent again", "envelope_id", m.EnvelopeID, "err", res.err)
+		res.after = nil
 	default:
 		s.log.ErrorContext(ctx, "slack socket mode: envelope not stored; left unacknowledged so Slack sends it again", "envelope_id", m.EnvelopeID, "status", res.status)
-		return
+		return res, false
 	}
-	s.ack(ctx, conn, m.EnvelopeID)
-	s.h.runAfter(ctx, res)
+	return res, true
 }
 
 // ack acknowledges an envelope: {"envelope_id": …}.

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -209,3 +210,38 @@ func TestSocketModeReconnects(t *testing.T) {
 type tlog struct{ t *testing.T }
 
 func (l tlog) Write(p []byte) (int, error) { l.t.Log(string(p)); return len(p), nil }
+
+// The documented envelopes store what the same payloads store over HTTP.
+func TestSocketReceivesDocumentedEnvelopes(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	for _, c := range []struct {
+		file string
+		want bridge.AgentEventKind
+	}{
+		{"socket_events_api.json", bridge.AgentMessage},
+		{"socket_interactive.json", bridge.AgentJoined},
+		{"socket_hello.json", ""},
+		{"socket_disconnect.json", ""},
+	} {
+		h, sink := testHandler(t, now, -1)
+		s, err := NewSocket(SocketConfig{AppToken: "xapp-test"}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m socketMessage
+		if err := json.Unmarshal(example(t, c.file), &m); err != nil {
+			t.Fatal(err)
+		}
+		if _, ack := s.receive(context.Background(), m); !ack {
+			t.Errorf("%s: not acknowledged", c.file)
+		}
+		_, evs := sink.snapshot()
+		found := false
+		for _, ev := range evs {
+			found = found || ev.Kind == c.want
+		}
+		if (c.want != "") != found || (c.want == "" && len(evs) > 0) {
+			t.Errorf("%s: stored %+v, want a %q event", c.file, evs, c.want)
+		}
+	}
+}

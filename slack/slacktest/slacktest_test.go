@@ -2,6 +2,7 @@ package slacktest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // doc reads a documented example from ../testdata.
@@ -322,5 +325,100 @@ func TestMrkdwnEscapes(t *testing.T) {
 		if got := string(mrkdwn(tt.in)); got != tt.want {
 			t.Errorf("mrkdwn(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// Socket Mode as documented: apps.connections.open takes only the app-level
+// token and answers a single-use URL; the connection starts with hello;
+// replies and button presses come as envelopes of the documented shape and
+// count as delivered once acknowledged; disconnect asks for a new
+// connection.
+func TestSocketModeConformsToDocumentedExamples(t *testing.T) {
+	s, ev, _ := newFake(t)
+	ts := parent(t, s)
+	s.EnableSocketMode(true)
+	if _, _, v := call(t, s, "apps.connections.open", s.Token(), nil); v.(map[string]any)["error"] != "not_allowed_token_type" {
+		t.Errorf("apps.connections.open with the bot token answered %v", v)
+	}
+	if _, _, v := call(t, s, "chat.postMessage", s.AppToken(), map[string]any{"channel": s.Channel(), "text": "x"}); v.(map[string]any)["error"] != "not_allowed_token_type" {
+		t.Errorf("chat.postMessage with the app token answered %v", v)
+	}
+	_, _, v := call(t, s, "apps.connections.open", s.AppToken(), nil)
+	if err := sameShape("api_apps_connections_open.json", doc(t, "api_apps_connections_open.json"), v); err != nil {
+		t.Error(err)
+	}
+	wsURL := v.(map[string]any)["url"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	if _, _, err := websocket.Dial(ctx, wsURL, nil); err == nil {
+		t.Error("a used URL connected again")
+	}
+	read := func(name string) map[string]any {
+		t.Helper()
+		for {
+			_, b, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if p, _ := m["payload"].(map[string]any); name == "socket_events_api.json" && p != nil {
+				if inner, _ := p["event"].(map[string]any); inner != nil && inner["bot_id"] != nil {
+					ack(t, ctx, conn, m) // the bridge's own posts come too
+					continue
+				}
+			}
+			if err := sameShape(name, doc(t, name), m); err != nil {
+				t.Error(err)
+			}
+			return m
+		}
+	}
+	read("socket_hello.json")
+	posted := make(chan Posted, 1)
+	go func() {
+		p, _ := s.Reply("U0AGENT001", ts, "Try the reset page")
+		posted <- p
+	}()
+	ack(t, ctx, conn, read("socket_events_api.json"))
+	if p := <-posted; p.Status != http.StatusOK {
+		t.Errorf("an acknowledged envelope counted as %+v", p)
+	}
+	ev.mu.Lock()
+	for _, b := range ev.bodies {
+		if bytes.Contains(b, []byte("Try the reset page")) {
+			t.Errorf("the reply went to the Request URL in Socket Mode: %s", b)
+		}
+	}
+	ev.mu.Unlock()
+	clicked := make(chan int, 1)
+	go func() {
+		code, _ := s.Click("U0AGENT001", ts, "handoff_take")
+		clicked <- code
+	}()
+	ack(t, ctx, conn, read("socket_interactive.json"))
+	if code := <-clicked; code != http.StatusOK {
+		t.Errorf("an acknowledged button press counted as %d", code)
+	}
+	s.Disconnect("refresh_requested")
+	read("socket_disconnect.json")
+	if st := s.SocketStats(); st.UnknownAcks != 0 || st.Acked != st.Sent {
+		t.Errorf("socket stats %+v", st)
+	}
+}
+
+func ack(t *testing.T, ctx context.Context, conn *websocket.Conn, m map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"envelope_id": m["envelope_id"]})
+	if err := conn.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
 	}
 }
