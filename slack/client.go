@@ -113,7 +113,7 @@ func (e *APIError) Error() string {
 
 // hints say what to do about the errors an operator can fix.
 var hints = map[string]string{
-	"channel_not_found":      "check HANDOFF_SLACK_CHANNEL: it must be a channel id such as C0123ABCD the app can see",
+	"channel_not_found":      "check HANDOFF_SLACK_CHANNEL: it must be a channel id such as C0123ABCD the app can see; a private channel stays invisible until the app is invited with /invite @<app name>",
 	"not_in_channel":         "invite the app to the support channel with /invite @<app name>",
 	"invalid_auth":           "check HANDOFF_SLACK_BOT_TOKEN: it must be the app's xoxb- bot token",
 	"not_authed":             "HANDOFF_SLACK_BOT_TOKEN is missing",

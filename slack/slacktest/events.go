@@ -57,7 +57,7 @@ func (s *Server) envelopeLocked(inner map[string]any) event {
 func (s *Server) messageEventLocked(m *Message, subtype string) event {
 	inner := s.wire(m)
 	inner["channel"] = s.opts.Channel
-	inner["channel_type"] = "channel"
+	inner["channel_type"] = s.channelType()
 	inner["event_ts"] = m.TS
 	delete(inner, "metadata") // message events carry metadata only for metadata subscriptions
 	if subtype != "" {
@@ -76,7 +76,7 @@ func (s *Server) changedEventLocked(m *Message, prev map[string]any) event {
 	delete(prev, "metadata")
 	ts := s.nextTSLocked()
 	inner := map[string]any{"type": "message", "subtype": "message_changed", "hidden": true, "channel": s.opts.Channel,
-		"channel_type": "channel", "ts": ts, "event_ts": ts, "message": cur, "previous_message": prev}
+		"channel_type": s.channelType(), "ts": ts, "event_ts": ts, "message": cur, "previous_message": prev}
 	return s.envelopeLocked(inner)
 }
 
@@ -86,7 +86,7 @@ func (s *Server) sendAsync(ev event) {
 	s.mu.Lock()
 	target, socket := s.eventsURL, s.socketMode
 	s.mu.Unlock()
-	if target == "" && !socket {
+	if (target == "" && !socket) || !s.subscribed() {
 		return
 	}
 	s.wg.Add(1)
@@ -216,6 +216,9 @@ func (s *Server) reply(user, parentTS, text, subtype string, f map[string]any) (
 
 // deliverNow makes the first attempt now and leaves retries to the background.
 func (s *Server) deliverNow(ts string, ev event) Posted {
+	if !s.subscribed() {
+		return Posted{TS: ts, EventID: ev.id} // Slack sends no event the app did not subscribe to
+	}
 	status := s.attempt(ev, 0)
 	if status != http.StatusOK && len(s.opts.RetryDelays) > 0 {
 		s.wg.Add(1)
@@ -262,7 +265,7 @@ func (s *Server) Delete(ts string) (Posted, error) {
 	m.Deleted = true
 	ets := s.nextTSLocked()
 	ev := s.envelopeLocked(map[string]any{"type": "message", "subtype": "message_deleted", "hidden": true,
-		"channel": s.opts.Channel, "channel_type": "channel", "ts": ets, "event_ts": ets, "deleted_ts": ts, "previous_message": prev})
+		"channel": s.opts.Channel, "channel_type": s.channelType(), "ts": ets, "event_ts": ets, "deleted_ts": ts, "previous_message": prev})
 	s.mu.Unlock()
 	return s.deliverNow(ts, ev), nil
 }

@@ -32,7 +32,21 @@ const (
 type Options struct {
 	Token         string
 	SigningSecret string
-	Channel       string // the one public channel the bot is a member of
+	Channel       string // the one channel the bot is a member of
+	// Private makes the channel a private channel: its message events carry
+	// channel_type "group" and come only with the message.groups
+	// subscription, reading it needs groups:history, and an app that is not
+	// a member is told channel_not_found (a private channel does not exist
+	// for non-members), where a public channel answers not_in_channel.
+	Private bool
+	// Scopes, when set, are the bot token's scopes: a method called without
+	// the scope it needs answers missing_scope with "needed" (nil: every
+	// scope the desk uses).
+	Scopes []string
+	// BotEvents, when set, are the app's bot event subscriptions: message
+	// events are sent only for a subscribed type (message.channels or
+	// message.groups; nil: both).
+	BotEvents []string
 	// AppToken is the app-level token (xapp-…) for Socket Mode
 	// (default DefaultAppToken).
 	AppToken string
@@ -327,6 +341,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": fault})
 		return
 	}
+	if need := s.scopeFor(method); need != "" {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "missing_scope", "needed": need, "provided": strings.Join(s.opts.Scopes, ",")})
+		return
+	}
 	h, ok := s.methods()[method]
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "unknown_method"})
@@ -385,10 +403,52 @@ func (s *Server) channelLocked(args map[string]any) string {
 		return "channel_not_found"
 	case ch != s.opts.Channel:
 		return "channel_not_found"
+	case !s.member && s.opts.Private:
+		return "channel_not_found"
 	case !s.member:
 		return "not_in_channel"
 	}
 	return ""
+}
+
+// channelType is the channel_type of the channel's message events.
+func (s *Server) channelType() string {
+	if s.opts.Private {
+		return "group"
+	}
+	return "channel"
+}
+
+// historyScope is the scope reading the channel needs.
+func (s *Server) historyScope() string {
+	if s.opts.Private {
+		return "groups:history"
+	}
+	return "channels:history"
+}
+
+// scopeFor returns the scope method needs that the token lacks, or "".
+func (s *Server) scopeFor(method string) string {
+	if s.opts.Scopes == nil {
+		return ""
+	}
+	need := map[string]string{"chat.postMessage": "chat:write", "chat.update": "chat:write", "users.info": "users:read",
+		"conversations.replies": s.historyScope(), "conversations.history": s.historyScope()}[method]
+	if need == "" || slices.Contains(s.opts.Scopes, need) {
+		return ""
+	}
+	return need
+}
+
+// subscribed reports whether the app gets message events of the channel.
+func (s *Server) subscribed() bool {
+	if s.opts.BotEvents == nil {
+		return true
+	}
+	if s.opts.Private {
+		return slices.Contains(s.opts.BotEvents, "message.groups")
+	}
+	return slices.Contains(s.opts.BotEvents, "message.channels")
 }
 
 func blocksOf(v any) []map[string]any {
