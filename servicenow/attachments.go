@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/handoffhq/handoff/bridge"
 )
@@ -93,14 +94,28 @@ func (c classifier) mayHaveFiles(m message) bool {
 // 403 or 400 (no read access to sys_attachment) is logged and the messages
 // go on without files, so an ACL cannot hold up the chat; other failures
 // (throttling, 5xx) fail the poll, which is tried again.
+//
+// Polls return the rows at their cursor again (">="), so a chat whose newest
+// row is an agent's would cost a read on every tick: the files read for a
+// message are remembered (fileMemo) and not asked for again.
 func (c *Client) attachFiles(ctx context.Context, op string, byChat map[bridge.AgentChatID][]message) error {
 	var ids []string
-	for _, msgs := range byChat {
-		for _, m := range msgs {
-			if c.cls.mayHaveFiles(m) {
-				ids = append(ids, m.SysID)
+	for chat, msgs := range byChat {
+		for i, m := range msgs {
+			if m.filesKnown && m.entry == nil {
+				c.files.put(m.SysID, m.files) // the messages API said: the Table API row costs no read later
+				continue
 			}
+			if !c.cls.mayHaveFiles(m) {
+				continue
+			}
+			if fs, ok := c.files.get(m.SysID); ok {
+				msgs[i].files, msgs[i].filesKnown = fs, true
+				continue
+			}
+			ids = append(ids, m.SysID)
 		}
+		byChat[chat] = msgs
 	}
 	if len(ids) == 0 {
 		return nil
@@ -131,6 +146,9 @@ func (c *Client) attachFiles(ctx context.Context, op string, byChat map[bridge.A
 			files[rec] = append(files[rec], fs...)
 		}
 	}
+	for _, id := range ids {
+		c.files.put(id, files[id])
+	}
 	for chat, msgs := range byChat {
 		for i := range msgs {
 			if fs, ok := files[msgs[i].SysID]; ok && c.cls.mayHaveFiles(msgs[i]) {
@@ -140,6 +158,32 @@ func (c *Client) attachFiles(ctx context.Context, op string, byChat map[bridge.A
 		byChat[chat] = msgs
 	}
 	return nil
+}
+
+// fileMemo remembers the files read for each message (none, too).
+type fileMemo struct {
+	mu   sync.Mutex
+	byID map[string][]bridge.Attachment
+}
+
+// maxFileMemo bounds the memo; it is cleared when full (the cost is one
+// Attachment API read per chunk of messages).
+const maxFileMemo = 100_000
+
+func (f *fileMemo) get(id string) ([]bridge.Attachment, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fs, ok := f.byID[id]
+	return fs, ok
+}
+
+func (f *fileMemo) put(id string, fs []bridge.Attachment) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byID == nil || len(f.byID) >= maxFileMemo {
+		f.byID = make(map[string][]bridge.Attachment)
+	}
+	f.byID[id] = fs
 }
 
 // maxFiles bounds the files of one webhook message.

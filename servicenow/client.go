@@ -19,6 +19,7 @@ type Client struct {
 	t     *transport
 	cls   classifier // echo, system and end-phrase rules
 	hints lastSeen   // for LastMessageHint
+	files fileMemo   // files already read per message (attachments.go)
 	live  liveStates // for LiveStateEvery
 }
 

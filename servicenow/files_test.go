@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -84,6 +85,22 @@ func TestAgentFiles(t *testing.T) {
 			wantReads := map[string]int{"session": 1, "batch": 1, "webhook": 0}[mode]
 			if reads != wantReads {
 				t.Errorf("%d Attachment API reads, want %d", reads, wantReads)
+			}
+			// The next poll returns the rows at the cursor again: their files
+			// come from memory, not from another read.
+			switch mode {
+			case "session":
+				evs = must[[]bridge.AgentEvent](t)(c.Poll(context.Background(), chat, withFiles.At))
+			case "batch":
+				evs = must[map[bridge.AgentChatID][]bridge.AgentEvent](t)(c.PollMany(context.Background(), map[bridge.AgentChatID]time.Time{chat: withFiles.At}))[chat]
+			}
+			if mode != "webhook" {
+				if again := in.Requests()["GET /api/now/attachment"]; again != reads {
+					t.Errorf("the poll at the cursor read the Attachment API again (%d reads, want %d)", again, reads)
+				}
+				if i := slices.IndexFunc(evs, func(ev bridge.AgentEvent) bool { return ev.ExternalID == withFiles.SysID }); i < 0 || !reflect.DeepEqual(evs[i].Attachments, want) {
+					t.Errorf("poll at the cursor: %+v, want the message with its files", evs)
+				}
 			}
 		})
 	}
