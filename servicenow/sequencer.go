@@ -33,6 +33,15 @@ type SessionLookup interface {
 	DeskData(ctx context.Context, chat bridge.AgentChatID) (string, error)
 }
 
+// EventLookup tells which desk messages the bridge has stored, whichever
+// replica stored them. *bridge.Relay implements it.
+type EventLookup interface {
+	// StoredDeskEvents returns which of ids (sys_ids) are stored for the
+	// session bound to chat; an error wrapping bridge.ErrNotFound when no
+	// session has that chat id.
+	StoredDeskEvents(ctx context.Context, chat bridge.AgentChatID, ids []string) ([]string, error)
+}
+
 // sequencer holds the webhook deliveries of each chat for a short window and
 // hands them to the sink together, sorted by desk time, so deliveries that
 // overtook each other still reach the user in order. A request waits for the
@@ -50,8 +59,12 @@ type sequencer struct {
 	openWait time.Duration // how long a batch waits for its chat to be recorded
 	sink     EventSink
 	lookup   SessionLookup // nil: no wait for unrecorded chats
-	convert  func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent
-	log      *slog.Logger
+	// stored is asked whether a missing predecessor was stored (by another
+	// replica, or by this one before it forgot) before the desk is read. nil:
+	// only this process's memory of recent sys_ids counts.
+	stored  EventLookup
+	convert func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent
+	log     *slog.Logger
 	// fetch reads the chat's messages at or after since from the desk (the
 	// targeted poll for a missing predecessor). nil: a held message waits one
 	// window instead.
@@ -306,8 +319,13 @@ func (q *sequencer) releaseLocked(chat bridge.AgentChatID, cs *chatSeq, extra []
 }
 
 // poll reads the chat from the desk for a missing predecessor (or, without a
-// desk, waits one window) and releases what was waiting for it.
+// desk, waits one window) and releases what was waiting for it. It first
+// asks the store: a predecessor delivered to another replica (webhooks are
+// spread over replicas) is stored there, and then no desk read is needed.
 func (q *sequencer) poll(ctx context.Context, chat bridge.AgentChatID, cs *chatSeq, since time.Time) {
+	if q.resolveStored(ctx, chat, cs) {
+		return
+	}
 	var found []message
 	if q.fetch != nil {
 		ctx, cancel := context.WithTimeout(ctx, flushTimeout)
@@ -331,6 +349,56 @@ func (q *sequencer) poll(ctx context.Context, chat bridge.AgentChatID, cs *chatS
 	cs.fetching = false
 	q.releaseLocked(chat, cs, found, true)
 	q.mu.Unlock()
+}
+
+// resolveStored looks the missing predecessors of chat's held messages up
+// in the store and marks the stored ones known. When that leaves no held
+// message waiting it releases them and reports true (no desk read needed);
+// otherwise the caller reads the desk.
+func (q *sequencer) resolveStored(ctx context.Context, chat bridge.AgentChatID, cs *chatSeq) bool {
+	if q.stored == nil {
+		return false
+	}
+	q.mu.Lock()
+	missing := q.missingLocked(chat, cs)
+	q.mu.Unlock()
+	if len(missing) == 0 {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	found, err := q.stored.StoredDeskEvents(lctx, chat, missing)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, bridge.ErrNotFound) {
+			q.log.Warn("servicenow webhook: stored predecessors unknown; reading the chat from the desk", "chat_id", chat, "err", err)
+		}
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, id := range found {
+		q.markKnownLocked(chat, id)
+	}
+	if len(q.missingLocked(chat, cs)) > 0 {
+		return false
+	}
+	cs.fetching = false
+	q.releaseLocked(chat, cs, nil, false)
+	return true
+}
+
+// missingLocked returns the predecessors of chat's held messages that are
+// not known. Callers hold q.mu.
+func (q *sequencer) missingLocked(chat bridge.AgentChatID, cs *chatSeq) []string {
+	var out []string
+	for _, h := range cs.held {
+		for p := range strings.SplitSeq(h.it.msg.prev, ",") {
+			if p != "" && !q.isKnownLocked(chat, p) && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func (q *sequencer) isKnownLocked(chat bridge.AgentChatID, id string) bool {

@@ -78,6 +78,11 @@ type WebhookConfig struct {
 	// so a lost or late webhook is recovered in one round trip. Without it
 	// such a delivery waits OrderWindow for the predecessor's own webhook.
 	Desk *Client
+	// Stored, when set, is asked first whether such a predecessor is stored
+	// (delivered to another replica, or forgotten by this one), so webhooks
+	// spread over replicas need no desk read. Without it only this process's
+	// memory of recent deliveries counts.
+	Stored EventLookup
 	// MaxBody bounds a request body; larger ones get 413. Default 256 KiB.
 	MaxBody int64
 	// MaxItems bounds the messages of one request (a JSON array). Default 100.
@@ -167,7 +172,7 @@ func NewWebhookHandler(cfg WebhookConfig, sink EventSink) (*WebhookHandler, erro
 	}
 	h := &WebhookHandler{cfg: cfg, log: cfg.Logger}
 	cls := newClassifier(cfg.BridgeUser, cfg.EndPhrases)
-	h.seq = &sequencer{window: cfg.OrderWindow, openWait: cfg.OpenWait, sink: sink, lookup: cfg.Sessions, log: cfg.Logger,
+	h.seq = &sequencer{window: cfg.OrderWindow, openWait: cfg.OpenWait, sink: sink, lookup: cfg.Sessions, stored: cfg.Stored, log: cfg.Logger,
 		convert: func(chat bridge.AgentChatID, items []seqItem) []bridge.AgentEvent {
 			msgs := make([]message, 0, len(items))
 			seen := make(map[string]bool, len(items))

@@ -366,3 +366,76 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 		t.Errorf("%d ServiceNow chats, want %d", n, users)
 	}
 }
+
+// TestWebhooksAcrossReplicas: two replicas on one PostgreSQL database in
+// webhook-only mode, the Business Rule's webhooks spread over them in turn
+// (a load balancer). Each agent message names its predecessor, which the
+// other replica stored: the store says so, so no message waits for a
+// targeted poll (no desk read at all), and the employee gets every message
+// once, in order. Each message is said after the previous webhook was
+// answered, so the predecessor is always committed (a predecessor still in
+// flight on the other replica costs one targeted poll; see the README).
+func TestWebhooksAcrossReplicas(t *testing.T) {
+	const (
+		msgs = 12
+		wait = 60 * time.Second
+	)
+	rs := newReplicaSet(t, 2, pgSchema(t, "ho_hooks_"+randHex(4)), map[string]string{"HANDOFF_DELIVERY": "webhook"})
+	w := rs.w
+	var urls []string
+	for _, ch := range rs.channels {
+		urls = append(urls, strings.TrimSuffix(ch.BotURL, "/api/messages")+"/webhooks/servicenow")
+	}
+	w.sn.EnableWebhooks(snowtest.WebhookOptions{URLs: urls, Secret: e2eWebhookSecret, SkipCreatedBy: snowtest.DefaultUser})
+
+	u := teamstest.NewUser("Hook Tester")
+	rs.post(0, u, "talk to live agent", wait)
+	group := w.chatOf(u, wait)
+	if err := w.sn.Accept(group, agentName); err != nil {
+		t.Fatal(err)
+	}
+	w.waitUser(u, snowtest.DefaultGreeting, wait)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := w.sn.WaitDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.sn.ResetRequests()
+	var said []string
+	for j := 1; j <= msgs; j++ {
+		m := fmt.Sprintf("hook %02d", j)
+		if _, err := w.sn.Say(group, agentName, m); err != nil {
+			t.Fatal(err)
+		}
+		said = append(said, m)
+		if err := w.sn.WaitDeliveries(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byRoute := map[string]int{}
+	for _, d := range w.sn.Deliveries() {
+		if d.Status != 200 {
+			t.Errorf("delivery %s answered %d (%s)", d.Key, d.Status, d.Err)
+		}
+	}
+	_, atUser := rs.delivered(u, group, nil, said, wait)
+	for _, m := range said {
+		if atUser[m] != 1 {
+			t.Errorf("%q reached the employee %d times, want 1", m, atUser[m])
+		}
+	}
+	if !inOrder(w.userLines(u), said) {
+		t.Errorf("out of order: %q", w.userLines(u))
+	}
+	reads := 0
+	for route, n := range w.sn.Requests() {
+		if strings.HasPrefix(route, "GET ") {
+			reads += n
+		}
+		byRoute[route] = n
+	}
+	t.Logf("%d agent messages by webhook over %d replicas; ServiceNow requests meanwhile: %v", msgs, len(urls), byRoute)
+	if reads != 0 {
+		t.Errorf("%d desk reads (targeted polls) while webhooks alternated between replicas; want 0: a predecessor stored by the other replica is found in the store", reads)
+	}
+}

@@ -211,7 +211,7 @@ func (a *app) wireDelivery(relay *bridge.Relay, sn *servicenow.Client, phrases [
 			window = -1 // 0s: no holding
 		}
 		h, err := servicenow.NewWebhookHandler(servicenow.WebhookConfig{Secret: cfg.WebhookSecret, Username: cfg.WebhookUser,
-			Password: cfg.WebhookPassword, BridgeUser: cfg.SNUser, EndPhrases: phrases, OrderWindow: window, Sessions: relay, Desk: sn,
+			Password: cfg.WebhookPassword, BridgeUser: cfg.SNUser, EndPhrases: phrases, OrderWindow: window, Sessions: relay, Stored: relay, Desk: sn,
 			Logger: log.With("system", "servicenow-webhook")}, relay)
 		if err != nil {
 			return fmt.Errorf("configure the servicenow webhook (HANDOFF_WEBHOOK_*): %w", err)

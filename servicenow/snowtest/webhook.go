@@ -30,6 +30,9 @@ import (
 type WebhookOptions struct {
 	// URL receives the POSTs, e.g. "http://127.0.0.1:8080/webhooks/servicenow".
 	URL string
+	// URLs, when set, receive the POSTs in turn instead of URL, as a load
+	// balancer in front of several bridge replicas spreads them.
+	URLs []string
 	// Secret signs each request as the script does: X-Handoff-Timestamp (Unix
 	// seconds) and X-Handoff-Signature "sha256=<base64 HMAC-SHA256 of
 	// "<timestamp>.<body>">" (base64 because GlideCertificateEncryption's
@@ -175,6 +178,7 @@ func (in *Instance) WaitDeliveries(ctx context.Context) error {
 // outbound is the instance's delivery engine.
 type outbound struct {
 	rule *WebhookOptions // Business Rule on; guarded by Instance.mu
+	sent int             // deliveries addressed so far (URLs in turn); guarded by Instance.mu
 	va   *vaState        // VA mode on; guarded by Instance.mu
 
 	mu       sync.Mutex
@@ -456,14 +460,25 @@ func (in *Instance) messageAdded(c *chat, m *Message) {
 		return
 	}
 	rule := in.out.rule
-	if rule == nil || rule.URL == "" || (rule.SkipCreatedBy != "" && m.CreatedBy == rule.SkipCreatedBy) {
+	if rule == nil || (rule.URL == "" && len(rule.URLs) == 0) || (rule.SkipCreatedBy != "" && m.CreatedBy == rule.SkipCreatedBy) {
 		return
 	}
 	opts := *rule
-	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: opts.URL, body: webhookPayload(m, previous(c, m, rule.SkipCreatedBy), in.filesJSON(m)), timeout: opts.Timeout,
+	d := &delivery{kind: "webhook", chat: m.Group, key: m.SysID, url: in.ruleURL(), body: webhookPayload(m, previous(c, m, rule.SkipCreatedBy), in.filesJSON(m)), timeout: opts.Timeout,
 		header: http.Header{}}
 	d.sign = opts.sign
 	in.out.enqueue(d)
+}
+
+// ruleURL is where the Business Rule's next delivery goes: URL, or the
+// next of URLs in turn. Callers hold in.mu with the rule on.
+func (in *Instance) ruleURL() string {
+	r := in.out.rule
+	if len(r.URLs) == 0 {
+		return r.URL
+	}
+	in.out.sent++
+	return r.URLs[(in.out.sent-1)%len(r.URLs)]
 }
 
 // previous is what live_message_webhook.js puts in "previous": the sys_ids
@@ -506,7 +521,7 @@ func (in *Instance) stateChanged(c *chat, prev State) {
 // whose state changes to 3, 4, 7 or 8 is POSTed as a state event. Callers
 // hold in.mu.
 func (in *Instance) queueEntryRule(c *chat, prev State) {
-	if in.out == nil || in.out.rule == nil || in.out.rule.URL == "" || c.State == prev || !c.State.Closed() {
+	if in.out == nil || in.out.rule == nil || (in.out.rule.URL == "" && len(in.out.rule.URLs) == 0) || c.State == prev || !c.State.Closed() {
 		return
 	}
 	opts := *in.out.rule
@@ -515,7 +530,7 @@ func (in *Instance) queueEntryRule(c *chat, prev State) {
 	}
 	body := ruleJSON(map[string]any{"table": "chat_queue_entry", "sys_id": c.QueueEntry, "group": c.Group,
 		"state": strconv.Itoa(int(c.State)), "assigned_to": c.AssignedTo, "timestamp": opts.Clock().UnixMilli()})
-	d := &delivery{kind: "webhook", chat: c.Group, key: "state:" + c.QueueEntry + ":" + strconv.Itoa(int(c.State)), url: opts.URL,
+	d := &delivery{kind: "webhook", chat: c.Group, key: "state:" + c.QueueEntry + ":" + strconv.Itoa(int(c.State)), url: in.ruleURL(),
 		body: body, timeout: opts.Timeout, header: http.Header{}}
 	d.sign = opts.sign
 	in.out.enqueue(d)
