@@ -27,7 +27,11 @@ type UserActivity struct {
 	// LostFiles names the files of the message that could not be passed on
 	// (no link to give the agent); the employee is told so.
 	LostFiles []string
-	At        time.Time
+	// Submit is the data of a card button that carries Data (Button.Data),
+	// with the card's input values: such a submit is never text. Nil for
+	// typed text and for buttons with a plain Payload.
+	Submit map[string]string
+	At     time.Time
 }
 
 // Personal reports whether the activity comes from a 1:1 chat, the only kind

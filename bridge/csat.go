@@ -10,40 +10,48 @@ import (
 	"unicode/utf8"
 )
 
-// CSATConfig turns on the employee's rating of an agent-handled chat. When the
-// chat ends after an agent joined, the employee gets a one-tap rating (five
-// buttons whose payloads are "/csat 1" … "/csat 5"); "/comment <text>" adds
-// an optional comment. Both are answered by the bridge, stored on the review
-// record and never sent to the bot (or the agent). A rating or comment later
-// than Expiry after the prompt is refused politely.
+// CSATConfig turns on the employee's rating of an agent-handled chat. When
+// the chat ends after an agent joined, the employee gets a rating card: five
+// buttons (1 to 5) and an optional comment field. A tap stores the rating
+// (and the comment) on the review record and turns the card into a thank-you
+// in place; after Expiry the card turns into "the time to rate has passed"
+// and its buttons are gone. The card's buttons carry their own data (the
+// session and the rating), so a rating is never text: it never reaches the
+// bot or the agent, and a typed "/csat 5" is an ordinary message. The texts
+// are in the catalogue (csat_*).
 type CSATConfig struct {
 	// Expiry is how long the rating stays open; 0 turns CSAT off.
 	Expiry time.Duration
-	// Texts; "" takes the English default.
-	Prompt   string // the question above the buttons
-	Thanks   string // formatted with the rating
-	Comment  string // thanks for a comment
-	Expired  string // the rating window has passed
-	NoRating string // a rating or comment with nothing to rate
 }
 
-// DefaultCSATTexts are the English texts of CSATConfig.
-var DefaultCSATTexts = CSATConfig{
-	Prompt:   "How did the live agent do? Tap a rating from 1 (poor) to 5 (excellent).",
-	Thanks:   "Thanks for rating the chat %d/5. To add a comment, write /comment followed by what you want to tell us.",
-	Comment:  "Thanks, your comment was added to your rating.",
-	Expired:  "Sorry, the time to rate that chat has passed.",
-	NoRating: "There is no chat with an agent to rate right now.",
-}
-
-// Commands of the rating.
+// The rating card's submit data: Button.Data of each rating button, and the
+// comment field's id.
 const (
-	csatCommand    = "/csat"
-	commentCommand = "/comment"
-	csatKeyPrefix  = "csat:" // ExternalID of the rating prompt: csat:<session id>
-	maxCommentLen  = 1000    // runes kept of a comment
-	csatLookBack   = 50      // recent messages of the conversation searched for the prompt
+	SubmitAction    = "action"       // the data key naming what a card submit is
+	CSATAction      = "handoff.csat" // SubmitAction of a rating
+	CSATSessionKey  = "session"      // the rated session
+	CSATRatingKey   = "rating"       // "1" … "5"
+	CSATCommentKey  = "csat_comment" // the comment field (Card.Input.ID)
+	maxCommentLen   = 1000           // runes kept of a comment
+	csatExpireBatch = 100            // rating cards expired per sweep
 )
+
+// CSAT states of a CSATPrompt.
+const (
+	CSATOpen     = "open"
+	CSATAnswered = "answered"
+	CSATExpired  = "expired"
+)
+
+// CSATPrompt is the rating card of an ended session.
+type CSATPrompt struct {
+	Session      SessionID
+	Conversation ConversationID
+	CardID       string // the channel's activity id of the card ("" until sent)
+	PromptedAt   time.Time
+	ExpiresAt    time.Time
+	State        string // CSATOpen, CSATAnswered or CSATExpired
+}
 
 // CSATCleaner is an optional Reviewer feature: it redacts the employee's
 // comment before it is stored. Implemented by review.Recorder.
@@ -51,111 +59,211 @@ type CSATCleaner interface {
 	CleanText(s string) string
 }
 
-func (c *CSATConfig) fill() {
-	d := DefaultCSATTexts
-	for _, p := range []struct {
-		v *string
-		d string
-	}{{&c.Prompt, d.Prompt}, {&c.Thanks, d.Thanks}, {&c.Comment, d.Comment},
-		{&c.Expired, d.Expired}, {&c.NoRating, d.NoRating}} {
-		if *p.v == "" {
-			*p.v = p.d
-		}
-	}
+// CSATSubmit is a rating as the card sends it back.
+type CSATSubmit struct {
+	Session SessionID
+	Rating  int
+	Comment string
 }
 
-// offerCSAT queues the rating prompt when an agent-handled chat ends.
+// ParseCSATSubmit reads a card submit's data. ok is false when the data is
+// not a rating; err is set when it is one but malformed (no session, a
+// rating outside 1 to 5).
+func ParseCSATSubmit(data map[string]string) (sub CSATSubmit, ok bool, err error) {
+	if data[SubmitAction] != CSATAction {
+		return CSATSubmit{}, false, nil
+	}
+	sub.Session = SessionID(strings.TrimSpace(data[CSATSessionKey]))
+	if sub.Session == "" {
+		return CSATSubmit{}, true, errors.New("rating without a session")
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(data[CSATRatingKey]))
+	if err != nil || n < 1 || n > 5 {
+		return CSATSubmit{}, true, fmt.Errorf("rating %q is not 1 to 5", data[CSATRatingKey])
+	}
+	sub.Rating = n
+	sub.Comment = strings.TrimSpace(strings.ToValidUTF8(data[CSATCommentKey], ""))
+	if utf8.RuneCountInString(sub.Comment) > maxCommentLen {
+		sub.Comment = string([]rune(sub.Comment)[:maxCommentLen])
+	}
+	return sub, true, nil
+}
+
+// csatCardOf renders the rating card in its state.
+func csatCardOf(t Texts, session SessionID, state string, rating int) Card {
+	c := Card{Title: t.CSATTitle}
+	switch state {
+	case CSATAnswered:
+		c.Style = "good"
+		c.Lines = []string{fmt.Sprintf(t.CSATThanks, rating)}
+	case CSATExpired:
+		c.Lines = []string{t.CSATExpired}
+	default:
+		c.Lines = []string{t.CSATPrompt}
+		c.Input = &CardInput{ID: CSATCommentKey, Placeholder: t.CSATComment, MaxLength: maxCommentLen}
+		for i := 1; i <= 5; i++ {
+			n := strconv.Itoa(i)
+			c.Buttons = append(c.Buttons, Button{Title: n + " ★", Data: map[string]string{SubmitAction: CSATAction,
+				CSATSessionKey: string(session), CSATRatingKey: n}})
+		}
+	}
+	return c
+}
+
+// offerCSAT queues the rating card when an agent-handled chat ends (on
+// channels that can update cards in place).
 func (r *Relay) offerCSAT(ctx context.Context, tx Tx, s Session, now time.Time) error {
 	if r.cfg.CSAT.Expiry <= 0 || s.LiveAt.IsZero() || s.CloseReason == ReasonUserBlocked {
 		return nil
 	}
-	var buttons []Button
-	for i := 1; i <= 5; i++ {
-		buttons = append(buttons, Button{Title: strconv.Itoa(i) + " ★", Payload: csatCommand + " " + strconv.Itoa(i)})
+	if _, ok := r.user.(UserCards); !ok {
+		return nil
 	}
-	m := Message{SessionID: s.ID, Source: SourceBridge, ExternalID: csatKeyPrefix + string(s.ID), Text: r.cfg.CSAT.Prompt,
-		Buttons: buttons, SentAt: now, CreatedAt: now}
-	inserted, err := tx.InsertMessage(ctx, &m)
-	if err != nil || !inserted {
+	if _, err := tx.CSATPrompt(ctx, s.ID); err == nil {
+		return nil // offered already
+	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now))
+	p := CSATPrompt{Session: s.ID, Conversation: s.Conversation, PromptedAt: now, ExpiresAt: now.Add(r.cfg.CSAT.Expiry), State: CSATOpen}
+	if err := tx.PutCSATPrompt(ctx, p); err != nil {
+		return err
+	}
+	return r.queueCSATCard(ctx, tx, p, 0)
 }
 
-// parseCSAT reads "/csat <1-5>" and "/comment <text>"; ok is false for
-// anything else.
-func parseCSAT(text string) (rating int, comment string, isComment, ok bool) {
-	t := strings.TrimSpace(text)
-	word, rest, _ := strings.Cut(t, " ")
-	switch strings.ToLower(word) {
-	case csatCommand:
-		n, err := strconv.Atoi(strings.TrimSpace(rest))
-		if err != nil || n < 1 || n > 5 {
-			return 0, "", false, true // a malformed rating is still ours, never the bot's
-		}
-		return n, "", false, true
-	case commentCommand:
-		return 0, strings.TrimSpace(rest), true, true
-	}
-	return 0, "", false, false
-}
-
-// csatReply handles a rating or comment from the employee: it is stored on
-// the rated handoff's review record and answered by the bridge; the message
-// never reaches the bot or the agent. It reports whether m was one.
-func (r *Relay) csatReply(ctx context.Context, tx Tx, s Session, m Message, now time.Time) (bool, error) {
-	if r.cfg.CSAT.Expiry <= 0 {
-		return false, nil
-	}
-	rating, comment, isComment, ok := parseCSAT(m.Text)
-	if !ok {
-		return false, nil
-	}
-	reply := func(text string) error { return r.say(ctx, tx, s, fmt.Sprintf("csat-reply:%d", m.ID), text, now) }
-	// The prompt of the conversation's latest agent-handled chat.
-	recent, err := tx.ConversationMessages(ctx, s.Conversation, csatLookBack)
+// queueCSATCard queues the rating card as it should look in p's state.
+func (r *Relay) queueCSATCard(ctx context.Context, tx Tx, p CSATPrompt, rating int) error {
+	t, err := r.texts(ctx, tx, p.Conversation)
 	if err != nil {
-		return true, err
+		return err
 	}
-	var prompt *Message
-	for i := len(recent) - 1; i >= 0; i-- {
-		if recent[i].Source == SourceBridge && strings.HasPrefix(recent[i].ExternalID, csatKeyPrefix) {
-			prompt = &recent[i]
-			break
+	c := csatCardOf(t, p.Session, p.State, rating)
+	return tx.Enqueue(ctx, NewOutboxItem(p.Session, p.Conversation, KindUserCSAT, OutboxPayload{Card: &c}, r.now()))
+}
+
+// csatCard sends the rating card, or updates the one sent before in place;
+// a card the channel no longer lets the bot update is sent anew only while
+// it still asks for a rating.
+func (r *Relay) csatCard(ctx context.Context, it OutboxItem, p OutboxPayload) (commitFunc, error) {
+	cards, ok := r.user.(UserCards)
+	if !ok || p.Card == nil {
+		return nil, nil
+	}
+	var pr CSATPrompt
+	err := r.store.Update(ctx, func(tx Tx) (err error) { pr, err = tx.CSATPrompt(ctx, it.SessionID); return err })
+	if err != nil {
+		return nil, err
+	}
+	ref, err := r.ref(ctx, it.Conversation)
+	if err != nil {
+		return nil, err
+	}
+	if pr.CardID != "" {
+		err := cards.UpdateCard(ctx, ref, pr.CardID, *p.Card)
+		if err == nil {
+			return nil, nil
 		}
+		if !errors.Is(err, ErrCardGone) {
+			return nil, fmt.Errorf("update rating card: %w", err)
+		}
+		if len(p.Card.Buttons) == 0 {
+			r.log.InfoContext(ctx, "rating card can no longer be updated; left as it is", "session_id", it.SessionID, "err", err)
+			return nil, nil
+		}
+	}
+	id, err := cards.SendCard(ctx, ref, *p.Card)
+	if err != nil {
+		return nil, fmt.Errorf("send rating card: %w", err)
+	}
+	return func(ctx context.Context, tx Tx, now time.Time) error {
+		pr, err := tx.CSATPrompt(ctx, it.SessionID)
+		if err != nil {
+			return err
+		}
+		pr.CardID = id
+		return tx.PutCSATPrompt(ctx, pr)
+	}, nil
+}
+
+// cardSubmit handles a card submit that carries its own data. Only ratings
+// are such submits today; anything else is logged and dropped (it is not
+// text, so it goes neither to the bot nor to the agent).
+func (r *Relay) cardSubmit(ctx context.Context, tx Tx, a UserActivity, now time.Time) error {
+	sub, ok, err := ParseCSATSubmit(a.Submit)
+	switch {
+	case !ok:
+		r.log.WarnContext(ctx, "card submit of an unknown kind dropped", "activity_id", a.ID, "conversation_id", a.Ref.Conversation, "action", a.Submit[SubmitAction])
+		return nil
+	case err != nil:
+		r.log.WarnContext(ctx, "malformed rating dropped", "activity_id", a.ID, "conversation_id", a.Ref.Conversation, "err", err)
+		return nil
+	}
+	p, err := tx.CSATPrompt(ctx, sub.Session)
+	if errors.Is(err, ErrNotFound) || err == nil && p.Conversation != a.Ref.Conversation {
+		r.log.WarnContext(ctx, "rating for a chat this conversation was not offered to rate dropped", "session_id", sub.Session, "conversation_id", a.Ref.Conversation)
+		return nil
+	} else if err != nil {
+		return err
 	}
 	switch {
-	case prompt == nil || rating == 0 && !isComment:
-		return true, reply(r.cfg.CSAT.NoRating)
-	case now.Sub(prompt.SentAt) > r.cfg.CSAT.Expiry:
-		return true, reply(r.cfg.CSAT.Expired)
+	case p.State == CSATExpired || !now.Before(p.ExpiresAt):
+		if p.State != CSATExpired {
+			p.State = CSATExpired
+			if err := tx.PutCSATPrompt(ctx, p); err != nil {
+				return err
+			}
+		}
+		return r.queueCSATCard(ctx, tx, p, 0) // shows the card as expired (again)
+	case p.State == CSATAnswered:
+		return nil // a second tap on a card not yet updated: the first answer stands
 	}
-	rec, err := tx.Review(ctx, prompt.SessionID)
-	if errors.Is(err, ErrNotFound) {
-		return true, reply(r.cfg.CSAT.NoRating) // nothing records reviews
-	} else if err != nil {
-		return true, err
+	rec, err := tx.Review(ctx, p.Session)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
 	}
-	if isComment {
-		if rec.CSAT == nil || comment == "" {
-			return true, reply(r.cfg.CSAT.NoRating)
+	if err == nil {
+		if c, ok := r.reviewer.(CSATCleaner); ok && sub.Comment != "" {
+			sub.Comment = c.CleanText(sub.Comment)
 		}
-		if c, ok := r.reviewer.(CSATCleaner); ok {
-			comment = c.CleanText(comment)
-		}
-		if utf8.RuneCountInString(comment) > maxCommentLen {
-			comment = string([]rune(comment)[:maxCommentLen])
-		}
-		rec.CSAT.Comment = comment
+		rec.CSAT = &CSAT{Rating: sub.Rating, Comment: sub.Comment, At: now}
 		if err := tx.PutReview(ctx, rec); err != nil {
-			return true, err
+			return err
 		}
-		return true, reply(r.cfg.CSAT.Comment)
 	}
-	rec.CSAT = &CSAT{Rating: rating, At: now}
-	if err := tx.PutReview(ctx, rec); err != nil {
-		return true, err
+	p.State = CSATAnswered
+	if err := tx.PutCSATPrompt(ctx, p); err != nil {
+		return err
 	}
-	r.log.InfoContext(ctx, "chat rated", "session_id", prompt.SessionID, "rating", rating)
-	return true, reply(fmt.Sprintf(r.cfg.CSAT.Thanks, rating))
+	r.log.InfoContext(ctx, "chat rated", "session_id", p.Session, "rating", sub.Rating, "comment", sub.Comment != "", "stored", err == nil)
+	return r.queueCSATCard(ctx, tx, p, sub.Rating)
+}
+
+// expireCSAT turns the rating cards whose time ran out into their expired
+// state and returns the soonest expiry of those still open (zero when none).
+func (r *Relay) expireCSAT(ctx context.Context, tx Tx, now time.Time) (int, time.Time, error) {
+	if r.cfg.CSAT.Expiry <= 0 {
+		return 0, time.Time{}, nil
+	}
+	open, err := tx.OpenCSATPrompts(ctx, csatExpireBatch)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	n := 0
+	for _, p := range open {
+		if now.Before(p.ExpiresAt) {
+			return n, p.ExpiresAt, nil
+		}
+		p.State = CSATExpired
+		if err := tx.PutCSATPrompt(ctx, p); err != nil {
+			return n, time.Time{}, err
+		}
+		if err := r.queueCSATCard(ctx, tx, p, 0); err != nil {
+			return n, time.Time{}, err
+		}
+		n++
+	}
+	if len(open) == csatExpireBatch {
+		return n, now, nil // more may be due: sweep again at once
+	}
+	return n, time.Time{}, nil
 }

@@ -1,50 +1,60 @@
 package bridge
 
 import (
-	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
-func TestParseCSAT(t *testing.T) {
+func TestParseCSATSubmit(t *testing.T) {
+	rating := func(session, n, comment string) map[string]string {
+		return map[string]string{SubmitAction: CSATAction, CSATSessionKey: session, CSATRatingKey: n, CSATCommentKey: comment}
+	}
 	for _, tc := range []struct {
-		in        string
-		rating    int
-		comment   string
-		isComment bool
-		ok        bool
+		name    string
+		data    map[string]string
+		want    CSATSubmit
+		ok, bad bool
 	}{
-		{"/csat 4", 4, "", false, true},
-		{"  /CSAT 5 ", 5, "", false, true},
-		{"/csat 0", 0, "", false, true},
-		{"/csat 6", 0, "", false, true},
-		{"/csat four", 0, "", false, true},
-		{"/comment great help", 0, "great help", true, true},
-		{"/comment", 0, "", true, true},
-		{"/csatx 4", 0, "", false, false},
-		{"rate 4", 0, "", false, false},
-		{"", 0, "", false, false},
+		{"rating", rating("s1", "4", ""), CSATSubmit{Session: "s1", Rating: 4}, true, false},
+		{"with comment", rating("s1", " 5 ", "  quick help "), CSATSubmit{Session: "s1", Rating: 5, Comment: "quick help"}, true, false},
+		{"rating 0", rating("s1", "0", ""), CSATSubmit{}, true, true},
+		{"rating 6", rating("s1", "6", ""), CSATSubmit{}, true, true},
+		{"rating four", rating("s1", "four", ""), CSATSubmit{}, true, true},
+		{"no session", rating("", "3", ""), CSATSubmit{}, true, true},
+		{"other action", map[string]string{SubmitAction: "other", CSATRatingKey: "4"}, CSATSubmit{}, false, false},
+		{"a payload", map[string]string{"payload": "/csat 4"}, CSATSubmit{}, false, false},
+		{"nil", nil, CSATSubmit{}, false, false},
 	} {
-		r, c, isC, ok := parseCSAT(tc.in)
-		if r != tc.rating || c != tc.comment || isC != tc.isComment || ok != tc.ok {
-			t.Errorf("parseCSAT(%q) = %d %q %v %v", tc.in, r, c, isC, ok)
+		got, ok, err := ParseCSATSubmit(tc.data)
+		if got != tc.want || ok != tc.ok || (err != nil) != tc.bad {
+			t.Errorf("%s: ParseCSATSubmit = %+v, %v, %v; want %+v, %v, error %v", tc.name, got, ok, err, tc.want, tc.ok, tc.bad)
 		}
 	}
 }
 
-func FuzzParseCSAT(f *testing.F) {
-	for _, s := range []string{"/csat 4", "/comment hi", "/csat", "/CSAT  9", "hello", "/comment \x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		r, c, isC, ok := parseCSAT(s)
-		if !ok && (r != 0 || c != "" || isC) {
-			t.Fatalf("not a rating but %d %q %v", r, c, isC)
+// FuzzParseCSATSubmit: whatever a card submit carries, a rating is 1 to 5
+// with a session, its comment is valid UTF-8 of at most maxCommentLen runes,
+// and only the rating action is ever taken for one.
+func FuzzParseCSATSubmit(f *testing.F) {
+	f.Add(CSATAction, "s1", "4", "great")
+	f.Add(CSATAction, "", "9", "")
+	f.Add("other", "s1", "3", "x")
+	f.Add(CSATAction, "s", "+3", "\xff\xfe")
+	f.Fuzz(func(t *testing.T, action, session, rating, comment string) {
+		sub, ok, err := ParseCSATSubmit(map[string]string{SubmitAction: action, CSATSessionKey: session, CSATRatingKey: rating, CSATCommentKey: comment})
+		if action != CSATAction && (ok || err != nil) {
+			t.Fatalf("action %q taken for a rating", action)
 		}
-		if r < 0 || r > 5 || (isC && r != 0) {
-			t.Fatalf("rating %d (comment %v)", r, isC)
+		if ok && err == nil {
+			if sub.Rating < 1 || sub.Rating > 5 || sub.Session == "" {
+				t.Fatalf("accepted %+v", sub)
+			}
+			if !utf8.ValidString(sub.Comment) || utf8.RuneCountInString(sub.Comment) > maxCommentLen {
+				t.Fatalf("comment %q", sub.Comment)
+			}
 		}
-		if ok && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(s)), "/c") {
-			t.Fatalf("%q taken for a rating", s)
+		if err != nil && sub != (CSATSubmit{}) {
+			t.Fatalf("malformed but %+v", sub)
 		}
 	})
 }

@@ -41,6 +41,8 @@ func (r *Relay) perform(ctx context.Context, it OutboxItem) (commitFunc, error) 
 		return r.userSend(ctx, it, p)
 	case KindUserCard:
 		return r.userCard(ctx, it, p)
+	case KindUserCSAT:
+		return r.csatCard(ctx, it, p)
 	case KindUserTyping:
 		ref, err := r.ref(ctx, it.Conversation)
 		if err == nil {

@@ -31,6 +31,7 @@ const (
 	KindUserSend    OutboxKind = "user.send"    // send a stored message to Teams
 	KindUserTyping  OutboxKind = "user.typing"  // show the agent typing in Teams
 	KindUserCard    OutboxKind = "user.card"    // send or update the session's live status card
+	KindUserCSAT    OutboxKind = "user.csat"    // send or update the rating card of an ended chat
 )
 
 // LaneOf returns the lane an item of kind k travels in.

@@ -133,6 +133,15 @@ type Tx interface {
 	PutReview(ctx context.Context, r ReviewRecord) error
 	// Review returns the session's review record; ErrNotFound if absent.
 	Review(ctx context.Context, session SessionID) (ReviewRecord, error)
+
+	// PutCSATPrompt inserts or replaces the rating card of p.Session.
+	PutCSATPrompt(ctx context.Context, p CSATPrompt) error
+	// CSATPrompt returns the rating card of an ended session; ErrNotFound if
+	// it was offered none.
+	CSATPrompt(ctx context.Context, session SessionID) (CSATPrompt, error)
+	// OpenCSATPrompts returns up to limit rating cards still open (neither
+	// answered nor expired), the soonest to expire first.
+	OpenCSATPrompts(ctx context.Context, limit int) ([]CSATPrompt, error)
 }
 
 // MessageKey is the unique key of a stored message with an external id.
@@ -362,6 +371,16 @@ type Card struct {
 	Buttons []Button `json:"buttons,omitempty"`
 	// Links open a web page (the review inbox).
 	Links []Link `json:"links,omitempty"`
+	// Input is an optional free-text field; its value comes back with any
+	// button's Data under Input.ID.
+	Input *CardInput `json:"input,omitempty"`
+}
+
+// CardInput is a card's free-text field.
+type CardInput struct {
+	ID          string `json:"id"`
+	Placeholder string `json:"placeholder,omitempty"`
+	MaxLength   int    `json:"max_length,omitempty"`
 }
 
 // Link is a card action that opens URL in the browser.

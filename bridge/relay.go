@@ -77,7 +77,6 @@ func NewRelay(store Store, bot Bot, desk AgentDesk, user UserChannel, reviewer R
 	if cfg.Locales == nil {
 		cfg.Locales = DefaultLocales()
 	}
-	cfg.CSAT.fill()
 	return &Relay{store: store, bot: bot, desk: desk, user: user, reviewer: reviewer, cfg: cfg,
 		log: cfg.Logger, kick: make(chan struct{}, 1)}
 }
@@ -137,6 +136,9 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 		}
 		switch a.Kind {
 		case ActivityMessage:
+			if a.Submit != nil {
+				return r.cardSubmit(ctx, tx, a, now) // a card's own action, never text
+			}
 			return r.userMessage(ctx, tx, a, now)
 		case ActivityInstall:
 			s, err := r.ensureSession(ctx, tx, a, now)
@@ -232,9 +234,6 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 	}
 	if !a.Personal() {
 		return r.sayT(ctx, tx, s, "group:"+a.ID, func(t Texts) string { return t.GroupChat }, now)
-	}
-	if rated, err := r.csatReply(ctx, tx, s, m, now); rated || err != nil {
-		return err // the employee's rating: stored on the review record, never relayed
 	}
 	switch s.State {
 	case StateBot, StateClosing:
@@ -624,14 +623,27 @@ func (r *Relay) Sweep(ctx context.Context) (int, error) {
 // a session that is not open yet cannot be due before now + the shorter
 // timeout.
 func (r *Relay) sweep(ctx context.Context) (int, time.Time, error) {
-	if r.cfg.QueueTimeout <= 0 && r.cfg.IdleTimeout <= 0 {
+	if r.shortestTimeout() <= 0 {
 		return 0, time.Time{}, nil
 	}
 	now := r.now()
-	n := 0
+	n, expired := 0, 0
 	var next time.Time
 	err := r.store.Update(ctx, func(tx Tx) error {
 		n, next = 0, time.Time{}
+		var due time.Time
+		var err error
+		expired, due, err = r.expireCSAT(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		if expired > 0 {
+			r.log.InfoContext(ctx, "rating cards expired", "count", expired)
+		}
+		next = due
+		if r.cfg.QueueTimeout <= 0 && r.cfg.IdleTimeout <= 0 {
+			return nil
+		}
 		ss, err := tx.SessionsInStates(ctx, StateQueued, StateLive)
 		if err != nil {
 			return err
@@ -657,7 +669,7 @@ func (r *Relay) sweep(ctx context.Context) (int, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("bridge: sweep timeouts: %w", err)
 	}
-	if n > 0 {
+	if n > 0 || expired > 0 {
 		r.wake()
 	}
 	return n, next, nil
@@ -674,16 +686,16 @@ func (r *Relay) deadline(s Session) (time.Time, CloseReason) {
 	return time.Time{}, ""
 }
 
-// shortestTimeout is the smaller of the enabled timeouts (0 when none is).
+// shortestTimeout is the smallest of the enabled timeouts and the rating
+// card's expiry (0 when none is enabled).
 func (r *Relay) shortestTimeout() time.Duration {
-	q, i := r.cfg.QueueTimeout, r.cfg.IdleTimeout
-	switch {
-	case q <= 0:
-		return max(i, 0)
-	case i <= 0:
-		return q
+	out := time.Duration(0)
+	for _, d := range []time.Duration{r.cfg.QueueTimeout, r.cfg.IdleTimeout, r.cfg.CSAT.Expiry} {
+		if d > 0 && (out == 0 || d < out) {
+			out = d
+		}
 	}
-	return min(q, i)
+	return out
 }
 
 // DeskThrottledUntil returns until when the desk asked the bridge to wait

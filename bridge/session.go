@@ -104,6 +104,10 @@ func (m Message) Deliverable() bool {
 type Button struct {
 	Title   string `json:"title"`
 	Payload string `json:"payload"`
+	// Data, when set, is sent back as the card submit's data instead of
+	// Payload (UserActivity.Submit): a card's own action, recognised by its
+	// data and never taken for typed text.
+	Data map[string]string `json:"data,omitempty"`
 }
 
 // ConversationRef is what the bridge needs to message a Teams conversation

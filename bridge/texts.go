@@ -55,6 +55,12 @@ type Texts struct {
 	// EmployeeLeft is posted to the agent's chat when the bridge leaves it for
 	// any reason but the agent's own close.
 	EmployeeLeft string `yaml:"employee_left" json:"employee_left"`
+	// The rating card after an agent-handled chat.
+	CSATTitle   string `yaml:"csat_title" json:"csat_title"`
+	CSATPrompt  string `yaml:"csat_prompt" json:"csat_prompt"`   // above the 1 to 5 buttons
+	CSATComment string `yaml:"csat_comment" json:"csat_comment"` // placeholder of the comment field
+	CSATThanks  string `yaml:"csat_thanks" json:"csat_thanks"`   // %d: the rating given
+	CSATExpired string `yaml:"csat_expired" json:"csat_expired"` // the time to rate has passed
 }
 
 // DefaultTexts returns the English defaults.
@@ -90,6 +96,11 @@ func DefaultTexts() Texts {
 		AttachmentFailed: "Your file %s could not be passed on to the agent. Please describe it in a message or share a link.",
 		AgentFileFailed:  "The agent sent the file %s, but it cannot be shown here. Please ask the agent to share it another way.",
 		EmployeeLeft:     "The employee left the chat.",
+		CSATTitle:        "How did the live agent do?",
+		CSATPrompt:       "Tap a rating from 1 (poor) to 5 (excellent). You can add a comment first.",
+		CSATComment:      "Comment (optional)",
+		CSATThanks:       "Thanks for rating the chat %d/5.",
+		CSATExpired:      "The time to rate this chat has passed.",
 	}
 }
 
@@ -126,6 +137,11 @@ func germanTexts() Texts {
 		AttachmentFailed: "Ihre Datei %s konnte nicht weitergegeben werden. Bitte beschreiben Sie sie oder teilen Sie einen Link.",
 		AgentFileFailed:  "Der Agent hat die Datei %s gesendet, sie kann hier aber nicht angezeigt werden. Bitten Sie den Agenten, sie auf anderem Weg zu teilen.",
 		EmployeeLeft:     "Der Mitarbeiter hat den Chat verlassen.",
+		CSATTitle:        "Wie hat Ihnen der Support geholfen?",
+		CSATPrompt:       "Tippen Sie auf eine Bewertung von 1 (schlecht) bis 5 (sehr gut). Vorher können Sie einen Kommentar schreiben.",
+		CSATComment:      "Kommentar (optional)",
+		CSATThanks:       "Danke für Ihre Bewertung: %d/5.",
+		CSATExpired:      "Die Zeit für eine Bewertung dieses Chats ist abgelaufen.",
 	}
 }
 

@@ -90,6 +90,10 @@ func mapActivity(a *wireActivity, now time.Time) (bridge.UserActivity, bool, err
 	switch a.Type {
 	case schema.Message:
 		ua.Kind = bridge.ActivityMessage
+		if sub := submitValue(a.Value); sub != nil && strings.TrimSpace(a.Text) == "" {
+			ua.Submit = sub // a card's own action: data, never text
+			break
+		}
 		ua.Text = messageText(a)
 		ua.LostFiles = lostFiles(a)
 		if ua.Text == "" && len(ua.LostFiles) == 0 {
@@ -172,6 +176,31 @@ func messageText(a *wireActivity) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// submitValue returns the value of a card submit whose data names a bridge
+// action (bridge.SubmitAction "handoff.…", Button.Data), with the card's
+// input values, as strings; nil for any other value.
+func submitValue(raw json.RawMessage) map[string]string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v map[string]any
+	if len(bytes.TrimSpace(raw)) == 0 || dec.Decode(&v) != nil {
+		return nil
+	}
+	if action, ok := v[bridge.SubmitAction].(string); !ok || !strings.HasPrefix(action, "handoff.") {
+		return nil
+	}
+	out := make(map[string]string, len(v))
+	for k, x := range v {
+		switch x := x.(type) {
+		case string:
+			out[k] = x
+		case json.Number:
+			out[k] = x.String()
+		}
+	}
+	return out
 }
 
 // valueText renders a card submit's value: its "payload" or "text" string

@@ -94,6 +94,13 @@ type (
 		Type  string     `json:"type"`
 		Facts []cardFact `json:"facts"`
 	}
+	inputText struct {
+		Type        string `json:"type"`
+		ID          string `json:"id"`
+		Placeholder string `json:"placeholder,omitempty"`
+		IsMultiline bool   `json:"isMultiline,omitempty"`
+		MaxLength   int    `json:"maxLength,omitempty"`
+	}
 	cardFact struct {
 		Title string `json:"title"`
 		Value string `json:"value"`
@@ -134,6 +141,9 @@ func adaptiveCardOf(c bridge.Card) schema.Attachment {
 			fs.Facts = append(fs.Facts, cardFact(f))
 		}
 		card.Body = append(card.Body, fs)
+	}
+	if in := c.Input; in != nil {
+		card.Body = append(card.Body, inputText{Type: "Input.Text", ID: in.ID, Placeholder: in.Placeholder, IsMultiline: true, MaxLength: in.MaxLength})
 	}
 	for _, b := range c.Buttons {
 		card.Actions = append(card.Actions, submitAction(b))

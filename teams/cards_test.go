@@ -294,3 +294,35 @@ func TestFilesFromTeams(t *testing.T) {
 		})
 	}
 }
+
+// TestRatingCardShape: a card with an input field and data buttons renders
+// an Input.Text with the field's id (Teams merges its value into the
+// submit) and Action.Submit actions whose data is the buttons' data, no
+// payload.
+func TestRatingCardShape(t *testing.T) {
+	att := adaptiveCardOf(bridge.Card{Title: "Rate", Input: &bridge.CardInput{ID: "csat_comment", Placeholder: "Comment", MaxLength: 1000},
+		Buttons: []bridge.Button{{Title: "4 ★", Data: map[string]string{"action": "handoff.csat", "session": "s1", "rating": "4"}}}})
+	raw, err := json.Marshal(att.Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Body []struct {
+			Type, ID, Placeholder string
+			MaxLength             int
+		}
+		Actions []struct {
+			Type, Title string
+			Data        map[string]any
+		}
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Body) != 2 || c.Body[1].Type != "Input.Text" || c.Body[1].ID != "csat_comment" || c.Body[1].MaxLength != 1000 {
+		t.Errorf("body = %+v, want the title and an Input.Text csat_comment", c.Body)
+	}
+	if len(c.Actions) != 1 || c.Actions[0].Type != "Action.Submit" || c.Actions[0].Data["rating"] != "4" || c.Actions[0].Data["payload"] != nil {
+		t.Errorf("actions = %+v, want one submit with the button's data", c.Actions)
+	}
+}

@@ -432,6 +432,9 @@ type submitData struct {
 }
 
 func submitAction(b bridge.Button) cardAction {
+	if len(b.Data) > 0 {
+		return cardAction{Type: "Action.Submit", Title: b.Title, Data: b.Data}
+	}
 	title, payload := b.Title, b.Payload
 	if title == "" {
 		title = payload

@@ -58,8 +58,11 @@ func FuzzActivity(f *testing.F) {
 		if ua.Ref.Conversation == "" {
 			t.Fatal("passed on without a conversation")
 		}
-		if ua.Kind == bridge.ActivityMessage && strings.TrimSpace(ua.Text) == "" && len(ua.LostFiles) == 0 {
-			t.Fatal("passed on an empty message (no text, no file to tell the user about)")
+		if ua.Kind == bridge.ActivityMessage && strings.TrimSpace(ua.Text) == "" && len(ua.LostFiles) == 0 && ua.Submit == nil {
+			t.Fatal("passed on an empty message (no text, no file to tell the user about, no card data)")
+		}
+		if ua.Submit != nil && (ua.Text != "" || !strings.HasPrefix(ua.Submit[bridge.SubmitAction], "handoff.")) {
+			t.Fatalf("card data %v with text %q", ua.Submit, ua.Text)
 		}
 		for _, name := range ua.LostFiles {
 			if strings.TrimSpace(name) == "" {

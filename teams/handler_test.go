@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -593,4 +594,41 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCardSubmitData: a submit of a button carrying bridge data (the rating
+// card's) arrives as UserActivity.Submit with the comment field's value and
+// no text; a plain payload button and typed "/csat 5" stay text.
+func TestCardSubmitData(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name       string
+		body       string
+		wantSubmit map[string]string
+		wantText   string
+	}{
+		{"rating", `{"type":"message","id":"1","from":{"id":"29:u"},"recipient":{"id":"28:b"},"conversation":{"id":"a:1"},
+			"value":{"action":"handoff.csat","session":"s1","rating":"4","csat_comment":"great"}}`,
+			map[string]string{"action": "handoff.csat", "session": "s1", "rating": "4", "csat_comment": "great"}, ""},
+		{"numbers become strings", `{"type":"message","id":"1","from":{"id":"29:u"},"recipient":{"id":"28:b"},"conversation":{"id":"a:1"},
+			"value":{"action":"handoff.csat","session":"s1","rating":4}}`,
+			map[string]string{"action": "handoff.csat", "session": "s1", "rating": "4"}, ""},
+		{"payload button", `{"type":"message","id":"1","from":{"id":"29:u"},"recipient":{"id":"28:b"},"conversation":{"id":"a:1"},
+			"value":{"payload":"/csat 4"}}`, nil, "/csat 4"},
+		{"other action is JSON text", `{"type":"message","id":"1","from":{"id":"29:u"},"recipient":{"id":"28:b"},"conversation":{"id":"a:1"},
+			"value":{"action":"other","rating":"4"}}`, nil, `{"action":"other","rating":"4"}`},
+		{"typed", `{"type":"message","id":"1","from":{"id":"29:u"},"recipient":{"id":"28:b"},"conversation":{"id":"a:1"},"text":"/csat 5"}`, nil, "/csat 5"},
+	} {
+		a, err := decodeActivity([]byte(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ua, ok, err := mapActivity(a, now)
+		if err != nil || !ok {
+			t.Fatalf("%s: ok=%v err=%v", tc.name, ok, err)
+		}
+		if !maps.Equal(ua.Submit, tc.wantSubmit) || ua.Text != tc.wantText || (tc.wantSubmit != nil) != (ua.Submit != nil) {
+			t.Errorf("%s: submit %v text %q; want %v %q", tc.name, ua.Submit, ua.Text, tc.wantSubmit, tc.wantText)
+		}
+	}
 }

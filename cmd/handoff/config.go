@@ -358,7 +358,7 @@ var settings = []setting{
 	}},
 	{Name: "HANDOFF_REVIEW_LAST_TURNS", Default: "10", Group: "Review", Help: "user turns kept per why-handoff record", set: integer(func(c *Config) *int { return &c.ReviewLastTurns }, 1, 100)},
 	{Name: "HANDOFF_MESSAGE_RETENTION", Default: "30d", Group: "Review", Help: "the weekly job deletes chats that closed longer ago than this (messages, names, e-mail), older messages of conversations the bot still owns, and done outbox rows older than a day", set: days(func(c *Config) *time.Duration { return &c.MessageRetention })},
-	{Name: "HANDOFF_CSAT_EXPIRY", Default: "24h", Group: "Review", Help: "after a chat an agent joined, the employee may rate it (one tap, 1 to 5, optional /comment) for this long; stored on the review record, never sent to Rasa (0s: no rating)", set: dur(func(c *Config) *time.Duration { return &c.CSATExpiry }, 0)},
+	{Name: "HANDOFF_CSAT_EXPIRY", Default: "24h", Group: "Review", Help: "after a chat an agent joined, the employee gets a rating card (1 to 5, optional comment) that stays open this long, then shows it expired; the rating is stored on the review record, never sent to Rasa (0s: no rating)", set: dur(func(c *Config) *time.Duration { return &c.CSATExpiry }, 0)},
 	{Name: "HANDOFF_REVIEW_LABEL_PREFIX", Default: "#", Group: "Review", Help: "prefix of the agent's private labels in the desk chat (#topic <name>, #bot-could-have <intent>, #needed-human): stored on the review record, never shown to the employee", set: func(c *Config, v string) error {
 		if strings.TrimSpace(v) != v || v == "" || len([]rune(v)) > 8 {
 			return errors.New("expects 1 to 8 characters without spaces, such as #")

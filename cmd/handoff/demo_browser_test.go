@@ -322,10 +322,15 @@ func TestDemoInBrowser(t *testing.T) {
 	if n := emp.count(".msg-card .card-title", tx.CardTitle); n != 1 {
 		t.Errorf("%d status cards, want one updated in place", n)
 	}
-	// One tap rates the chat; the bridge answers, Rasa never sees it.
+	// One tap on the rating card rates the chat (a card submit, never text:
+	// Rasa never sees it); the card turns into the thank-you in place, and
+	// the inbox below shows the rating 4/5.
 	emp.waitText(".card-btn", "4 ★")
 	emp.clickText(".card-btn", "4 ★")
-	emp.waitText(".msg-notice .bubble", "Thanks for rating the chat 4/5")
+	emp.waitText(".msg-card .card-line", fmt.Sprintf(tx.CSATThanks, 4))
+	if n := emp.count(".msg-card .card-btn", "★"); n != 0 {
+		t.Errorf("the rating card still has %d rating buttons after the tap", n)
+	}
 	emp.screenshot("rated")
 
 	// 6. The bot answers again.

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/teams"
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
@@ -68,24 +70,45 @@ func TestAgentLabelAndCSAT(t *testing.T) {
 					t.Errorf("a label is in the human turns: %q", tu.Text)
 				}
 			}
-			// The employee rates the chat with one tap and adds a comment;
-			// both land on the record and neither reaches Rasa.
-			w.waitUser(u, bridge.DefaultCSATTexts.Prompt, wait)
-			w.say(u, "/csat 4")
-			w.waitUser(u, "Thanks for rating the chat 4/5", wait)
-			w.say(u, "/comment quick, mail me at lena@contoso.com")
-			w.waitUser(u, bridge.DefaultCSATTexts.Comment, wait)
+			// The employee rates the chat on the rating card: a comment and
+			// one tap; both land on the record, the card turns into the
+			// thank-you in place, and nothing reaches Rasa or the agent.
+			conv := w.ch().ConversationID(u)
+			card, data := w.ratingCard(conv, "4 ★", wait)
+			data[bridge.CSATCommentKey] = "quick, mail me at lena@contoso.com"
+			if code, err := w.ch().Post(context.Background(), w.ch().CardSubmit(u, data)); err != nil || code != 200 {
+				t.Fatalf("rating submit: %d %v", code, err)
+			}
+			w.waitCardUpdate(conv, card.ID, "Thanks for rating the chat 4/5.", wait)
 			rec = w.review(s.ID)
 			if c := rec.CSAT; c == nil || c.Rating != 4 || c.Comment != "quick, mail me at [email]" {
 				t.Errorf("CSAT on the record = %+v", c)
 			}
 			for _, c := range w.rasa.Calls() {
-				if strings.Contains(string(c.Body), "/csat") || strings.Contains(string(c.Body), "/comment") {
+				if strings.Contains(string(c.Body), "handoff.csat") || strings.Contains(string(c.Body), "lena@") {
 					t.Errorf("Rasa received the rating: %s %s", c.Path, c.Body)
 				}
 			}
-			if n := len(w.agentGot(group)); strings.Contains(strings.Join(w.agentGot(group), "\n"), "/csat") {
-				t.Errorf("the agent received the rating (%d lines)", n)
+			if got := strings.Join(w.agentGot(group), "\n"); strings.Contains(got, "handoff.csat") || strings.Contains(got, "mail me") {
+				t.Errorf("the agent received the rating: %q", got)
+			}
+
+			// In a later live chat a typed "/csat 5" is text for the agent.
+			if tc.prefix == "" {
+				w.say(u, "talk to live agent")
+				deadline := time.Now().Add(wait)
+				for (w.session(u).AgentChatID == "" || w.session(u).ID == s.ID) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				group2 := string(w.session(u).AgentChatID)
+				if err := w.sn.Accept(group2, agentName); err != nil {
+					t.Fatal(err)
+				}
+				w.say(u, "/csat 5")
+				w.waitAgent(group2, "/csat 5", wait)
+				if r := w.review(s.ID); r.CSAT == nil || r.CSAT.Rating != 4 {
+					t.Errorf("typed /csat 5 changed the earlier rating: %+v", r.CSAT)
+				}
 			}
 
 			// Two ordinary agent messages (the greeting and the instruction)
@@ -95,6 +118,52 @@ func TestAgentLabelAndCSAT(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ratingCard waits for the rating card sent to conv and returns it and the
+// submit data of its button titled button.
+func (w *world) ratingCard(conv, button string, wait time.Duration) (teamstest.Sent, map[string]any) {
+	w.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		for _, s := range w.conn.Sent(conv) {
+			for _, a := range s.Attachments {
+				var c struct {
+					Actions []struct {
+						Title string         `json:"title"`
+						Data  map[string]any `json:"data"`
+					} `json:"actions"`
+				}
+				if a.ContentType != teams.ContentTypeAdaptiveCard || json.Unmarshal(a.Content, &c) != nil ||
+					!strings.Contains(string(a.Content), bridge.DefaultTexts().CSATTitle) {
+					continue
+				}
+				for _, act := range c.Actions {
+					if act.Title == button {
+						return s, act.Data
+					}
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.t.Fatalf("no rating card with a %q button in %s", button, conv)
+	return teamstest.Sent{}, nil
+}
+
+// waitCardUpdate waits until the card id in conv was updated to show text.
+func (w *world) waitCardUpdate(conv, id, text string, wait time.Duration) {
+	w.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		for _, u := range w.conn.Updates(conv) {
+			if u.ID == id && len(u.Attachments) == 1 && strings.Contains(string(u.Attachments[0].Content), text) {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.t.Fatalf("card %s in %s was never updated to %q", id, conv, text)
 }
 
 // review returns the review record of a session.

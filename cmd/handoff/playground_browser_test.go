@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -217,6 +218,23 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	if n := pgCount(b, "Ask me anything, or say"); n != 1 {
 		t.Errorf("the welcome is shown %d times, want once", n)
+	}
+
+	// The rating card: a real click on 4 ★ in Microsoft's client is a card
+	// submit with the button's data; the card turns into the thank-you in
+	// place, and Rasa never sees the rating.
+	pgWait(b, "button", "4 ★")
+	realClick(b, "//button[contains(., '4 ★')]")
+	pgWait(b, "body", "Thanks for rating the chat 4/5.")
+	if n := b.count("button", "4 ★"); n != 0 {
+		b.screenshot("failed")
+		t.Fatalf("%d rating buttons left after rating", n)
+	}
+	b.screenshot("rated")
+	for _, c := range rs.Calls() {
+		if strings.Contains(string(c.Body), "handoff.csat") {
+			t.Errorf("Rasa received the rating: %s", c.Body)
+		}
 	}
 }
 
