@@ -2,16 +2,13 @@ package bridge_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
-	"github.com/handoffhq/handoff/teams"
-	"github.com/handoffhq/handoff/teams/teamstest"
 )
 
 func TestAttachmentLinkProblem(t *testing.T) {
@@ -51,80 +48,71 @@ func TestAttachmentLinkProblem(t *testing.T) {
 	}
 }
 
-// TestAgentFilesReachTeams: an agent's message with files reaches the fake
-// Bot Connector through the real Teams client: the text with the agent's
-// name, then one link card per usable file (name, type, size). A file whose
+// TestAgentFilesReachUser: an agent's message with files reaches the user
+// port once, with its text, author and only the usable files; a file whose
 // link cannot be shown (not http(s), too long) does not fail the send: the
-// employee gets a notice naming it, after the rest of the message, and the
-// session stays live.
-func TestAgentFilesReachTeams(t *testing.T) {
-	issuer := teamstest.NewIssuer()
-	t.Cleanup(issuer.Close)
-	issuer.AddClient("app-files", "secret")
-	conn := teamstest.NewConnector(teamstest.ConnectorConfig{Issuer: issuer})
-	t.Cleanup(conn.Close)
-	client, err := teams.NewClient(teams.ClientConfig{AppID: "app-files", AppPassword: "secret", TenantID: "tenant-1",
-		TokenURL: issuer.TokenURL("{tenant}"), ExtraServiceURLHosts: []string{"127.0.0.1"},
-		RetryBaseDelay: time.Millisecond, RetryMaxDelay: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+// employee gets a notice naming it, after the agent's message, and the
+// session stays live. How a channel draws the files is its adapter's test
+// (teams: TestClientAttachmentLinks, end to end: cmd/handoff TestFilesEndToEnd).
+func TestAgentFilesReachUser(t *testing.T) {
 	h := newHarness(t)
-	h.relay = bridge.NewRelay(h.st, h.bot, h.desk, client, nil, bridge.RelayConfig{})
-	h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{MaxAttempts: 2, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
-	const conv = "a:1files"
-	ref := bridge.ConversationRef{Conversation: conv, ServiceURL: conn.ServiceURL(), ChannelID: "msteams", ConversationType: "personal",
-		TenantID: "tenant-1", BotID: "28:app-files", UserID: "29:u", UserName: "Abel Tuter", Locale: "en-US"}
-	if err := h.relay.UserActivity(context.Background(), bridge.UserActivity{Kind: bridge.ActivityMessage, ID: "act-1", Text: "agent please", Ref: ref}); err != nil {
-		t.Fatal(err)
+	var mu sync.Mutex
+	var sent []bridge.UserMessage
+	h.user.hook = func(_ context.Context, m bridge.UserMessage) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, m)
+		return nil
 	}
-	h.drain()
+	const conv = "a:1files"
+	h.say(conv, "agent please")
 	chat := h.session(conv).AgentChatID
+	usable := bridge.Attachment{Name: "vpn-guide.pdf", ContentType: "application/pdf", URL: "https://acme.service-now.com/api/now/attachment/615ea769c0a80166001cf5f2367302f5/file", Size: 462_000}
 	ev := bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "msg-files", Author: "Beth Anglin", Text: "Here you go", At: time.Now(),
 		Attachments: []bridge.Attachment{
-			{Name: "vpn-guide.pdf", ContentType: "application/pdf", URL: "https://acme.service-now.com/api/now/attachment/615ea769c0a80166001cf5f2367302f5/file", Size: 462_000},
+			usable,
 			{Name: "script.js", ContentType: "text/javascript", URL: "javascript:alert(1)"},
 			{Name: "huge-link.png", ContentType: "image/png", URL: "https://files.example/" + strings.Repeat("x", bridge.MaxAttachmentURL)},
 		}}
+	mu.Lock()
+	sent = nil
+	mu.Unlock()
 	for range 2 { // a repeated delivery of the same desk message changes nothing
 		if err := h.relay.AgentEvents(context.Background(), chat, []bridge.AgentEvent{ev}, true); err != nil {
 			t.Fatal(err)
 		}
 		h.drain()
 	}
-	var texts, cards []string
-	for _, s := range conn.Messages(conv) {
-		switch {
-		case len(s.Attachments) == 1 && strings.Contains(string(s.Attachments[0].Content), "📎"):
-			cards = append(cards, string(s.Attachments[0].Content))
-		case len(s.Attachments) == 0:
-			texts = append(texts, s.Text)
-		}
-	}
-	if len(cards) != 1 {
-		t.Fatalf("link cards %q, want the one usable file", cards)
-	}
-	for _, want := range []string{"[vpn-guide.pdf](https://acme.service-now.com/api/now/attachment/615ea769c0a80166001cf5f2367302f5/file)", "application/pdf · 451 KB"} {
-		if !strings.Contains(cards[0], want) {
-			t.Errorf("link card %s lacks %q", cards[0], want)
-		}
-	}
-	var agentAt, notices = -1, 0
-	for i, x := range texts {
-		if strings.Contains(x, "Here you go") {
+	mu.Lock()
+	defer mu.Unlock()
+	agentAt, notices := -1, 0
+	for i, m := range sent {
+		if strings.Contains(m.Text, "Here you go") {
+			if agentAt >= 0 {
+				t.Errorf("the agent's message was sent twice: %+v", sent)
+			}
 			agentAt = i
+			if m.Author != "Beth Anglin" {
+				t.Errorf("author %q, want Beth Anglin", m.Author)
+			}
+			if len(m.Attachments) != 1 || m.Attachments[0] != usable {
+				t.Errorf("attachments %+v, want only the usable file", m.Attachments)
+			}
 		}
 		for _, name := range []string{"script.js", "huge-link.png"} {
-			if strings.Contains(x, "The agent sent the file "+name+", but it cannot be shown here.") {
+			if strings.Contains(m.Text, "The agent sent the file "+name+", but it cannot be shown here.") {
 				notices++
+				if !m.Notice {
+					t.Errorf("notice for %s is not marked as a notice", name)
+				}
 				if agentAt < 0 {
-					t.Errorf("notice for %s came before the agent's message: %q", name, texts)
+					t.Errorf("notice for %s came before the agent's message: %+v", name, sent)
 				}
 			}
 		}
 	}
 	if agentAt < 0 || notices != 2 {
-		t.Fatalf("texts %q: want the agent's message and one notice per unusable file", texts)
+		t.Fatalf("sent %+v: want the agent's message and one notice per unusable file", sent)
 	}
 	if s := h.session(conv); s.State != bridge.StateLive {
 		t.Fatalf("state %s, want live (an unusable file must not end the chat)", s.State)
