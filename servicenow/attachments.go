@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/handoffhq/handoff/bridge"
 )
@@ -97,7 +96,7 @@ func (c classifier) mayHaveFiles(m message) bool {
 //
 // Polls return the rows at their cursor again (">="), so a chat whose newest
 // row is an agent's would cost a read on every tick: the files read for a
-// message are remembered (fileMemo) and not asked for again.
+// message are remembered (Client.files) and not asked for again.
 func (c *Client) attachFiles(ctx context.Context, op string, byChat map[bridge.AgentChatID][]message) error {
 	var ids []string
 	for chat, msgs := range byChat {
@@ -158,32 +157,6 @@ func (c *Client) attachFiles(ctx context.Context, op string, byChat map[bridge.A
 		byChat[chat] = msgs
 	}
 	return nil
-}
-
-// fileMemo remembers the files read for each message (none, too).
-type fileMemo struct {
-	mu   sync.Mutex
-	byID map[string][]bridge.Attachment
-}
-
-// maxFileMemo bounds the memo; it is cleared when full (the cost is one
-// Attachment API read per chunk of messages).
-const maxFileMemo = 100_000
-
-func (f *fileMemo) get(id string) ([]bridge.Attachment, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fs, ok := f.byID[id]
-	return fs, ok
-}
-
-func (f *fileMemo) put(id string, fs []bridge.Attachment) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.byID == nil || len(f.byID) >= maxFileMemo {
-		f.byID = make(map[string][]bridge.Attachment)
-	}
-	f.byID[id] = fs
 }
 
 // maxFiles bounds the files of one webhook message.

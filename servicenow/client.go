@@ -17,10 +17,11 @@ type Client struct {
 	log   *slog.Logger
 	now   func() time.Time
 	t     *transport
-	cls   classifier // echo, system and end-phrase rules
-	hints lastSeen   // for LastMessageHint
-	files fileMemo   // files already read per message (attachments.go)
-	live  liveStates // for LiveStateEvery
+	cls   classifier                // echo, system and end-phrase rules
+	hints lastSeen                  // for LastMessageHint
+	files memo[[]bridge.Attachment] // files already read per message (attachments.go)
+	exact memo[time.Time]           // ms creation times read per message (table.go)
+	live  liveStates                // for LiveStateEvery
 }
 
 var (

@@ -288,16 +288,27 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		}
 	}
 	for chat, since := range cursors {
-		if sameSecond(byChat[chat]) {
+		msgs := c.knownMillis(byChat[chat])
+		if sameSecond(msgs) {
 			// The Table API has no order inside a second (sys_id only keeps
 			// pages stable): read this chat's messages with their ms
-			// timestamps instead, one request more.
+			// timestamps instead, one request more. The times are
+			// remembered, so rows a later poll returns again at its cursor
+			// (">=") cost nothing: a chat whose last second holds two rows
+			// (an agent's join notice and greeting) is read once, not on
+			// every poll.
 			exact, err := c.messagesSince(ctx, "poll chats", chat, since)
 			if err != nil {
 				return err
 			}
-			byChat[chat] = exact
+			for _, m := range exact {
+				if m.Millis {
+					c.exact.put(m.SysID, m.At)
+				}
+			}
+			msgs = exact
 		}
+		byChat[chat] = msgs
 	}
 	if err := c.attachFiles(ctx, "poll chats", byChat); err != nil {
 		return err
@@ -318,18 +329,38 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 	return nil
 }
 
-// sameSecond reports whether two of msgs (second resolution) share a second.
-func sameSecond(msgs []message) bool {
-	seen := make(map[int64]bool, len(msgs))
-	for _, m := range msgs {
+// knownMillis gives the rows whose ms creation time an earlier read
+// remembered that time (if it lies in the row's second), so that sameSecond
+// does not count them.
+func (c *Client) knownMillis(msgs []message) []message {
+	for i, m := range msgs {
 		if m.Millis {
 			continue
 		}
+		if at, ok := c.exact.get(m.SysID); ok && at.Truncate(time.Second).Equal(m.At.Truncate(time.Second)) {
+			msgs[i].At, msgs[i].Millis = at, true
+		}
+	}
+	return msgs
+}
+
+// sameSecond reports whether a row of msgs whose time has second resolution
+// shares its second with another row: their order is then unknown. Rows
+// with ms times are ordered among themselves.
+func sameSecond(msgs []message) bool {
+	rows := make(map[int64]int, len(msgs))
+	coarse := make(map[int64]bool, len(msgs))
+	for _, m := range msgs {
 		s := m.At.Unix()
-		if seen[s] {
+		rows[s]++
+		if !m.Millis {
+			coarse[s] = true
+		}
+	}
+	for s := range coarse {
+		if rows[s] > 1 {
 			return true
 		}
-		seen[s] = true
 	}
 	return false
 }
