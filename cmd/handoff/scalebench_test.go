@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,9 +41,14 @@ import (
 //     commits/s (the only figure for webhook mode, which does not poll)
 //
 // and, for batch mode, handoffs-opened/s: new employees asking for an agent
-// at once (HANDOFF_BENCH_HANDOFFS, default 300) until every desk chat is open.
+// at once (HANDOFF_BENCH_HANDOFFS, default 300) until every desk chat is open,
+// with the bridge's CPU, this process's CPU (the fakes and the employees'
+// client) and the database's commits per handoff in that phase.
 // Run with `make bench-scale`. With HANDOFF_TEST_PPROF_ADDR=127.0.0.1:6061
-// the bridge serves net/http/pprof there while it runs.
+// the bridge serves net/http/pprof there while it runs; with
+// HANDOFF_BENCH_PROFILE_DIR as well, the handoff phase's CPU profiles of the
+// bridge (its first HANDOFF_BENCH_PROFILE_SECONDS, default 10) and of this
+// process are written there as bridge.pprof and fakes.pprof.
 func BenchmarkScale(b *testing.B) {
 	base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
 	if base == "" {
@@ -69,6 +77,9 @@ func BenchmarkScale(b *testing.B) {
 				b.ReportMetric(r.commitsPerSec, "commits/s")
 				if r.handoffsPerSec > 0 {
 					b.ReportMetric(r.handoffsPerSec, "handoffs-opened/s")
+					b.ReportMetric(r.bridgeMSPerHandoff, "bridge-cpu-ms/handoff")
+					b.ReportMetric(r.fakesMSPerHandoff, "fakes-cpu-ms/handoff")
+					b.ReportMetric(r.commitsPerHandoff, "commits/handoff")
 				}
 				b.Logf("%-7s %d live chats idle %v: cpu %.1f%% of a core, rss %.0f MB, %0.f goroutines, last tick %.0f ms, "+
 					"%.2f ServiceNow requests per 100 chats per tick, %.0f commits per tick (%.1f/s); %.1f handoffs opened/s",
@@ -95,6 +106,64 @@ func boolInt(ok bool) int {
 
 type scaleResult struct {
 	cpuPct, rssMB, goroutines, tickMS, snPer100, commitsPerTick, commitsPerSec, handoffsPerSec float64
+	// While the handoffs open: CPU of the bridge and of this process (the
+	// fakes and the employees' client) per handoff, and database commits
+	// per handoff (every commit in the database, also the poller's).
+	bridgeMSPerHandoff, fakesMSPerHandoff, commitsPerHandoff float64
+}
+
+// selfCPU returns the user+system CPU time this process (the fakes and the
+// benchmark's clients) has used so far.
+func selfCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileHandoffs writes CPU profiles of the handoff phase into
+// HANDOFF_BENCH_PROFILE_DIR when it is set: fakes.pprof for this process (the
+// fakes and the clients) until stop is called, and, with
+// HANDOFF_TEST_PPROF_ADDR, bridge.pprof for the bridge's first
+// HANDOFF_BENCH_PROFILE_SECONDS (default 10).
+func profileHandoffs(b *testing.B) (stop func()) {
+	b.Helper()
+	dir := os.Getenv("HANDOFF_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "fakes.pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	if addr := os.Getenv("HANDOFF_TEST_PPROF_ADDR"); addr != "" {
+		wg.Go(func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, envInt("HANDOFF_BENCH_PROFILE_SECONDS", 10)))
+			if err != nil {
+				b.Errorf("bridge profile: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, "bridge.pprof"), raw, 0o644)
+			}
+			if err != nil {
+				b.Errorf("bridge profile: %v", err)
+			}
+		})
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+		wg.Wait()
+	}
 }
 
 func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions int, d time.Duration, handoffs int) scaleResult {
@@ -234,7 +303,9 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 	}
 
 	if handoffs > 0 {
-		before := len(sn.Chats())
+		before := sn.ChatCount()
+		stopProfiles := profileHandoffs(b)
+		bridgeCPU0, selfCPU0, commits0 := procCPU(b, proc.Process.Pid), selfCPU(b), dbCommits(b, baseURL)
 		ch := make([]*teamstest.Channel, 10)
 		for i := range ch {
 			ch[i] = &teamstest.Channel{Issuer: issuer, AppID: e2eAppID, ServiceURL: conn.ServiceURL(),
@@ -259,8 +330,12 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 			})
 		}
 		wg.Wait()
-		waitFor(b, 10*time.Minute, func() bool { return len(sn.Chats())-before >= handoffs })
+		waitFor(b, 10*time.Minute, func() bool { return sn.ChatCount()-before >= handoffs })
 		r.handoffsPerSec = float64(handoffs) / time.Since(start).Seconds()
+		r.bridgeMSPerHandoff = float64((procCPU(b, proc.Process.Pid) - bridgeCPU0).Milliseconds()) / float64(handoffs)
+		r.fakesMSPerHandoff = float64((selfCPU(b) - selfCPU0).Milliseconds()) / float64(handoffs)
+		r.commitsPerHandoff = float64(dbCommits(b, baseURL)-commits0) / float64(handoffs)
+		stopProfiles()
 	}
 	return r
 }

@@ -357,6 +357,14 @@ func (in *Instance) Chats() []Chat {
 	return out
 }
 
+// ChatCount returns how many chats the instance holds (cheaper than
+// len(Chats()), which copies every chat under the instance's lock).
+func (in *Instance) ChatCount() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.order)
+}
+
 // WaitingChats returns the chats waiting for an agent, oldest first.
 func (in *Instance) WaitingChats() []Chat {
 	return slices.DeleteFunc(in.Chats(), func(c Chat) bool { return c.State != Waiting })
