@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -291,57 +293,132 @@ func TestLifecycleEndToEndSlack(t *testing.T) {
 	checkReviewExport(t, w)
 }
 
-// TestSlackForgedSignatures sends Slack requests with a forged, a stale and a
-// missing signature to the real service: each gets 401 and nothing is stored.
+// TestSlackForgedSignatures sends forged, stale, future, unsigned and
+// tampered Slack requests to the real service, each naming the thread of a
+// live handoff: an agent reply and a Close press. Each gets 401, and nothing
+// is stored: the employee sees none of the texts, the session's stored
+// messages and outbox are unchanged, and the forged Close did not end the
+// chat. The same reply signed with the app's secret is then delivered, so the
+// refused requests were aimed where they would have landed.
 func TestSlackForgedSignatures(t *testing.T) {
+	const wait = 30 * time.Second
 	w := newWorld(t, worldOpts{desk: "slack"})
-	body := []byte(`{"type":"event_callback","event_id":"Ev0FORGED","event":{"type":"message","channel":"` + w.slack.Channel() +
-		`","user":"U0AGENT001","text":"forged","ts":"1700000001.000100","thread_ts":"1700000000.000100"}}`)
+	w.slack.AddUser(slackAgent, agentName)
+	u := teamstest.NewUser("Forged Signature Employee")
+	w.say(u, "talk to live agent")
+	w.waitUser(u, bridge.DefaultTexts().Connecting, wait)
+	thread := w.slackParentOf(u, wait).TS
+	w.slackClick(thread, "handoff_take")
+	w.waitUser(u, agentName+" joined the chat.", wait)
+	ctx := context.Background()
+	sess := w.session(u)
+	stored := func() (msgs []bridge.Message, outbox map[string]int) {
+		t.Helper()
+		err := w.current().store.Update(ctx, func(tx bridge.Tx) (err error) {
+			if msgs, err = tx.Messages(ctx, sess.ID, 0); err != nil {
+				return err
+			}
+			outbox, err = tx.OutboxStats(ctx)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs, outbox
+	}
+	// Wait until the take's own deliveries are done, so the counts below
+	// can only move by what the requests store.
+	deadline := time.Now().Add(wait)
+	for _, ob := stored(); ob["pending"] != 0 && time.Now().Before(deadline); _, ob = stored() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	msgsBefore, outboxBefore := stored()
+
 	now := time.Now().Unix()
-	for _, c := range []struct {
-		name, path, ts, sig string
-	}{
-		{"wrong secret", "/webhooks/slack", strconv.FormatInt(now, 10), slacktest.Sign("not-the-secret", now, body)},
-		{"stale", "/webhooks/slack", strconv.FormatInt(now-6*60, 10), slacktest.Sign(w.slack.SigningSecret(), now-6*60, body)},
-		{"from the future", "/webhooks/slack", strconv.FormatInt(now+6*60, 10), slacktest.Sign(w.slack.SigningSecret(), now+6*60, body)},
-		{"missing", "/webhooks/slack", "", ""},
-		{"interactive, wrong secret", "/webhooks/slack/interactive", strconv.FormatInt(now, 10), slacktest.Sign("x", now, body)},
-	} {
-		req, _ := http.NewRequest(http.MethodPost, w.base+c.path, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if c.ts != "" {
-			req.Header.Set("X-Slack-Request-Timestamp", c.ts)
-			req.Header.Set("X-Slack-Signature", c.sig)
+	seq := 0
+	reply := func(text string) []byte {
+		seq++
+		ts := fmt.Sprintf("%d.%06d", now, 900000+seq)
+		return []byte(`{"type":"event_callback","event_id":"Ev0FORGED` + strconv.Itoa(seq) + `","event_time":` + strconv.FormatInt(now, 10) +
+			`,"event":{"type":"message","channel":"` + w.slack.Channel() + `","user":"` + slackAgent + `","text":"` + text +
+			`","ts":"` + ts + `","thread_ts":"` + thread + `","event_ts":"` + ts + `","channel_type":"channel"}}`)
+	}
+	closePress := []byte(url.Values{"payload": {`{"type":"block_actions","user":{"id":"` + slackAgent + `"},"container":{"type":"message","message_ts":"` +
+		thread + `","channel_id":"` + w.slack.Channel() + `"},"channel":{"id":"` + w.slack.Channel() + `"},"actions":[{"action_id":"handoff_close","type":"button","action_ts":"` +
+		strconv.FormatInt(now, 10) + `.000001"}]}`}}.Encode())
+	secret := w.slack.SigningSecret()
+	post := func(path, ctype string, body []byte, ts, sig string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, w.base+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		if ts != "" {
+			req.Header.Set("X-Slack-Request-Timestamp", ts)
+		}
+		if sig != "" {
+			req.Header.Set("X-Slack-Signature", sig)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("%s: status %d, want 401", c.name, resp.StatusCode)
+		return resp.StatusCode
+	}
+	const events, interactive, form = "/webhooks/slack", "/webhooks/slack/interactive", "application/x-www-form-urlencoded"
+	stamp := func(at int64) string { return strconv.FormatInt(at, 10) }
+	tampered := reply("forged tampered")
+	tamperedSig := slacktest.Sign(secret, now, tampered)
+	tampered = bytes.Replace(tampered, []byte("forged tampered"), []byte("forged tamperex"), 1)
+	for _, c := range []struct {
+		name, path, ctype string
+		body              []byte
+		ts, sig           string
+	}{
+		{"wrong secret", events, "application/json", reply("forged wrong secret"), stamp(now), ""},
+		{"stale", events, "application/json", reply("forged stale"), stamp(now - 6*60), ""},
+		{"from the future", events, "application/json", reply("forged future"), stamp(now + 6*60), ""},
+		{"missing", events, "application/json", reply("forged unsigned"), "", ""},
+		{"body changed after signing", events, "application/json", tampered, stamp(now), tamperedSig},
+		{"Close, wrong secret", interactive, form, closePress, stamp(now), slacktest.Sign("not-the-secret", now, closePress)},
+		{"Close, stale", interactive, form, closePress, stamp(now - 6*60), ""},
+	} {
+		sig := c.sig
+		if sig == "" && c.ts != "" {
+			at, _ := strconv.ParseInt(c.ts, 10, 64)
+			key := secret
+			if c.name == "wrong secret" {
+				key = "not-the-secret"
+			}
+			sig = slacktest.Sign(key, at, c.body)
+		}
+		if code := post(c.path, c.ctype, c.body, c.ts, sig); code != http.StatusUnauthorized {
+			t.Errorf("%s: status %d, want 401", c.name, code)
 		}
 	}
-	err := w.current().store.Update(context.Background(), func(tx bridge.Tx) error {
-		stats, err := tx.OutboxStats(context.Background())
-		if err != nil {
-			return err
+	msgsAfter, outboxAfter := stored()
+	if len(msgsAfter) != len(msgsBefore) || !maps.Equal(outboxAfter, outboxBefore) {
+		t.Errorf("refused requests stored something: %d → %d messages, outbox %v → %v", len(msgsBefore), len(msgsAfter), outboxBefore, outboxAfter)
+	}
+	for _, m := range msgsAfter {
+		if strings.Contains(m.Text, "forged") {
+			t.Errorf("a refused request's text was stored: %q", m.Text)
 		}
-		counts, err := tx.CountSessions(context.Background())
-		for st, n := range counts {
-			if n != 0 {
-				t.Errorf("%d sessions in %s after forged requests", n, st)
-			}
+	}
+
+	// The control: the same kind of request, signed with the app's secret,
+	// is delivered to the employee; the forged Close left the chat live.
+	control := reply("genuine control")
+	if code := post(events, "application/json", control, stamp(now), slacktest.Sign(secret, now, control)); code != http.StatusOK {
+		t.Fatalf("the correctly signed reply: status %d, want 200", code)
+	}
+	w.waitUser(u, "genuine control", wait)
+	if s := w.session(u); s.State != bridge.StateLive {
+		t.Errorf("session %s/%s after a forged Close, want live", s.State, s.CloseReason)
+	}
+	for _, l := range w.userLines(u) {
+		if strings.Contains(l, "forged") {
+			t.Errorf("the employee saw a refused request's text: %q", l)
 		}
-		for k, n := range stats {
-			if n != 0 {
-				t.Errorf("%d outbox items %s after forged requests", n, k)
-			}
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
