@@ -228,6 +228,66 @@ func TestRetriedEventSameKeyAndHandback(t *testing.T) {
 	}
 }
 
+// The ways an agent hands the employee back by typing in the thread:
+// "#handback" (every client sends it as text) and "/handback" (where a
+// client sends it as text rather than as a slash command), in any case,
+// with or without words after it. Anything else, and an edit that turns a
+// reply into "#handback", is an ordinary message.
+func TestHandbackForms(t *testing.T) {
+	now := time.Unix(1712345690, 0)
+	for _, tt := range []struct {
+		text string
+		ends bool
+	}{
+		{"#handback", true},
+		{"  #HandBack  ", true},
+		{"/handback", true},
+		{" /HANDBACK", true},
+		{"#handback thanks, all sorted", true},
+		{"/handback resolved", true},
+		{"#handbacks", false},
+		{"handback", false},
+		{"please #handback", false},
+		{"/handbackward", false},
+	} {
+		t.Run(tt.text, func(t *testing.T) {
+			h, sink := testHandler(t, now, -1)
+			if w := serve(h.ServeEvents, signed(t, "/webhooks/slack", replyEvent(t, "Ev1", "1712345690.000200", tt.text), now.Unix(), testSecret)); w.Code != 200 {
+				t.Fatalf("status %d", w.Code)
+			}
+			_, got := sink.snapshot()
+			var ends, msgs int
+			for _, ev := range got {
+				switch {
+				case ev.Kind == bridge.AgentEnded && ev.EndReason == bridge.ReasonAgentClosed:
+					ends++
+				case ev.Kind == bridge.AgentMessage && !ev.System:
+					msgs++
+				}
+			}
+			if want := map[bool][2]int{true: {1, 0}, false: {0, 1}}[tt.ends]; ends != want[0] || msgs != want[1] {
+				t.Errorf("%q: %d endings and %d messages, want %d and %d: %+v", tt.text, ends, msgs, want[0], want[1], got)
+			}
+		})
+	}
+	// An edit that reads "#handback" does not end the chat: the employee
+	// gets it as an edited line.
+	var env map[string]any
+	if err := json.Unmarshal(example(t, "event_message_changed.json"), &env); err != nil {
+		t.Fatal(err)
+	}
+	env["event"].(map[string]any)["message"].(map[string]any)["text"] = "#handback"
+	body, _ := json.Marshal(env)
+	h, sink := testHandler(t, now, -1)
+	if w := serve(h.ServeEvents, signed(t, "/webhooks/slack", body, now.Unix(), testSecret)); w.Code != 200 {
+		t.Fatalf("edit: status %d", w.Code)
+	}
+	_, got := sink.snapshot()
+	if len(got) == 0 || got[len(got)-1].Kind != bridge.AgentMessage || got[len(got)-1].Text != "(edited) #handback" {
+		t.Errorf("an edit to #handback gave %+v, want the edited line", got)
+	}
+}
+
 // A failing store answers 500 so that Slack retries; an event of a thread
 // that is no handoff is acknowledged and dropped.
 func TestStoreFailureAndUnknownThread(t *testing.T) {
