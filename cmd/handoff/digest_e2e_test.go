@@ -17,8 +17,9 @@ const digestChannel = "19:5b1f0c2d3e4a4b6c8d9e0f1a2b3c4d5e@thread.tacv2"
 
 // TestWeeklyDigestToTeamsChannel runs the service on PostgreSQL: one replica
 // without HANDOFF_REVIEW_TEAMS_CHANNEL (no digest loop, nothing posted), then
-// two replicas with it whose schedule is already due. The previous ISO
-// week's digest is posted once to the channel through the fake Bot
+// two replicas with it whose schedule is already due. Once both have looked
+// at the week (their logs say so), the previous ISO week's digest has been
+// posted once to the channel through the fake Bot
 // Connector's Create Conversation (a new channel post), with the week's
 // count, reasons, clusters and the link to the inbox.
 func TestWeeklyDigestToTeamsChannel(t *testing.T) {
@@ -50,10 +51,6 @@ func TestWeeklyDigestToTeamsChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := len(w.conn.Sent(digestChannel)); n != 0 {
-		t.Fatalf("%d channel posts without HANDOFF_REVIEW_TEAMS_CHANNEL", n)
-	}
 
 	env := maps.Clone(w.env)
 	env["HANDOFF_REVIEW_TEAMS_CHANNEL"] = digestChannel
@@ -61,8 +58,11 @@ func TestWeeklyDigestToTeamsChannel(t *testing.T) {
 	env["HANDOFF_REVIEW_SCHEDULE"] = "* * * * *" // due since Monday 00:00 of this week
 	env["HANDOFF_PUBLIC_URL"] = "https://handoff.example.com"
 	env["HANDOFF_LOG_LEVEL"] = "info"
-	for range 2 {
-		r, _, _ := launch(t, env, nil, slog.LevelInfo)
+	// Each replica's log (debug: the digest's decision for the week) goes
+	// to its own buffer, so the test can wait until both have looked.
+	logs := []*lockedBuffer{{}, {}}
+	for _, buf := range logs {
+		r, _, _ := launchLogged(t, env, nil, slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if r.parts.digest == nil {
 			t.Fatal("no digest loop with HANDOFF_REVIEW_TEAMS_CHANNEL set")
 		}
@@ -71,9 +71,26 @@ func TestWeeklyDigestToTeamsChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // both replicas looked by now (each looks at start)
+	// Both replicas look at the week as they start (it is due): one posts,
+	// the other finds it posted or claimed. Only then is the count final
+	// (the next look is HANDOFF_REVIEW_SCHEDULE's next week, or a retry in
+	// 10 minutes).
+	looked := func(log string) bool {
+		return strings.Contains(log, "review: weekly digest posted") || strings.Contains(log, "review: digest was posted already") ||
+			strings.Contains(log, "review: digest is being posted by another replica")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !looked(logs[0].String()) || !looked(logs[1].String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a replica never looked at the week's digest:\n--- replica 1\n%s\n--- replica 2\n%s", logs[0], logs[1])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := len(w.conn.Sent(digestChannel)); n != 1 {
-		t.Fatalf("%d digest posts from two replicas, want 1", n)
+		t.Fatalf("%d digest posts from three replicas (one without the setting), want 1", n)
+	}
+	if n := strings.Count(logs[0].String()+logs[1].String(), "review: weekly digest posted"); n != 1 {
+		t.Errorf("%d replicas say they posted the digest, want 1", n)
 	}
 	if len(sent[0].Attachments) != 1 {
 		t.Fatalf("post attachments: %+v", sent[0].Attachments)

@@ -152,6 +152,12 @@ func (w *world) start() {
 // called when the test ends).
 func launch(t *testing.T, env map[string]string, ov *overrides, level slog.Level) (*app, string, func()) {
 	t.Helper()
+	return launchLogged(t, env, ov, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})))
+}
+
+// launchLogged is launch with the service logging to log.
+func launchLogged(t *testing.T, env map[string]string, ov *overrides, log *slog.Logger) (*app, string, func()) {
+	t.Helper()
 	cfg, err := LoadConfig(mapEnv(env))
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +165,6 @@ func launch(t *testing.T, env map[string]string, ov *overrides, level slog.Level
 	if err := cfg.ValidateServe(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := newApp(ctx, cfg, log, ov)
 	if err != nil {
