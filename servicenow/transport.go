@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
@@ -144,9 +145,11 @@ func (t *transport) doHeader(ctx context.Context, cl call) (json.RawMessage, htt
 
 // encodeJSON encodes v compactly the way JavaScript's JSON.stringify writes
 // it: without HTML escaping, so "<", ">" and "&" travel as themselves, and
-// with U+2028 and U+2029 raw (Go escapes both even then). Signed bodies are
-// hashed by ServiceNow over JSON.stringify(JSON.parse(body)), so these bytes
-// must already be in that form.
+// with U+2028, U+2029 and the U+FFFD that stands for invalid UTF-8 raw (Go
+// escapes all three even then). Signed bodies are hashed by ServiceNow over
+// JSON.stringify(JSON.parse(body)), so these bytes must already be in that
+// form. (JavaScript would also move integer-like object keys first; no map
+// the desks send has such keys.)
 func encodeJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -154,14 +157,14 @@ func encodeJSON(v any) ([]byte, error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return rawLineSeparators(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+	return rawEscapes(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
 }
 
-// rawLineSeparators replaces the escapes \u2028 and \u2029 in JSON text by the
-// characters themselves, leaving an escaped backslash followed by "u2028"
-// alone.
-func rawLineSeparators(b []byte) []byte {
-	if !bytes.Contains(b, []byte(`\u202`)) {
+// rawEscapes replaces the escapes \u2028, \u2029 and \ufffd in JSON text by
+// the characters themselves, leaving an escaped backslash followed by
+// "u2028" alone.
+func rawEscapes(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u202`)) && !bytes.Contains(b, []byte(`\ufffd`)) {
 		return b
 	}
 	out := make([]byte, 0, len(b))
@@ -170,14 +173,14 @@ func rawLineSeparators(b []byte) []byte {
 			out = append(out, b[i])
 			continue
 		}
-		if b[i+1] == 'u' && i+5 < len(b) && string(b[i+2:i+5]) == "202" && (b[i+5] == '8' || b[i+5] == '9') {
-			if b[i+5] == '8' {
-				out = append(out, "\u2028"...)
-			} else {
-				out = append(out, "\u2029"...)
+		if b[i+1] == 'u' && i+5 < len(b) {
+			switch string(b[i+2 : i+6]) {
+			case "2028", "2029", "fffd":
+				r, _ := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+				out = utf8.AppendRune(out, rune(r))
+				i += 5
+				continue
 			}
-			i += 5
-			continue
 		}
 		out = append(out, b[i], b[i+1]) // any other escape, kept whole
 		i++
