@@ -162,7 +162,7 @@ func (c *Client) readStates(ctx context.Context, chats []bridge.AgentChatID) (ch
 		if s := httpStatus(err); s == http.StatusForbidden || s == http.StatusBadRequest {
 			// No read access to chat_queue_entry: carry on with the messages,
 			// whose end phrases still end chats.
-			c.log.Warn("servicenow: cannot read chat_queue_entry; chat states are not polled", "error", err)
+			c.log.Warn("servicenow: cannot read chat_queue_entry; chat states are not polled", "err", err)
 			return st, errors.Join(errs...)
 		}
 		for _, chat := range chunk {

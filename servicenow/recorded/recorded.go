@@ -20,9 +20,17 @@
 //   - attachment_live_message.json: the Attachment API (c_AttachmentAPI.md),
 //     the metadata of a file on a live_message row.
 //   - va_agent_request.json, va_agent_callback.json, va_spinner_callback.json,
-//     va_error.json: the Virtual Agent Bot Integration API (bot-api.md):
-//     the AGENT request, an agent's text and the wait-time spinner in the
-//     asynchronous callback, the error envelope.
+//     va_agent_file_callback.json, va_error.json: the Virtual Agent Bot
+//     Integration API (bot-api.md): the AGENT request, an agent's text, files
+//     and the wait-time spinner in the asynchronous callback, the error
+//     envelope.
+//   - connect_queues.json, connect_open.json, connect_queue_unavailable.json,
+//     connect_sessions.json, connect_messages.json, connect_post.json:
+//     Connect Support's REST API, which ServiceNow does not document. These
+//     hold the fields ServiceNow's own Connect web client reads
+//     (factory.Message.js, factory.queueEntry.js, service.messages.js; see
+//     reference/servicenow.md §1) with illustrative values, not captures of
+//     a real instance.
 //
 // (They live in a package of their own rather than in servicenow/testdata,
 // because the fake is a package of its own that must embed them too.)

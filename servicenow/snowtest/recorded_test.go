@@ -157,6 +157,53 @@ func TestAnswersMatchRecorded(t *testing.T) {
 			}
 		}
 	})
+	t.Run("connect support", func(t *testing.T) {
+		// Connect Support's REST API is undocumented; the recorded exchanges
+		// hold the fields ServiceNow's own Connect web client reads. The
+		// fake answers each in that shape, with the recorded status.
+		in := newInstance(t, snowtest.Options{})
+		const recGroup = "5c2d4f60db5a1010a4c1f2b3c4d5e6f7"
+		var group string
+		check := func(name string, path func(string) string, body func() any) {
+			t.Helper()
+			x := recorded.Load(name)
+			var b any
+			if body != nil {
+				b = body()
+			} else if x.Request != nil {
+				_ = json.Unmarshal(x.Request, &b)
+			}
+			a := do(t, in, x.Method, path(x.Path), "", b)
+			if a.status != x.Status || jsonShape(t, []byte(a.raw)) != jsonShape(t, x.Body) {
+				t.Errorf("%s: fake %d %s\nrecorded %d %s", name, a.status, a.raw, x.Status, x.Body)
+			}
+			if name == "connect_open.json" {
+				group, _ = a.result().(map[string]any)["group"].(string)
+			}
+		}
+		same := func(p string) string { return p }
+		inChat := func(p string) string { return strings.Replace(p, recGroup, group, 1) }
+		check("connect_queues.json", same, nil)
+		check("connect_open.json", same, nil)
+		if group == "" {
+			t.Fatal("the fake's open answer has no group")
+		}
+		check("connect_post.json", inChat, nil)
+		if err := in.Accept(group, "Beth Anglin"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Say(group, "Beth Anglin", "Hi Abel, which VPN client version do you have?"); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.CloseChat(group); err != nil {
+			t.Fatal(err)
+		}
+		check("connect_sessions.json", inChat, nil)
+		check("connect_messages.json", inChat, nil)
+		check("connect_queue_unavailable.json", func(p string) string {
+			return strings.Replace(p, snowtest.DefaultQueue, "0000000000000000000000000000dead", 1)
+		}, nil)
+	})
 	t.Run("va request, callback and error", func(t *testing.T) {
 		req, cb, bad := recorded.Load("va_agent_request.json"), recorded.Load("va_agent_callback.json"), recorded.Load("va_error.json")
 		var (
