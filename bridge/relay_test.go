@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,6 +265,9 @@ func TestRelayLifecycle(t *testing.T) {
 		{"agent closes", func(h *harness, chat bridge.AgentChatID) {
 			h.agent(chat, "sys-close", "Beth has closed the support session", bridge.ReasonAgentClosed)
 		}, bridge.ReasonAgentClosed, texts.AgentClosed, false},
+		{"agent leaves", func(h *harness, chat bridge.AgentChatID) {
+			h.agent(chat, "sys-left", "Beth has left the support session", bridge.ReasonAgentLeft)
+		}, bridge.ReasonAgentLeft, texts.AgentLeft, false},
 		{"desk closes (state 7)", func(h *harness, chat bridge.AgentChatID) {
 			h.ended(chat, bridge.ReasonDeskClosed)
 		}, bridge.ReasonDeskClosed, texts.DeskClosed, false},
@@ -347,6 +351,16 @@ func TestRelayLifecycle(t *testing.T) {
 				if strings.Contains(r, "laptop") || strings.Contains(r, "boot") || strings.Contains(r, "there?") || strings.HasPrefix(r, "/") {
 					t.Fatalf("bot received a message meant for the agent: %q", r)
 				}
+			}
+			// The agent's chat hears that the employee is gone when the
+			// employee ended it, never when the agent or the desk did (nor
+			// when the desk is failing).
+			noted := slices.Contains(posted, texts.EmployeeLeft)
+			if want := tt.wantReason == bridge.ReasonUserEnded || tt.wantReason == bridge.ReasonUserRestarted; noted != want {
+				t.Fatalf("note to the agent %v, want %v: agent got %q", noted, want, posted)
+			}
+			if noted && (posted[len(posted)-1] != texts.EmployeeLeft || h.desk.left["chat-1"] != 1) {
+				t.Fatalf("agent got %q, left %d times: want the note last, then one leave", posted, h.desk.left["chat-1"])
 			}
 			hb := h.bot.handbacks["conv"]
 			if len(hb) != 1 || hb[0].Reason != tt.wantReason || hb[0].Restart != tt.restart {
@@ -474,6 +488,11 @@ func TestRelaySweepTimeouts(t *testing.T) {
 			}
 			if h.desk.left["chat-1"] != 1 || len(h.bot.handbacks["conv"]) != 1 {
 				t.Fatalf("left %d times, %d handbacks; want one each", h.desk.left["chat-1"], len(h.bot.handbacks["conv"]))
+			}
+			// A timeout is not the agent's doing: the agent's chat hears
+			// that the employee is gone before the bridge leaves.
+			if p := h.desk.posted["chat-1"]; len(p) == 0 || p[len(p)-1] != bridge.DefaultTexts().EmployeeLeft {
+				t.Fatalf("agent got %q, want the employee-left note last", p)
 			}
 		})
 	}
