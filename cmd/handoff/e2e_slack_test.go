@@ -517,3 +517,56 @@ func TestSlackSocketModeEndToEnd(t *testing.T) {
 		t.Errorf("Socket Mode envelopes %+v: every one sent must be acknowledged once", st)
 	}
 }
+
+// TestSlackFilesEndToEnd: a file an agent shares in the thread reaches the
+// employee in Teams as a link card after the comment; a file the employee
+// sends from Teams reaches the thread as a Slack link (label "name (type)"),
+// posted as the bot under the employee's name; one Teams gives no link for
+// gets the employee a notice and nothing for the agent.
+func TestSlackFilesEndToEnd(t *testing.T) {
+	const wait = 30 * time.Second
+	w := newWorld(t, worldOpts{desk: "slack"})
+	w.slack.AddUser(slackAgent, agentName)
+	u := teamstest.NewUser("Slack Files Employee")
+	conv := w.ch().ConversationID(u)
+	w.say(u, "talk to live agent")
+	w.waitUser(u, bridge.DefaultTexts().Connecting, wait)
+	ts := w.slackParentOf(u, wait).TS
+	w.slackClick(ts, "handoff_take")
+	w.waitUser(u, agentName+" joined the chat.", wait)
+
+	const guide = "https://handoff.slack.com/files/U0AGENT001/F0GUIDE0001/vpn-guide.pdf"
+	if p, err := w.slack.ReplyFile(slackAgent, ts, "Here is the VPN guide", "vpn-guide.pdf", guide); err != nil || p.Status != http.StatusOK {
+		t.Fatalf("file share: %+v %v", p, err)
+	}
+	w.waitUser(u, "Here is the VPN guide", wait)
+	if card := waitLinkCard(t, w.conn, conv, "vpn-guide.pdf", wait); !strings.Contains(card, "[vpn-guide.pdf]("+guide+")") {
+		t.Errorf("link card %s does not link the file's permalink", card)
+	}
+
+	a := w.ch().Message(u, "my error screen")
+	a.Attachments = []teamstest.Attachment{
+		{ContentType: "application/vnd.microsoft.teams.file.download.info", Name: "vpn-log.txt",
+			ContentURL: "https://contoso.sharepoint.com/personal/files/vpn-log.txt",
+			Content:    map[string]any{"downloadUrl": "https://contoso.sharepoint.com/download/vpn-log.txt", "uniqueId": "1150D938", "fileType": "txt"}},
+		{ContentType: "image/png", Name: "pasted.png", ContentURL: "data:image/png;base64,iVBORw0KGgo="},
+	}
+	if code, err := w.ch().Post(context.Background(), a); err != nil || code != http.StatusOK {
+		t.Fatalf("post files: %d %v", code, err)
+	}
+	w.waitSlack(ts, "my error screen", wait)
+	w.waitUser(u, "Your file pasted.png could not be passed on to the agent.", wait)
+	want := "*" + u.Name + ":* my error screen\n<https://contoso.sharepoint.com/personal/files/vpn-log.txt|vpn-log.txt (txt)>"
+	var got []string
+	for _, g := range w.slackGot(ts) {
+		if strings.Contains(g, "my error screen") {
+			got = append(got, g)
+		}
+		if strings.Contains(g, "data:image") || strings.Contains(g, "pasted.png") {
+			t.Errorf("the thread got the pasted data: %q", g)
+		}
+	}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("thread posts %q, want exactly %q", got, want)
+	}
+}
