@@ -5,15 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/slack/slacktest"
@@ -568,5 +573,87 @@ func TestSlackFilesEndToEnd(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("thread posts %q, want exactly %q", got, want)
+	}
+}
+
+// TestSlackManifestMatchesService reads slack/manifest.yml, the file a Slack
+// admin pastes, and holds it to the running service: its event Request URL
+// answers Slack's signed url_verification challenge, its interactivity URL
+// takes a signed button payload, and it asks for the scopes and events the
+// Slack desk uses (chat:write, channels:history, message.channels).
+func TestSlackManifestMatchesService(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "slack", "manifest.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		OAuth struct {
+			Scopes struct {
+				Bot []string `yaml:"bot"`
+			} `yaml:"scopes"`
+		} `yaml:"oauth_config"`
+		Settings struct {
+			Events struct {
+				URL string   `yaml:"request_url"`
+				Bot []string `yaml:"bot_events"`
+			} `yaml:"event_subscriptions"`
+			Interactivity struct {
+				Enabled bool   `yaml:"is_enabled"`
+				URL     string `yaml:"request_url"`
+			} `yaml:"interactivity"`
+			SocketMode *bool `yaml:"socket_mode_enabled"`
+		} `yaml:"settings"`
+	}
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("manifest.yml: %v", err)
+	}
+	for _, want := range []string{"chat:write", "channels:history"} {
+		if !slices.Contains(m.OAuth.Scopes.Bot, want) {
+			t.Errorf("manifest.yml lacks the bot scope %s", want)
+		}
+	}
+	if !slices.Contains(m.Settings.Events.Bot, "message.channels") {
+		t.Error("manifest.yml does not subscribe to message.channels")
+	}
+	if !m.Settings.Interactivity.Enabled || m.Settings.SocketMode == nil || *m.Settings.SocketMode {
+		t.Errorf("manifest.yml: interactivity %v, socket mode %v; want interactivity on and the Events API", m.Settings.Interactivity.Enabled, m.Settings.SocketMode)
+	}
+	events, err := url.Parse(m.Settings.Events.URL)
+	if err != nil || events.Scheme != "https" {
+		t.Fatalf("event request_url %q: %v", m.Settings.Events.URL, err)
+	}
+	interactive, err := url.Parse(m.Settings.Interactivity.URL)
+	if err != nil || interactive.Scheme != "https" || interactive.Host != events.Host {
+		t.Fatalf("interactivity request_url %q: %v", m.Settings.Interactivity.URL, err)
+	}
+
+	w := newWorld(t, worldOpts{desk: "slack"})
+	signedPost := func(path, ctype string, body []byte) (int, string) {
+		t.Helper()
+		now := time.Now().Unix()
+		req, _ := http.NewRequest(http.MethodPost, w.base+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(now, 10))
+		req.Header.Set("X-Slack-Signature", slacktest.Sign(w.slack.SigningSecret(), now, body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	challenge, err := os.ReadFile(filepath.Join("..", "..", "slack", "testdata", "event_url_verification.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := signedPost(events.Path, "application/json", challenge)
+	if code != http.StatusOK || !strings.Contains(body, "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P") {
+		t.Errorf("url_verification at the manifest's %s: %d %s, want 200 with the challenge", events.Path, code, body)
+	}
+	press := []byte(url.Values{"payload": {`{"type":"block_actions","user":{"id":"U0AGENT001"},"container":{"type":"message","message_ts":"1700000000.000100","channel_id":"` +
+		w.slack.Channel() + `"},"actions":[{"action_id":"handoff_take","type":"button","action_ts":"1700000001.000001"}]}`}}.Encode())
+	if code, body := signedPost(interactive.Path, "application/x-www-form-urlencoded", press); code != http.StatusOK {
+		t.Errorf("button payload at the manifest's %s: %d %s, want 200", interactive.Path, code, body)
 	}
 }
