@@ -156,7 +156,7 @@ func TestCSVCell(t *testing.T) {
 
 func TestExportRedactsAgain(t *testing.T) {
 	pii := []string{"jane.doe@contoso.com", "+49 30 1234567", "4111 1111 1111 1111"}
-	for _, f := range []Format{FormatCSV, FormatJSONL, FormatNLU} {
+	for _, f := range []Format{FormatCSV, FormatJSONL, FormatNLU, FormatHTML} {
 		t.Run(string(f), func(t *testing.T) {
 			src := &memSource{records: fixtureRecords()}
 			out, _ := export(t, testExporter(t, ExportConfig{}), src, weekFrom, weekTo, f)
