@@ -84,19 +84,22 @@ func (r *Relay) perform(ctx context.Context, it OutboxItem) (commitFunc, error) 
 }
 
 func (r *Relay) session(ctx context.Context, id SessionID) (s Session, err error) {
-	err = r.store.Update(ctx, func(tx Tx) error { s, err = tx.Session(ctx, id); return err })
+	err = r.view(ctx, func(tx Tx) error { s, err = tx.Session(ctx, id); return err })
 	return s, err
 }
 
 func (r *Relay) message(ctx context.Context, id int64) (m Message, err error) {
-	err = r.store.Update(ctx, func(tx Tx) error { m, err = tx.Message(ctx, id); return err })
+	err = r.view(ctx, func(tx Tx) error { m, err = tx.Message(ctx, id); return err })
 	return m, err
 }
 
 // load reads what an outbox item acts on in one transaction: its session,
 // the message of its payload and, when withRef, the conversation reference.
+// Reads of an outbox item go through the read-only path (on SQLite the read
+// pool, so they never hold the one writer): what they read was committed
+// before the item could be claimed.
 func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRef bool) (s Session, m Message, ref ConversationRef, err error) {
-	err = r.store.Update(ctx, func(tx Tx) error {
+	err = r.view(ctx, func(tx Tx) error {
 		var err error
 		if s, err = tx.Session(ctx, it.SessionID); err != nil {
 			return err
@@ -113,7 +116,7 @@ func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRe
 }
 
 func (r *Relay) ref(ctx context.Context, conv ConversationID) (ref ConversationRef, err error) {
-	err = r.store.Update(ctx, func(tx Tx) error { ref, err = tx.ConversationRef(ctx, conv); return err })
+	err = r.view(ctx, func(tx Tx) error { ref, err = tx.ConversationRef(ctx, conv); return err })
 	return ref, err
 }
 
