@@ -140,6 +140,12 @@ type Dispatcher struct {
 	// calling out a second time.
 	mu          sync.Mutex
 	uncommitted map[int64]commitFunc
+
+	// The group commit of outcomes (commitGroup): the queue of outcomes to
+	// commit, and whether a worker is committing them.
+	gmu    sync.Mutex
+	gqueue []*commitReq
+	gbusy  bool
 }
 
 // commitFunc writes the consequences of an item inside the transaction that

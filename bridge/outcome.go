@@ -23,14 +23,14 @@ const (
 
 // commit runs fn in one transaction in a fresh context, trying again when the
 // store fails (a dropped connection, a restarted database). It stops at once
-// on ErrLeaseLost or ErrNotFound: retrying cannot change those.
+// on ErrLeaseLost or ErrNotFound: retrying cannot change those. Outcomes
+// recorded at the same time share one transaction (group commit, see
+// commitGroup).
 func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
 	var err error
 	pause := commitPause
 	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
-		err = d.relay.store.Update(ctx, func(tx Tx) error { return fn(ctx, tx, d.relay.now()) })
-		cancel()
+		err = d.commitGroup(parent, fn)
 		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) || try == commitTries {
 			break
 		}
@@ -42,6 +42,95 @@ func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
 		d.relay.wake()
 	}
 	return err
+}
+
+// maxGroup bounds the outcomes committed in one transaction.
+const maxGroup = 64
+
+// commitReq is one outcome waiting in the group commit: done receives its
+// result, or lead when its sender is to commit the queue.
+type commitReq struct {
+	fn   commitFunc
+	done chan commitResult
+}
+
+type commitResult struct {
+	err  error
+	lead bool
+}
+
+// commitGroup commits fn together with the outcomes other workers record at
+// the same time, in one transaction: one commit (one fsync on SQLite) for
+// all of them instead of one each. The first caller leads: it commits what
+// is queued, then hands the lead to the oldest request queued meanwhile, so
+// no worker stays busy committing for others. It returns only after fn's
+// work is committed (or failed), as a transaction of its own would.
+//
+// When a function of the group fails, the group's transaction is rolled
+// back and each of its functions runs again in a transaction of its own, so
+// one item's error (a lost claim) never fails another's outcome. The
+// functions are pure writes of what the calls returned, safe to run again,
+// as commit's retries already do.
+func (d *Dispatcher) commitGroup(parent context.Context, fn commitFunc) error {
+	req := &commitReq{fn: fn, done: make(chan commitResult, 1)}
+	d.gmu.Lock()
+	d.gqueue = append(d.gqueue, req)
+	lead := !d.gbusy
+	d.gbusy = true
+	d.gmu.Unlock()
+	if !lead {
+		if r := <-req.done; !r.lead {
+			return r.err
+		}
+	}
+	d.gmu.Lock()
+	n := min(len(d.gqueue), maxGroup)
+	batch := append([]*commitReq(nil), d.gqueue[:n]...)
+	d.gqueue = append(d.gqueue[:0], d.gqueue[n:]...)
+	d.gmu.Unlock()
+
+	d.commitBatch(parent, batch)
+
+	d.gmu.Lock()
+	if len(d.gqueue) > 0 {
+		d.gqueue[0].done <- commitResult{lead: true}
+	} else {
+		d.gbusy = false
+	}
+	d.gmu.Unlock()
+	return (<-req.done).err
+}
+
+// commitBatch commits the functions of batch in one transaction and tells
+// each its result; see commitGroup.
+func (d *Dispatcher) commitBatch(parent context.Context, batch []*commitReq) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
+	defer cancel()
+	if len(batch) == 1 {
+		batch[0].done <- commitResult{err: d.relay.store.Update(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx, d.relay.now()) })}
+		return
+	}
+	fnFailed := false
+	err := d.relay.store.Update(ctx, func(tx Tx) error {
+		now := d.relay.now()
+		for _, r := range batch {
+			if err := r.fn(ctx, tx, now); err != nil {
+				fnFailed = true
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || !fnFailed {
+		for _, r := range batch {
+			r.done <- commitResult{err: err}
+		}
+		return
+	}
+	for _, r := range batch {
+		err := d.relay.store.Update(ctx, func(tx Tx) error { return r.fn(ctx, tx, d.relay.now()) })
+		r.done <- commitResult{err: err}
+	}
 }
 
 // succeeded commits the item as done together with then. When only the
