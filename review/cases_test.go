@@ -75,3 +75,53 @@ func TestReportShowsCases(t *testing.T) {
 		t.Errorf("report shows %d clusters, want the 6 topics", strings.Count(html, `class="cluster"`))
 	}
 }
+
+// TestSuggestedIntentNeedsAgreement: a cluster's intent name is suggested
+// from the agents' topic labels only when they agree (the top label on at
+// least two cases and at least 60 % of the labelled ones); labels that
+// disagree, or a single label, suggest nothing and the cluster is named by
+// its most central utterance.
+func TestSuggestedIntentNeedsAgreement(t *testing.T) {
+	us := clusterCorpus["mfa_new_phone"][:8]
+	for _, tc := range []struct {
+		name   string
+		topics []string // per utterance, "" unlabelled
+		want   string
+	}{
+		{"all agree", []string{"Reset MFA on new phone", "reset  MFA on new phone", "Reset MFA on new phone"}, "reset_mfa_on_new_phone"},
+		{"three of four", []string{"MFA new phone", "MFA new phone", "MFA new phone", "Authenticator app"}, "mfa_new_phone"},
+		{"split evenly", []string{"MFA new phone", "MFA new phone", "Authenticator app", "Authenticator app"}, ""},
+		{"no majority", []string{"MFA new phone", "MFA new phone", "Authenticator app", "Token sync", "Phone swap"}, ""},
+		{"one label", []string{"MFA new phone"}, ""},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docs := func() []clusterDoc {
+				var docs []clusterDoc
+				for _, u := range us {
+					docs = append(docs, clusterDoc{text: u, intent: "password_reset", confidence: 0.41})
+				}
+				return docs
+			}
+			// Label members of the largest cluster (the one shown first).
+			members := clusterDocs(docs())[0].docs
+			if len(members) < 5 {
+				t.Fatalf("the largest cluster of %d paraphrases has %d members, want at least 5", len(us), len(members))
+			}
+			labelled := docs()
+			for i, topic := range tc.topics {
+				labelled[members[i]].topic = topic
+			}
+			rows := describeClusters(labelled)
+			if len(rows) == 0 || rows[0].Size != len(members) {
+				t.Fatalf("labels changed the clusters: %+v", rows)
+			}
+			if got := rows[0].Suggested; got != tc.want {
+				t.Errorf("suggested %q, want %q (topics %v)", got, tc.want, rows[0].Topics)
+			}
+			if tc.want == "" && rows[0].LooksLike != rows[0].Examples[0] {
+				t.Errorf("without agreement the cluster is named %q, want its most central utterance %q", rows[0].LooksLike, rows[0].Examples[0])
+			}
+		})
+	}
+}
