@@ -177,3 +177,28 @@ func (h *harness) review(id bridge.SessionID) bridge.ReviewRecord {
 	}
 	return r
 }
+
+// TestCSATOff: with no expiry (HANDOFF_CSAT_EXPIRY=0s) an agent-handled chat
+// ends without a rating card, and a tap on a card from before changes
+// nothing.
+func TestCSATOff(t *testing.T) {
+	now := time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC)
+	h, cu := newCardHarness(t, bridge.RelayConfig{})
+	h.relay = bridge.NewRelay(h.st, h.bot, h.desk, cu, recordingReviewer{}, bridge.RelayConfig{Now: func() time.Time { return now }})
+	h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{MaxAttempts: 2, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	const conv = "conv-csat-off"
+	h.say(conv, "talk to an agent")
+	s := h.session(conv)
+	h.agent(s.AgentChatID, "m1", "Hi, Beth here.", "")
+	h.agent(s.AgentChatID, "m2", "Beth has closed the support session", bridge.ReasonAgentClosed)
+	if ops := csatOps(cu); len(ops) != 0 {
+		t.Fatalf("a rating card with CSAT off: %+v", ops)
+	}
+	if h.session(conv).ID == s.ID && h.session(conv).State != bridge.StateClosed {
+		t.Fatalf("the chat did not end: %+v", h.session(conv))
+	}
+	h.submit(conv, bridge.Button{Data: map[string]string{bridge.SubmitAction: bridge.CSATAction, bridge.CSATSessionKey: string(s.ID), bridge.CSATRatingKey: "5"}}, "")
+	if r := h.review(s.ID); r.CSAT != nil {
+		t.Errorf("a rating was stored with CSAT off: %+v", r.CSAT)
+	}
+}
