@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -655,5 +656,32 @@ func TestSlackManifestMatchesService(t *testing.T) {
 		w.slack.Channel() + `"},"actions":[{"action_id":"handoff_take","type":"button","action_ts":"1700000001.000001"}]}`}}.Encode())
 	if code, body := signedPost(interactive.Path, "application/x-www-form-urlencoded", press); code != http.StatusOK {
 		t.Errorf("button payload at the manifest's %s: %d %s, want 200", interactive.Path, code, body)
+	}
+}
+
+// TestSlackRefusedTokenStopsStart: the bridge checks the bot token with
+// auth.test at start; Slack's invalid_auth stops the start with an error
+// that names HANDOFF_SLACK_BOT_TOKEN (the fake refuses any other token as
+// Slack does).
+func TestSlackRefusedTokenStopsStart(t *testing.T) {
+	w := newWorld(t, worldOpts{desk: "slack"})
+	env := maps.Clone(w.env)
+	env["HANDOFF_SLACK_BOT_TOKEN"] = "xoxb-revoked-token"
+	env["HANDOFF_DATABASE_URL"] = "sqlite:" + filepath.Join(t.TempDir(), "refused.db")
+	cfg, err := LoadConfig(mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := w.slack.Calls()["auth.test"]
+	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	if err == nil {
+		_ = a.store.Close()
+		t.Fatal("the service started with a token Slack refuses")
+	}
+	if !strings.Contains(err.Error(), "HANDOFF_SLACK_BOT_TOKEN") || !strings.Contains(err.Error(), "invalid_auth") {
+		t.Errorf("start error %q, want it to name HANDOFF_SLACK_BOT_TOKEN and Slack's invalid_auth", err)
+	}
+	if n := w.slack.Calls()["auth.test"] - calls; n != 1 {
+		t.Errorf("auth.test called %d times, want once", n)
 	}
 }
