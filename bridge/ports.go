@@ -328,6 +328,13 @@ type AgentEvent struct {
 	EstimatedWait time.Duration
 	// Attachments are files the agent sent with a message.
 	Attachments []Attachment
+	// Joined marks a line the desk has the bridge write because it has no
+	// join notice of its own: "<Author> joined the chat" (Texts.AgentJoined,
+	// in the employee's language; Text is only the desk's English fallback).
+	// Edited marks a new version of an agent message: Text is the new text,
+	// shown marked as edited (Texts.AgentEdited).
+	Joined bool
+	Edited bool
 }
 
 // AgentFeed lists a chat's activity since a cursor: the polling engine.

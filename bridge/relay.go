@@ -507,8 +507,12 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			at = now
 		}
 		files, unusable := usableFiles(ev.Attachments)
+		text, err := r.deskLine(ctx, tx, s, ev)
+		if err != nil {
+			return s, err
+		}
 		m := Message{SessionID: s.ID, Source: SourceAgent, ExternalID: ev.ExternalID, Author: ev.Author,
-			Text: ev.Text, System: ev.System, Attachments: files, SentAt: at, CreatedAt: now}
+			Text: text, System: ev.System, Attachments: files, SentAt: at, CreatedAt: now}
 		inserted, err := tx.InsertMessage(ctx, &m)
 		if err != nil || !inserted {
 			return s, err
@@ -547,6 +551,28 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 		return s, r.unusableFiles(ctx, tx, s, m, unusable, now)
 	}
 	return s, nil
+}
+
+// deskLine is the text of an agent message as the employee reads it: the
+// desk's text, or for the lines the bridge writes on a desk's behalf (an
+// agent who joined, an edited message) the catalogue's line in the
+// employee's language.
+func (r *Relay) deskLine(ctx context.Context, tx Tx, s Session, ev AgentEvent) (string, error) {
+	if !ev.Joined && !ev.Edited {
+		return ev.Text, nil
+	}
+	t, err := r.texts(ctx, tx, s.Conversation)
+	if err != nil {
+		return "", err
+	}
+	if ev.Joined {
+		name := ev.Author
+		if name == "" {
+			name = t.CardAgent
+		}
+		return fmt.Sprintf(t.AgentJoined, name), nil
+	}
+	return fmt.Sprintf(t.AgentEdited, ev.Text), nil
 }
 
 // usableFiles splits an agent's files into those whose links can be shown

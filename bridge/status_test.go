@@ -421,3 +421,47 @@ func TestQueueWait(t *testing.T) {
 		}
 	})
 }
+
+// TestDeskLinesLocalised: the lines a desk has the bridge write for it (a
+// desk with no join notice of its own announces the agent; an edited agent
+// message is marked) come from the catalogue in the employee's language, not
+// from the desk's English text; without a translation they are English.
+func TestDeskLinesLocalised(t *testing.T) {
+	for _, tc := range []struct {
+		locale, joined, edited string
+	}{
+		{"de-DE", "Beth ist dem Chat beigetreten.", "(bearbeitet) Versuchen Sie es jetzt"},
+		{"en-US", "Beth joined the chat.", "(edited) Versuchen Sie es jetzt"},
+		{"fr-FR", "Beth joined the chat.", "(edited) Versuchen Sie es jetzt"},
+	} {
+		t.Run(tc.locale, func(t *testing.T) {
+			h, cu := newCardHarness(t, bridge.RelayConfig{Locales: bridge.DefaultLocales()})
+			a := bridge.UserActivity{Kind: bridge.ActivityMessage, ID: "a1", Text: "talk to agent", Ref: bridge.ConversationRef{Conversation: "conv",
+				ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u", UserName: "Jana", Locale: tc.locale}}
+			if err := h.relay.UserActivity(context.Background(), a); err != nil {
+				t.Fatal(err)
+			}
+			h.drain()
+			chat := h.session("conv").AgentChatID
+			evs := []bridge.AgentEvent{
+				{Kind: bridge.AgentJoined, Chat: chat, Author: "Beth", At: time.Now()},
+				{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "joined:t1", Author: "Beth", Text: "Beth joined the chat.", System: true, Joined: true, At: time.Now()},
+				{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "m1", Author: "Beth", Text: "Try it now", At: time.Now()},
+				{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "edit:m1", Author: "Beth", Text: "Versuchen Sie es jetzt", Edited: true, At: time.Now()},
+			}
+			if err := h.relay.AgentEvents(context.Background(), chat, evs, false); err != nil {
+				t.Fatal(err)
+			}
+			h.drain()
+			lines := cu.lines("conv")
+			for _, want := range []string{tc.joined, "Try it now", tc.edited} {
+				if !slices.Contains(lines, want) {
+					t.Errorf("the employee did not see %q; saw %q", want, lines)
+				}
+			}
+			if tc.locale == "de-DE" && slices.Contains(lines, "Beth joined the chat.") {
+				t.Errorf("the German employee saw the desk's English line: %q", lines)
+			}
+		})
+	}
+}

@@ -55,6 +55,11 @@ type Texts struct {
 	// EmployeeLeft is posted to the agent's chat when the bridge leaves it for
 	// any reason but the agent's own close.
 	EmployeeLeft string `yaml:"employee_left" json:"employee_left"`
+	// AgentJoined (%s: the agent's name) announces the agent for a desk that
+	// has no join notice of its own; AgentEdited (%s: the new text)
+	// marks an agent's edited message.
+	AgentJoined string `yaml:"agent_joined" json:"agent_joined"`
+	AgentEdited string `yaml:"agent_edited" json:"agent_edited"`
 	// The rating card after an agent-handled chat.
 	CSATTitle   string `yaml:"csat_title" json:"csat_title"`
 	CSATPrompt  string `yaml:"csat_prompt" json:"csat_prompt"`   // above the 1 to 5 buttons
@@ -96,6 +101,8 @@ func DefaultTexts() Texts {
 		AttachmentFailed: "Your file %s could not be passed on to the agent. Please describe it in a message or share a link.",
 		AgentFileFailed:  "The agent sent the file %s, but it cannot be shown here. Please ask the agent to share it another way.",
 		EmployeeLeft:     "The employee left the chat.",
+		AgentJoined:      "%s joined the chat.",
+		AgentEdited:      "(edited) %s",
 		CSATTitle:        "How did the live agent do?",
 		CSATPrompt:       "Tap a rating from 1 (poor) to 5 (excellent). You can add a comment first.",
 		CSATComment:      "Comment (optional)",
@@ -137,6 +144,8 @@ func germanTexts() Texts {
 		AttachmentFailed: "Ihre Datei %s konnte nicht weitergegeben werden. Bitte beschreiben Sie sie oder teilen Sie einen Link.",
 		AgentFileFailed:  "Der Agent hat die Datei %s gesendet, sie kann hier aber nicht angezeigt werden. Bitten Sie den Agenten, sie auf anderem Weg zu teilen.",
 		EmployeeLeft:     "Der Mitarbeiter hat den Chat verlassen.",
+		AgentJoined:      "%s ist dem Chat beigetreten.",
+		AgentEdited:      "(bearbeitet) %s",
 		CSATTitle:        "Wie hat Ihnen der Support geholfen?",
 		CSATPrompt:       "Tippen Sie auf eine Bewertung von 1 (schlecht) bis 5 (sehr gut). Vorher können Sie einen Kommentar schreiben.",
 		CSATComment:      "Kommentar (optional)",

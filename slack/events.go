@@ -68,12 +68,11 @@ func (h *Handler) convert(ctx context.Context, env envelope) (bridge.AgentChatID
 			return "", nil, err
 		}
 		key = "edit:" + m.TS + ":" + m.Edited.TS
-		txt = "(edited) " + txt
 	}
 	name := h.desk.DisplayName(ctx, m.User)
 	return chat, []bridge.AgentEvent{
 		joinedLine(chat, name, at.Add(-time.Nanosecond)),
-		{Kind: bridge.AgentMessage, Chat: chat, ExternalID: key, Author: name, Text: txt, At: at, Attachments: agentFiles(m.Files)},
+		{Kind: bridge.AgentMessage, Chat: chat, ExternalID: key, Author: name, Text: txt, Edited: edit, At: at, Attachments: agentFiles(m.Files)},
 	}, nil
 }
 
@@ -103,11 +102,13 @@ func agentFiles(fs []file) []bridge.Attachment {
 
 // joinedLine is the one notice per thread that tells the employee who took
 // the chat, whether by the Take button or by replying first; its key is the
-// thread, so whichever comes first is the one stored.
+// thread, so whichever comes first is the one stored. Slack has no join
+// notice of its own, so the bridge writes it in the employee's language
+// (Joined; Text is the English fallback).
 func joinedLine(chat bridge.AgentChatID, name string, at time.Time) bridge.AgentEvent {
 	_, ts, _ := SplitChatID(chat)
 	return bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: chat, ExternalID: "joined:" + ts, Author: name,
-		Text: name + " joined the chat.", At: at, System: true}
+		Text: name + " joined the chat.", At: at, System: true, Joined: true}
 }
 
 // isHandback recognises the agent's "hand back to the bot" command. Slack

@@ -140,18 +140,18 @@ func TestEventConversion(t *testing.T) {
 	chat := ChatID("C0HANDOFF1", "1712345678.000100")
 	for _, tt := range []struct {
 		file string
-		want []bridge.AgentEvent // Kind, ExternalID, Author, Text, System, Attachments compared
+		want []bridge.AgentEvent // Kind, ExternalID, Author, Text, System, Joined, Edited, Attachments compared
 	}{
 		{"event_message_reply.json", []bridge.AgentEvent{
-			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true, Joined: true},
 			{Kind: bridge.AgentMessage, ExternalID: "1712345690.000200", Author: "Beth A.", Text: "Try the reset page (https://aka.ms/sspr) & tell me if it works"}}},
 		{"event_message_bot.json", nil},
 		{"event_message_deleted.json", nil},
 		{"event_message_changed.json", []bridge.AgentEvent{
-			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
-			{Kind: bridge.AgentMessage, ExternalID: "edit:1712345690.000200:1712345700.000000", Author: "Beth A.", Text: "(edited) Try the reset page at https://aka.ms/sspr"}}},
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true, Joined: true},
+			{Kind: bridge.AgentMessage, ExternalID: "edit:1712345690.000200:1712345700.000000", Author: "Beth A.", Text: "Try the reset page at https://aka.ms/sspr", Edited: true}}},
 		{"event_file_share.json", []bridge.AgentEvent{
-			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true},
+			{Kind: bridge.AgentMessage, ExternalID: "joined:1712345678.000100", Author: "Beth A.", Text: "Beth A. joined the chat.", System: true, Joined: true},
 			{Kind: bridge.AgentMessage, ExternalID: "1712345720.000500", Author: "Beth A.", Text: "Here is the guide",
 				Attachments: []bridge.Attachment{{Name: "vpn-guide.pdf", ContentType: "application/pdf", URL: "https://handoff.slack.com/files/U0AGENT001/F0GUIDE0001/vpn-guide.pdf", Size: 482133}}}}},
 	} {
@@ -167,7 +167,7 @@ func TestEventConversion(t *testing.T) {
 			}
 			for i, g := range got {
 				wt := tt.want[i]
-				if g.Kind != wt.Kind || g.ExternalID != wt.ExternalID || g.Author != wt.Author || g.Text != wt.Text || g.System != wt.System || g.Chat != chat ||
+				if g.Kind != wt.Kind || g.ExternalID != wt.ExternalID || g.Author != wt.Author || g.Text != wt.Text || g.System != wt.System || g.Joined != wt.Joined || g.Edited != wt.Edited || g.Chat != chat ||
 					!reflect.DeepEqual(g.Attachments, wt.Attachments) {
 					t.Errorf("event %d = %+v, want %+v", i, g, wt)
 				}
@@ -283,7 +283,7 @@ func TestHandbackForms(t *testing.T) {
 		t.Fatalf("edit: status %d", w.Code)
 	}
 	_, got := sink.snapshot()
-	if len(got) == 0 || got[len(got)-1].Kind != bridge.AgentMessage || got[len(got)-1].Text != "(edited) #handback" {
+	if len(got) == 0 || got[len(got)-1].Kind != bridge.AgentMessage || got[len(got)-1].Text != "#handback" || !got[len(got)-1].Edited {
 		t.Errorf("an edit to #handback gave %+v, want the edited line", got)
 	}
 }
@@ -384,7 +384,7 @@ func TestInteractiveTakeAndClose(t *testing.T) {
 	}
 	<-done
 	_, got := sink.snapshot()
-	if len(got) != 2 || got[0].Kind != bridge.AgentJoined || got[0].Author != "Beth A." || got[1].Text != "Beth A. joined the chat." {
+	if len(got) != 2 || got[0].Kind != bridge.AgentJoined || got[0].Author != "Beth A." || got[1].Text != "Beth A. joined the chat." || !got[1].Joined {
 		t.Fatalf("take stored %+v", got)
 	}
 	blocks := fmtBlocks(updated.Blocks)
