@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,19 +66,24 @@ func TestImportGraph(t *testing.T) {
 			t.Errorf("go list listed no package of %s/: the rule was not checked", a)
 		}
 	}
-	// bridge/ never learns the names of the outside systems it reaches
-	// through ports: not even in a comment.
-	files, _ := filepath.Glob(filepath.Join("..", "..", "bridge", "*.go"))
-	for _, p := range files {
-		if strings.HasSuffix(p, "_test.go") {
-			continue
+	// bridge/ (with its store and test helpers) never learns the name of
+	// the desk added last, Slack: not even in a comment.
+	scanned := 0
+	err = filepath.WalkDir(filepath.Join("..", "..", "bridge"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
+		scanned++
 		if bytes.Contains(bytes.ToLower(b), []byte("slack")) {
 			t.Errorf("%s mentions Slack", p)
 		}
+		return nil
+	})
+	if err != nil || scanned < 10 {
+		t.Fatalf("scanned %d files of bridge/: %v", scanned, err)
 	}
 }
