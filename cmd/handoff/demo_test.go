@@ -376,6 +376,33 @@ func TestDemoCommand(t *testing.T) {
 }
 
 // TestDemoFlags checks the flags' validation.
+// TestDemoDefaults: the Connect desk's demo runs hybrid delivery (webhooks
+// plus the reconciling poll, the mode the README recommends), the Virtual
+// Agent desk webhook delivery (its API has no polling endpoint, so any other
+// mode is refused), and a chosen mode is kept.
+func TestDemoDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		desk, delivery, wantDesk, wantDelivery string
+		problem                                bool
+	}{
+		{"", "", "connect", "hybrid", false},
+		{"connect", "poll", "connect", "poll", false},
+		{"va", "", "va", "webhook", false},
+		{"va", "hybrid", "va", "hybrid", true},
+		{"va", "poll", "va", "poll", true},
+		{"slack", "", "slack", "hybrid", false},
+		{"zendesk", "", "zendesk", "", true},
+		{"connect", "carrier-pigeon", "connect", "carrier-pigeon", true},
+	} {
+		o := demoOptions{Desk: tc.desk, Delivery: tc.delivery}
+		problem := o.check()
+		if o.Desk != tc.wantDesk || o.Delivery != tc.wantDelivery || (problem != "") != tc.problem {
+			t.Errorf("--desk %q --delivery %q: desk %q delivery %q problem %q; want %q %q problem %v",
+				tc.desk, tc.delivery, o.Desk, o.Delivery, problem, tc.wantDesk, tc.wantDelivery, tc.problem)
+		}
+	}
+}
+
 func TestDemoFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"demo", "--delivery", "carrier-pigeon"},
