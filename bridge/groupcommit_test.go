@@ -26,6 +26,8 @@ type memTx struct {
 	log *[]string
 }
 
+func (s *memStore) SerialWrites() bool { return true }
+
 func (s *memStore) Update(ctx context.Context, fn func(tx Tx) error) error {
 	s.mu.Lock()
 	s.updates++

@@ -24,13 +24,18 @@ const (
 // commit runs fn in one transaction in a fresh context, trying again when the
 // store fails (a dropped connection, a restarted database). It stops at once
 // on ErrLeaseLost or ErrNotFound: retrying cannot change those. Outcomes
-// recorded at the same time share one transaction (group commit, see
-// commitGroup).
+// recorded at the same time share one transaction when the store's writes
+// are serial anyway (group commit, see commitGroup).
 func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
 	var err error
 	pause := commitPause
+	group := d.relay.store.SerialWrites()
 	for try := 1; ; try++ {
-		err = d.commitGroup(parent, fn)
+		if group {
+			err = d.commitGroup(parent, fn)
+		} else {
+			err = d.commitOne(parent, fn)
+		}
 		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrNotFound) || try == commitTries {
 			break
 		}
@@ -104,12 +109,12 @@ func (d *Dispatcher) commitGroup(parent context.Context, fn commitFunc) error {
 // commitBatch commits the functions of batch in one transaction and tells
 // each its result; see commitGroup.
 func (d *Dispatcher) commitBatch(parent context.Context, batch []*commitReq) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
-	defer cancel()
 	if len(batch) == 1 {
-		batch[0].done <- commitResult{err: d.relay.store.Update(ctx, func(tx Tx) error { return batch[0].fn(ctx, tx, d.relay.now()) })}
+		batch[0].done <- commitResult{err: d.commitOne(parent, batch[0].fn)}
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
+	defer cancel()
 	fnFailed := false
 	err := d.relay.store.Update(ctx, func(tx Tx) error {
 		now := d.relay.now()
@@ -128,9 +133,15 @@ func (d *Dispatcher) commitBatch(parent context.Context, batch []*commitReq) {
 		return
 	}
 	for _, r := range batch {
-		err := d.relay.store.Update(ctx, func(tx Tx) error { return r.fn(ctx, tx, d.relay.now()) })
-		r.done <- commitResult{err: err}
+		r.done <- commitResult{err: d.commitOne(parent, r.fn)}
 	}
+}
+
+// commitOne commits fn in a transaction of its own in a fresh context.
+func (d *Dispatcher) commitOne(parent context.Context, fn commitFunc) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), d.cfg.CommitTimeout)
+	defer cancel()
+	return d.relay.store.Update(ctx, func(tx Tx) error { return fn(ctx, tx, d.relay.now()) })
 }
 
 // succeeded commits the item as done together with then. When only the

@@ -32,6 +32,12 @@ type Store interface {
 	// that they are due at once, and returns how many. A process calls it
 	// when it starts (its claims from before a crash are stale).
 	ReleaseOutboxClaims(ctx context.Context, owner string) (int, error)
+	// SerialWrites reports whether write transactions run one at a time
+	// (SQLite's one writer), so that several units of work committed in one
+	// transaction cost one commit instead of one each. Where transactions
+	// run in parallel (PostgreSQL) the dispatcher commits each outcome on
+	// its own at once.
+	SerialWrites() bool
 }
 
 // Tx is the set of operations available inside Store.Update.

@@ -282,6 +282,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// SerialWrites reports whether write transactions run one at a time: true
+// on SQLite (one writer connection), false on PostgreSQL.
+func (s *Store) SerialWrites() bool { return s.dialect == DialectSQLite }
+
 // Update runs fn in one read-write transaction. An error returned by fn rolls
 // the transaction back and is returned unchanged; a failure to begin or
 // commit is returned wrapped. A panic in fn rolls back and is re-raised.
