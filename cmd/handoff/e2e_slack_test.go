@@ -685,3 +685,42 @@ func TestSlackRefusedTokenStopsStart(t *testing.T) {
 		t.Errorf("auth.test called %d times, want once", n)
 	}
 }
+
+// TestSlackAgentLabels: the agent's private labels work in a Slack thread as
+// in any desk chat: "#topic …" typed plainly, and "#needed-human" as Slack
+// sends it when a channel of that name exists (a channel link,
+// <#C…|needed-human>), land on the review record, are acknowledged in the
+// thread, and never reach the employee.
+func TestSlackAgentLabels(t *testing.T) {
+	const wait = 30 * time.Second
+	w := newWorld(t, worldOpts{desk: "slack"})
+	w.slack.AddUser(slackAgent, agentName)
+	u := teamstest.NewUser("Slack Label Employee")
+	w.say(u, "talk to live agent")
+	w.waitUser(u, bridge.DefaultTexts().Connecting, wait)
+	ts := w.slackParentOf(u, wait).TS
+	w.slackReply(ts, "Hi, let me renew your VPN profile.")
+	w.waitUser(u, "let me renew your VPN profile", wait)
+	w.slackReply(ts, "#topic VPN profile renewal")
+	w.slackReply(ts, "<#C0NEEDHUM1|needed-human>")
+	w.slackReply(ts, "Done, please reconnect.")
+	w.waitUser(u, "Done, please reconnect.", wait)
+	w.waitSlack(ts, `Recorded for the bot team: topic "VPN profile renewal".`, wait)
+	w.waitSlack(ts, "Recorded for the bot team: it needed a human.", wait)
+	for _, l := range w.userLines(u) {
+		if strings.Contains(l, "topic") || strings.Contains(l, "needed-human") || strings.Contains(l, "Recorded for the bot team") {
+			t.Errorf("the employee saw a label or its acknowledgment: %q", l)
+		}
+	}
+	w.slackReply(ts, "#handback")
+	s := w.waitClosed(u, wait)
+	rec := w.review(s.ID)
+	if v := rec.Verdict; v == nil || v.Topic != "VPN profile renewal" || !v.NeededHuman || v.Agent != agentName {
+		t.Fatalf("verdict on the record = %+v, want the topic, needed-human and %s", v, agentName)
+	}
+	for _, tu := range rec.HumanTurns {
+		if strings.Contains(tu.Text, "topic") || strings.Contains(tu.Text, "needed-human") {
+			t.Errorf("a label is in the human turns: %q", tu.Text)
+		}
+	}
+}
