@@ -433,3 +433,54 @@ func FuzzInboxFilters(f *testing.F) {
 		}
 	})
 }
+
+// TestInboxCookie: the sign-in cookie is HttpOnly and SameSite=Strict, scoped
+// to the inbox, and signed under the token: an inbox started with another
+// token (the token was changed) refuses it.
+func TestInboxCookie(t *testing.T) {
+	s := inboxStore(t)
+	c := newInboxClient(t, s)
+	req, _ := http.NewRequest(http.MethodPost, c.base+"/review/login", strings.NewReader(url.Values{"token": {inboxToken}, "name": {"Rita"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("sign-in: %d with cookies %v", resp.StatusCode, cookies)
+	}
+	ck := cookies[0]
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/review" || ck.MaxAge <= 0 {
+		t.Errorf("cookie %q: HttpOnly %v, SameSite %v, Path %q, MaxAge %d; want HttpOnly, Strict, /review and an expiry",
+			resp.Header.Get("Set-Cookie"), ck.HttpOnly, ck.SameSite, ck.Path, ck.MaxAge)
+	}
+	get := func(base string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/review", nil)
+		req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(c.base); code != http.StatusOK {
+		t.Fatalf("the cookie under its own token: %d, want 200", code)
+	}
+	in, err := NewInbox(s, InboxConfig{Token: "a-new-token", Exporter: testExporter(t, ExportConfig{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for _, p := range in.Patterns() {
+		mux.Handle(p, in)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	if code := get(srv.URL); code != http.StatusUnauthorized {
+		t.Errorf("the cookie after the token changed: %d, want 401", code)
+	}
+}
