@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -226,19 +227,34 @@ func (r *Relay) startHandoff(ctx context.Context, tx Tx, s Session, sig HandoffS
 }
 
 // deskOpen opens the agent chat with the user's identity, the reason and the
-// recent transcript.
+// recent transcript. It reads what it needs in one transaction and writes the
+// chat, and the e-mail it looked up, with the item's completion: opening
+// costs the claim, one read and the completion.
 func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error) {
 	var (
-		s  Session
-		ms []Message
+		s      Session
+		ms     []Message
+		ref    ConversationRef
+		refErr error
 	)
 	err := r.store.Update(ctx, func(tx Tx) error {
 		var err error
 		if s, err = tx.Session(ctx, it.SessionID); err != nil {
 			return err
 		}
-		ms, err = tx.ConversationMessages(ctx, s.Conversation, 4*r.cfg.TranscriptTurns)
-		return err
+		if s.State != StateQueued || s.AgentChatID != "" {
+			return nil
+		}
+		if ms, err = tx.ConversationMessages(ctx, s.Conversation, 4*r.cfg.TranscriptTurns); err != nil {
+			return err
+		}
+		if s.UserEmail == "" {
+			ref, refErr = tx.ConversationRef(ctx, s.Conversation)
+			if refErr != nil && !errors.Is(refErr, ErrNotFound) {
+				return refErr
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -246,7 +262,11 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error)
 	if s.State != StateQueued || s.AgentChatID != "" {
 		return nil, nil // ended before the chat opened, or already open
 	}
-	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: r.userEmail(ctx, s),
+	email, found := s.UserEmail, false
+	if email == "" {
+		email, found = r.lookupEmail(ctx, s, ref, refErr)
+	}
+	h := Handoff{Session: s.ID, Conversation: s.Conversation, UserName: s.UserName, UserEmail: email,
 		UserID: s.UserID, UserAADID: s.UserAADID, TenantID: s.TenantID, Reason: s.Reason, Queue: s.Queue,
 		Transcript: transcript(ms, r.cfg.TranscriptTurns), Retry: it.Attempts > 1}
 	chat, err := r.desk.Open(ctx, h)
@@ -257,6 +277,14 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error)
 		s, err := tx.Session(ctx, it.SessionID)
 		if err != nil {
 			return err
+		}
+		if found {
+			if err := cacheEmail(ctx, tx, s.Conversation, email); err != nil {
+				return err
+			}
+			if s.UserEmail == "" {
+				s.UserEmail = email
+			}
 		}
 		prev := s.State
 		s.AgentChatID, s.DeskData, s.UpdatedAt = chat.ID, chat.Data, now

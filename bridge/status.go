@@ -164,53 +164,48 @@ func (r *Relay) userCard(ctx context.Context, it OutboxItem, p OutboxPayload) (c
 	}, nil
 }
 
-// userEmail returns the employee's e-mail for the agent: the session's, the
-// one cached on the conversation reference, or one looked up in the
-// channel's member list (then cached). A failed lookup is logged and yields
-// "": it never holds the handoff up for longer than RelayConfig.LookupTimeout.
-func (r *Relay) userEmail(ctx context.Context, s Session) string {
-	if s.UserEmail != "" {
-		return s.UserEmail
-	}
-	ref, err := r.ref(ctx, s.Conversation)
-	if err != nil {
-		r.log.WarnContext(ctx, "no conversation reference to look the employee's e-mail up with", "session_id", s.ID, "err", err)
-		return ""
+// lookupEmail returns the employee's e-mail for the agent when the session
+// has none: the one cached on the conversation reference ref (read with
+// refErr), or one looked up in the channel's member list; found reports the
+// latter, which the caller caches with the opened chat (cacheEmail). A failed
+// lookup is logged and yields "": it never holds the handoff up for longer
+// than RelayConfig.LookupTimeout.
+func (r *Relay) lookupEmail(ctx context.Context, s Session, ref ConversationRef, refErr error) (email string, found bool) {
+	if refErr != nil {
+		r.log.WarnContext(ctx, "no conversation reference to look the employee's e-mail up with", "session_id", s.ID, "err", refErr)
+		return "", false
 	}
 	if ref.UserEmail != "" {
-		return ref.UserEmail
+		return ref.UserEmail, false
 	}
 	dir, ok := r.user.(UserDirectory)
 	if !ok {
-		return ""
+		return "", false
 	}
 	lctx, cancel := context.WithTimeout(ctx, r.cfg.LookupTimeout)
 	defer cancel()
 	email, err := dir.UserEmail(lctx, ref)
 	if err != nil {
 		r.log.WarnContext(ctx, "employee's e-mail not found in the member list; the agent gets the chat without it", "session_id", s.ID, "err", err)
-		return ""
+		return "", false
 	}
-	err = r.store.Update(ctx, func(tx Tx) error {
-		ref, err := tx.ConversationRef(ctx, s.Conversation)
-		if err != nil {
-			return err
-		}
-		ref.UserEmail = email
-		if err := tx.PutConversationRef(ctx, ref); err != nil {
-			return err
-		}
-		cur, err := tx.Session(ctx, s.ID)
-		if err != nil || cur.UserEmail != "" {
-			return err
-		}
-		cur.UserEmail = email
-		return tx.UpdateSession(ctx, cur, cur.State)
-	})
-	if err != nil {
-		r.log.WarnContext(ctx, "employee's e-mail not cached", "session_id", s.ID, "err", err)
+	return email, email != ""
+}
+
+// cacheEmail stores a looked-up e-mail on the conversation reference, so the
+// next handoff of the conversation does not look it up again.
+func cacheEmail(ctx context.Context, tx Tx, conv ConversationID, email string) error {
+	ref, err := tx.ConversationRef(ctx, conv)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	return email
+	if ref.UserEmail == email {
+		return nil
+	}
+	ref.UserEmail = email
+	return tx.PutConversationRef(ctx, ref)
 }
 
 // tellsAgent reports whether ending for reason leaves the agent a note that
