@@ -253,9 +253,20 @@ func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (n in
 	return len(items), len(items) == free, nil
 }
 
-// dispatch performs one item under a heartbeat and records the outcome in a
-// fresh context, so an expired call never loses its outcome.
+// dispatch performs it and then, one after another, the items its outcomes
+// chained for this worker (enqueueNext). A chained item is claimed, so it is
+// performed even while stopping: a cut-off call releases it for an
+// immediate retry like any other.
 func (d *Dispatcher) dispatch(parent context.Context, it OutboxItem) {
+	for next := &it; next != nil; {
+		next = d.dispatchOne(parent, *next)
+	}
+}
+
+// dispatchOne performs one item under a heartbeat and records the outcome in
+// a fresh context, so an expired call never loses its outcome. It returns
+// the item the outcome chained, if any.
+func (d *Dispatcher) dispatchOne(parent context.Context, it OutboxItem) *OutboxItem {
 	log := d.log.With("outbox_id", it.ID, "kind", it.Kind, "session_id", it.SessionID, "attempt", it.Attempts)
 	ctx, cancel := context.WithTimeout(parent, d.cfg.CallTimeout)
 	defer cancel()
@@ -265,19 +276,18 @@ func (d *Dispatcher) dispatch(parent context.Context, it OutboxItem) {
 	if then, ok := d.takeUncommitted(it.ID); ok {
 		// The call succeeded earlier in this process; only its commit failed.
 		log.InfoContext(ctx, "outbox item was sent before; committing its outcome without calling again")
-		d.succeeded(parent, it, then, log)
-		return
+		return d.succeeded(parent, it, then, log)
 	}
 	then, err := d.perform(ctx, it)
 	if err == nil {
-		d.succeeded(parent, it, then, log)
-		return
+		return d.succeeded(parent, it, then, log)
 	}
 	if errors.Is(err, ErrLeaseLost) {
 		log.WarnContext(ctx, "outbox claim lost during the call; the new holder records the outcome", "err", err)
-		return
+		return nil
 	}
 	d.failure(parent, it, err, log)
+	return nil
 }
 
 // heartbeat extends the item's lease every Lease/3 while its call runs. When

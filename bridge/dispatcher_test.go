@@ -486,3 +486,100 @@ func TestDispatchDeskNoteWhileClosingNotShown(t *testing.T) {
 		t.Fatalf("the desk's note reached the employee after the ending: %q", got)
 	}
 }
+
+// claimCounter counts the outbox items each kind was handed out by
+// ClaimOutbox.
+type claimCounter struct {
+	bridge.Store
+	mu      sync.Mutex
+	claimed map[bridge.OutboxKind]int
+}
+
+func (c *claimCounter) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bridge.OutboxItem, error) {
+	items, err := c.Store.ClaimOutbox(ctx, req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, it := range items {
+		c.claimed[it.Kind]++
+	}
+	return items, err
+}
+
+// TestHandoffOpenChained: the worker that records the bot's handoff signal
+// opens the desk chat next under a claim born in that transaction, so the
+// open is never handed out by ClaimOutbox, and the employee's notices still
+// go out. When the desk is throttled, or the open fails and is retried, it
+// goes through the normal claim, and the retry is marked so the desk can look
+// for a chat the failed try opened.
+func TestHandoffOpenChained(t *testing.T) {
+	tests := []struct {
+		name        string
+		throttle    bool // the desk's lanes are throttled for 50 ms when the handoff starts
+		failOpen    int  // the first opens fail
+		wantClaimed int  // desk opens handed out by ClaimOutbox
+		wantRetry   bool
+	}{
+		{"chained", false, 0, 0, false},
+		{"desk throttled", true, 0, 1, false},
+		{"open fails once", false, 1, 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cc := &claimCounter{Store: h.st, claimed: map[bridge.OutboxKind]int{}}
+			var opens []bridge.Handoff
+			desk := &flakyOpenDesk{fakeDesk: h.desk, fail: tc.failOpen, seen: &opens}
+			h.relay = bridge.NewRelay(cc, h.bot, desk, h.user, nil, bridge.RelayConfig{})
+			h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+			if tc.throttle {
+				err := h.st.Update(t.Context(), func(tx bridge.Tx) error {
+					return tx.SetThrottle(t.Context(), bridge.LaneDesk, time.Now().Add(50*time.Millisecond))
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.say("conv", "talk to agent")
+			if tc.throttle {
+				eventually(t, "the open after the throttle", func() bool { h.drain(); return h.session("conv").AgentChatID != "" })
+			}
+			s := h.session("conv")
+			if s.State != bridge.StateQueued || s.AgentChatID == "" {
+				t.Fatalf("session %s, chat %q: want queued with a desk chat", s.State, s.AgentChatID)
+			}
+			cc.mu.Lock()
+			got := cc.claimed[bridge.KindDeskOpen]
+			cc.mu.Unlock()
+			if got != tc.wantClaimed {
+				t.Fatalf("ClaimOutbox handed out the desk open %d times, want %d", got, tc.wantClaimed)
+			}
+			if len(opens) != tc.failOpen+1 || opens[len(opens)-1].Retry != tc.wantRetry || opens[0].Retry {
+				t.Fatalf("opens %+v, want %d with Retry only on a retry", opens, tc.failOpen+1)
+			}
+			if len(h.user.lines("conv")) == 0 {
+				t.Fatal("the employee was told nothing")
+			}
+		})
+	}
+}
+
+// flakyOpenDesk fails the first fail opens with a retryable error and
+// records every open.
+type flakyOpenDesk struct {
+	*fakeDesk
+	mu   sync.Mutex
+	fail int
+	seen *[]bridge.Handoff
+}
+
+func (d *flakyOpenDesk) Open(ctx context.Context, h bridge.Handoff) (bridge.DeskChat, error) {
+	d.mu.Lock()
+	*d.seen = append(*d.seen, h)
+	fail := d.fail > 0
+	d.fail--
+	d.mu.Unlock()
+	if fail {
+		return bridge.DeskChat{}, errors.New("servicenow: HTTP 503")
+	}
+	return d.fakeDesk.Open(ctx, h)
+}

@@ -223,7 +223,9 @@ func (r *Relay) startHandoff(ctx context.Context, tx Tx, s Session, sig HandoffS
 	if err := r.queueCard(ctx, tx, s, cardState{phase: phaseWaiting}, now); err != nil {
 		return err
 	}
-	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskOpen, OutboxPayload{}, now))
+	// The open is what the employee waits for: the worker that committed the
+	// bot's answer performs it next, without a claim round.
+	return enqueueNext(ctx, tx, NewOutboxItem(s.ID, s.Conversation, KindDeskOpen, OutboxPayload{}, now))
 }
 
 // deskOpen opens the agent chat with the user's identity, the reason and the

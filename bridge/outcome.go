@@ -147,11 +147,14 @@ func (d *Dispatcher) commitOne(parent context.Context, fn commitFunc) error {
 // succeeded commits the item as done together with then. When only the
 // commit fails (the call itself succeeded), the consequences are kept in
 // memory so that this process never calls out again for the item; see the
-// README's "nothing lost, nothing twice".
-func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commitFunc, log *slog.Logger) {
+// README's "nothing lost, nothing twice". It returns the item then enqueued
+// and claimed for this worker (enqueueNext), if any, to dispatch next.
+func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commitFunc, log *slog.Logger) (next *OutboxItem) {
+	c := &chain{}
 	err := d.commit(parent, func(ctx context.Context, tx Tx, now time.Time) error {
+		c.req, c.next = ClaimRequest{Now: now, Lease: d.cfg.Lease, Owner: d.cfg.Owner}, nil // each try anew
 		if then != nil {
-			if err := then(ctx, tx, now); err != nil {
+			if err := then(context.WithValue(ctx, chainKey{}, c), tx, now); err != nil {
 				return err
 			}
 		}
@@ -161,12 +164,47 @@ func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commi
 	case err == nil:
 		d.Stats.add(&d.Stats.Delivered, it.Kind)
 		log.DebugContext(parent, "outbox item done")
+		return c.next
 	case errors.Is(err, ErrLeaseLost):
 		log.WarnContext(parent, "outbox item done, but its claim was taken over; the new holder may repeat the call", "err", err)
 	default:
 		d.keepUncommitted(it.ID, then)
 		log.ErrorContext(parent, "outbox item done but not recorded; it is recorded without calling again when its lease ends", "err", err)
 	}
+	return nil
+}
+
+// chainKey is the context key of the *chain a dispatcher's commit carries.
+type chainKey struct{}
+
+// chain lets an item's consequences claim one item they enqueue for the
+// worker that committed them, which dispatches it right after the commit:
+// no claim transaction, no wait for a kick or the next round. The claim is
+// a normal one (a fresh token, this owner, the lease), so a crash or a lost
+// lease is handled as for any claimed item.
+type chain struct {
+	req  ClaimRequest
+	next *OutboxItem
+}
+
+// enqueueNext enqueues it and, when tx records a dispatched item's outcome
+// (a chain in ctx) and nothing was chained yet, claims it for the same
+// worker if it is alone in its lane (Tx.EnqueueClaimed). Used for the step
+// a finished step makes urgent: the desk open after the bot asked for a
+// handoff.
+func enqueueNext(ctx context.Context, tx Tx, it OutboxItem) error {
+	c, _ := ctx.Value(chainKey{}).(*chain)
+	if c == nil || c.next != nil {
+		return tx.Enqueue(ctx, it)
+	}
+	got, claimed, err := tx.EnqueueClaimed(ctx, it, c.req)
+	if err != nil {
+		return err
+	}
+	if claimed {
+		c.next = &got
+	}
+	return nil
 }
 
 // failure records a failed call: a throttle reschedules without spending an

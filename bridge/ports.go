@@ -115,6 +115,14 @@ type Tx interface {
 
 	// Enqueue appends items to the outbox (IDs assigned in order of the slice).
 	Enqueue(ctx context.Context, items ...OutboxItem) error
+	// EnqueueClaimed appends it like Enqueue and, if it is then the only
+	// pending item of its lane, due at req.Now, and the lane's destination
+	// is not throttled, claims it in the same transaction as ClaimOutbox
+	// would (a fresh claim token, req.Owner, leased until req.Now+req.Lease,
+	// Attempts 1) and returns it with claimed true: the caller dispatches it
+	// once the transaction commits. Otherwise it stays unclaimed (claimed
+	// false) and is claimed like any other item. req.Limit is not used.
+	EnqueueClaimed(ctx context.Context, it OutboxItem, req ClaimRequest) (_ OutboxItem, claimed bool, _ error)
 	// CompleteOutbox marks a dispatched item done. ErrNotFound if absent;
 	// ErrLeaseLost if claim is no longer the item's claim (nothing written).
 	CompleteOutbox(ctx context.Context, id int64, claim string) error

@@ -48,6 +48,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxRelease", testOutboxRelease},
 		{"OutboxConcurrentWorkers", testOutboxConcurrentWorkers},
 		{"OutboxEnqueueSerializesLane", testOutboxEnqueueSerializesLane},
+		{"OutboxEnqueueClaimed", testOutboxEnqueueClaimed},
 		{"Reviews", testReviews},
 		{"ReviewInbox", testReviewInbox},
 		{"PruneRelayData", testPruneRelayData},
@@ -910,6 +911,78 @@ func testOutboxThrottle(t *testing.T, s *Store) {
 	again = claim(t, s, bridge.ClaimRequest{Now: first, Limit: 1, Lease: lease, Owner: "a"})
 	if len(again) != 1 || !again[0].FailingSince.Equal(first) {
 		t.Fatalf("claim after a second failure = %+v, want FailingSince still %v", again, first)
+	}
+}
+
+// testOutboxEnqueueClaimed: an item enqueued alone in its lane, due and not
+// throttled is born claimed (fresh token, the owner, Attempts 1, leased) and
+// no other claim gets it while the lease lasts; its token records the
+// outcome, and after the lease another worker takes it under a new token. In
+// a lane with a pending item, a throttled lane or not yet due, it is enqueued
+// unclaimed behind what is there.
+func testOutboxEnqueueClaimed(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base), session("s2", "c2", base), session("s3", "c3", base))
+	now := base.Add(time.Second)
+	lease := 10 * time.Second
+	req := bridge.ClaimRequest{Now: now, Lease: lease, Owner: "w1"}
+	enqueueClaimed := func(it bridge.OutboxItem, req bridge.ClaimRequest) (got bridge.OutboxItem, claimed bool) {
+		t.Helper()
+		update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+			var err error
+			got, claimed, err = tx.EnqueueClaimed(ctx, it, req)
+			return err
+		})
+		return got, claimed
+	}
+
+	// Alone in its lane (c1's user lane holds an item, its desk lane none).
+	before := enqueue(t, s, item("s1", "c1", bridge.KindUserSend, 1))
+	got, claimed := enqueueClaimed(item("s1", "c1", bridge.KindDeskOpen, 0), req)
+	if !claimed || got.ID <= before[0] || got.Claim == "" || got.Attempts != 1 || got.Lane != bridge.LaneDesk || got.Kind != bridge.KindDeskOpen {
+		t.Fatalf("EnqueueClaimed alone = %+v claimed %v, want it claimed with a token and Attempts 1", got, claimed)
+	}
+	var owner string
+	var until int64
+	if err := s.DB().QueryRowContext(t.Context(), "SELECT claim_owner, claimed_until FROM outbox WHERE id = $1", got.ID).Scan(&owner, &until); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "owner and lease", []any{owner, until}, []any{"w1", now.Add(lease).UnixMilli()})
+	mustEqual(t, "claim during the lease", claimIDs(t, s, now, 10, lease), []int64{before[0]})
+
+	// A pending item in the lane: enqueued behind it, unclaimed.
+	behind, claimed := enqueueClaimed(item("s1", "c1", bridge.KindDeskSend, 2), bridge.ClaimRequest{Now: now, Lease: lease, Owner: "w2"})
+	if claimed || behind.Claim != "" || behind.Attempts != 0 {
+		t.Fatalf("EnqueueClaimed behind a pending item = %+v claimed %v, want unclaimed", behind, claimed)
+	}
+	// The claimed item's token records its outcome; then the lane moves on.
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error { return tx.CompleteOutbox(ctx, got.ID, got.Claim) })
+	mustEqual(t, "claim after the open completed", claimIDs(t, s, now.Add(lease+time.Second), 10, lease), []int64{before[0], behind.ID})
+
+	// Its lease runs out like any claim's: another worker takes it, and the
+	// first token is spent.
+	c2, claimed := enqueueClaimed(item("s2", "c2", bridge.KindDeskOpen, 0), req)
+	if !claimed {
+		t.Fatal("EnqueueClaimed in an empty lane was not claimed")
+	}
+	later := now.Add(lease + time.Millisecond)
+	taken := claim(t, s, bridge.ClaimRequest{Now: later, Limit: 1, Lease: lease, Owner: "w2"})
+	if len(taken) != 1 || taken[0].ID != c2.ID || taken[0].Claim == c2.Claim || taken[0].Attempts != 2 {
+		t.Fatalf("claim after the lease = %+v, want item %d under a new token with Attempts 2", taken, c2.ID)
+	}
+	err := s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), c2.ID, c2.Claim) })
+	wantErr(t, "CompleteOutbox(chained token after the lease)", err, bridge.ErrLeaseLost)
+
+	// Not due yet, or its destination throttled: unclaimed.
+	notDue := item("s3", "c3", bridge.KindDeskOpen, 0)
+	notDue.NextAttemptAt = now.Add(time.Second)
+	if it, claimed := enqueueClaimed(notDue, req); claimed || it.Claim != "" {
+		t.Fatalf("EnqueueClaimed not due = %+v claimed %v, want unclaimed", it, claimed)
+	}
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		return tx.SetThrottle(ctx, bridge.LaneUser, now.Add(time.Minute))
+	})
+	if it, claimed := enqueueClaimed(item("s3", "c3", bridge.KindUserSend, 3), req); claimed || it.Claim != "" {
+		t.Fatalf("EnqueueClaimed to a throttled lane = %+v claimed %v, want unclaimed", it, claimed)
 	}
 }
 

@@ -51,6 +51,40 @@ func (t *tx) Enqueue(ctx context.Context, items ...bridge.OutboxItem) error {
 	return nil
 }
 
+// EnqueueClaimed appends it and claims it at once when nothing else is
+// pending in its lane and the lane is not throttled (see bridge.Tx). The
+// lane's lock (PostgreSQL) is taken first, so no other transaction can
+// enqueue to the lane until this one ends, and the check sees every item of
+// the lane committed before.
+func (t *tx) EnqueueClaimed(ctx context.Context, it bridge.OutboxItem, req bridge.ClaimRequest) (bridge.OutboxItem, bool, error) {
+	if it.SessionID == "" || it.Conversation == "" || it.Kind == "" {
+		return it, false, fmt.Errorf("store: enqueue: the item needs a session, a conversation and a kind")
+	}
+	now := t.s.now()
+	row := outboxToRow(it, now)
+	if t.s.dialect == DialectPostgres {
+		if err := t.lockLanes(ctx, []outboxRow{row}); err != nil {
+			return it, false, err
+		}
+	}
+	var busy []int64
+	err := t.q(ctx).Raw(`SELECT 1 FROM outbox WHERE conversation_id = ? AND lane = ? AND status = 'pending'
+UNION ALL SELECT 1 FROM outbox_throttles WHERE lane = ? AND until_at > ?
+LIMIT 1`, row.ConversationID, row.Lane, row.Lane, req.Now.UnixMilli()).Scan(&busy).Error
+	if err != nil {
+		return it, false, wrap(fmt.Sprintf("enqueue %s for session %q: lane check", row.Kind, row.SessionID), err)
+	}
+	claimed := len(busy) == 0 && row.NextAttemptMS <= req.Now.UnixMilli() && req.Owner != "" && req.Lease > 0
+	if claimed {
+		until := req.Now.Add(req.Lease).UnixMilli()
+		row.ClaimedUntilMS, row.ClaimToken, row.ClaimOwner, row.Attempts = &until, newToken(), req.Owner, 1
+	}
+	if err := t.q(ctx).Create(&row).Error; err != nil {
+		return it, false, wrap(fmt.Sprintf("enqueue %s for session %q", row.Kind, row.SessionID), err)
+	}
+	return row.domain(), claimed, nil
+}
+
 // lockLanes takes the advisory lock of every lane of rows, in ascending key
 // order so that two Enqueue calls cannot deadlock on each other. The locks
 // are held until commit. (A transaction that calls Enqueue several times can
