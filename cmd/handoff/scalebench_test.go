@@ -43,7 +43,8 @@ import (
 // and, for batch mode, handoffs-opened/s: new employees asking for an agent
 // at once (HANDOFF_BENCH_HANDOFFS, default 300) until every desk chat is open,
 // with the bridge's CPU, this process's CPU (the fakes and the employees'
-// client) and the database's commits per handoff in that phase.
+// client) and the database's commits per handoff until the outbox is empty
+// again (the notices and cards the handoffs queued are sent).
 // Run with `make bench-scale`. With HANDOFF_TEST_PPROF_ADDR=127.0.0.1:6061
 // the bridge serves net/http/pprof there while it runs; with
 // HANDOFF_BENCH_PROFILE_DIR as well, the handoff phase's CPU profiles of the
@@ -106,9 +107,10 @@ func boolInt(ok bool) int {
 
 type scaleResult struct {
 	cpuPct, rssMB, goroutines, tickMS, snPer100, commitsPerTick, commitsPerSec, handoffsPerSec float64
-	// While the handoffs open: CPU of the bridge and of this process (the
-	// fakes and the employees' client) per handoff, and database commits
-	// per handoff (every commit in the database, also the poller's).
+	// From the first request until the chats are open and the outbox is
+	// empty: CPU of the bridge and of this process (the fakes and the
+	// employees' client) per handoff, and database commits per handoff
+	// (every commit in the database, also the poller's and the scrapes').
 	bridgeMSPerHandoff, fakesMSPerHandoff, commitsPerHandoff float64
 }
 
@@ -332,6 +334,13 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 		wg.Wait()
 		waitFor(b, 10*time.Minute, func() bool { return sn.ChatCount()-before >= handoffs })
 		r.handoffsPerSec = float64(handoffs) / time.Since(start).Seconds()
+		// The costs per handoff include what the handoffs queued besides the
+		// open (the employee's notices and status cards): measured once the
+		// outbox is empty.
+		waitFor(b, 10*time.Minute, func() bool {
+			time.Sleep(200 * time.Millisecond)
+			return scrapeMetric(b, base, `handoff_outbox_items{status="pending"}`) == 0
+		})
 		r.bridgeMSPerHandoff = float64((procCPU(b, proc.Process.Pid) - bridgeCPU0).Milliseconds()) / float64(handoffs)
 		r.fakesMSPerHandoff = float64((selfCPU(b) - selfCPU0).Milliseconds()) / float64(handoffs)
 		r.commitsPerHandoff = float64(dbCommits(b, baseURL)-commits0) / float64(handoffs)
