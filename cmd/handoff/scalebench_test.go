@@ -50,6 +50,7 @@ import (
 // HANDOFF_BENCH_PROFILE_DIR as well, the handoff phase's CPU profiles of the
 // bridge (its first HANDOFF_BENCH_PROFILE_SECONDS, default 10) and of this
 // process are written there as bridge.pprof and fakes.pprof.
+// HANDOFF_BENCH_SERVE_X=v runs the bridge with HANDOFF_X=v.
 func BenchmarkScale(b *testing.B) {
 	base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
 	if base == "" {
@@ -268,6 +269,14 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 	}
 	if addr := os.Getenv("HANDOFF_TEST_PPROF_ADDR"); addr != "" {
 		vars["HANDOFF_TEST_PPROF_ADDR"] = addr // profile the bridge while it runs
+	}
+	for _, kv := range os.Environ() {
+		// HANDOFF_BENCH_SERVE_X=v sets HANDOFF_X=v for the bridge, to try a setting.
+		if rest, ok := strings.CutPrefix(kv, "HANDOFF_BENCH_SERVE_"); ok {
+			if k, v, ok := strings.Cut(rest, "="); ok {
+				vars["HANDOFF_"+k] = v
+			}
+		}
 	}
 	proc, base := startBenchProcess(b, vars, "serve")
 
