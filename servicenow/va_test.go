@@ -498,3 +498,55 @@ func TestVACallbackWithoutNonceIsLoud(t *testing.T) {
 		})
 	}
 }
+
+// TestVAConfiguredEndPhrases: configured end phrases (a localised instance)
+// replace Connect's closing lines, but "The support session was closed."
+// and the idle-close text still end a chat, and the idle reminder still
+// does not.
+func TestVAConfiguredEndPhrases(t *testing.T) {
+	system := func(text string) string {
+		return `[{"uiType":"ActionMsg","actionType":"System","message":"` + text + `"}]`
+	}
+	for _, tc := range []struct {
+		text string
+		want bridge.CloseReason // "" = shown, the chat goes on
+	}{
+		{"Beth Anglin hat die Sitzung beendet.", bridge.ReasonAgentClosed},
+		{"The support session was closed.", bridge.ReasonAgentClosed},
+		{"It seems you have left the conversation.", bridge.ReasonIdleTimeout},
+		{"The conversation is timing out, are you still there?", ""},
+		{"Beth Anglin has closed the support session.", ""}, // replaced by the configured phrases
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			sink := &countingSink{}
+			relay := &memRelay{}
+			relay.addNonce("s-1", "handoff-s-1", vaNonce)
+			h, err := servicenow.NewVAWebhookHandler(servicenow.VAWebhookConfig{Header: vaCallbackHeader, Secret: vaCallbackSecret,
+				EndPhrases: []servicenow.EndPhrase{{Text: "hat die Sitzung beendet", Reason: bridge.ReasonAgentClosed}},
+				OpenWait:   200 * time.Millisecond, Logger: testLogger(t)}, sink, relay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(vaCallback("handoff-s-1", vaNonce, system(tc.text), "")))
+			req.Header.Set(vaCallbackHeader, vaCallbackSecret)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var ended bridge.CloseReason
+			shown := false
+			for _, e := range sink.events() {
+				switch {
+				case e.Kind == bridge.AgentEnded && ended == "":
+					ended = e.EndReason
+				case e.Kind == bridge.AgentMessage && e.EndReason == "":
+					shown = true
+				}
+			}
+			if ended != tc.want || shown != (tc.want == "") {
+				t.Errorf("ended %q, shown %v; want ended %q", ended, shown, tc.want)
+			}
+		})
+	}
+}

@@ -36,11 +36,14 @@ var DefaultVAIdlePhrases = []string{
 // the chat.
 var DefaultVAJoinPhrases = []string{"has entered the chat", "has joined the chat", "entered the conversation"}
 
+// VAClosePhrases are the Virtual Agent's own closing texts ("The support
+// session was closed."): they end a chat whatever EndPhrases holds.
+var VAClosePhrases = []EndPhrase{{Text: "the support session was closed", Reason: bridge.ReasonAgentClosed}}
+
 // DefaultVAEndPhrases are the System texts that end a Virtual Agent chat:
-// Connect's closing lines (DefaultEndPhrases) and "The support session was
-// closed." Every other System text is a notice shown to the user.
-var DefaultVAEndPhrases = append(slices.Clone(DefaultEndPhrases),
-	EndPhrase{Text: "the support session was closed", Reason: bridge.ReasonAgentClosed})
+// Connect's closing lines (DefaultEndPhrases) and VAClosePhrases. Every other
+// System text is a notice shown to the user.
+var DefaultVAEndPhrases = append(slices.Clone(DefaultEndPhrases), VAClosePhrases...)
 
 // VAWebhookConfig configures a VAWebhookHandler.
 type VAWebhookConfig struct {
@@ -50,10 +53,12 @@ type VAWebhookConfig struct {
 	Header string
 	Secret string
 	// EndPhrases map System texts to close reasons (default
-	// DefaultVAEndPhrases). Only these, the idle phrases (idle_timeout while
-	// the session is live, agent_closed while it is still queued),
-	// SwitchToVirtualAgent, completed and takeControl end a chat; join
-	// phrases mean an agent joined; every other System text is a notice.
+	// DefaultEndPhrases, Connect's closing lines, as HANDOFF_SERVICENOW_END_PHRASES
+	// configures them); VAClosePhrases are always added. Only these, the idle
+	// phrases (idle_timeout while the session is live, agent_closed while it
+	// is still queued), SwitchToVirtualAgent, completed and takeControl end a
+	// chat; join phrases mean an agent joined; every other System text is a
+	// notice.
 	EndPhrases  []EndPhrase
 	IdlePhrases []string
 	JoinPhrases []string
@@ -116,7 +121,13 @@ func NewVAWebhookHandler(cfg VAWebhookConfig, sink EventSink, sessions SessionLo
 		cfg.Header = "X-Handoff-Secret"
 	}
 	if cfg.EndPhrases == nil {
-		cfg.EndPhrases = DefaultVAEndPhrases
+		cfg.EndPhrases = DefaultEndPhrases
+	}
+	cfg.EndPhrases = slices.Clone(cfg.EndPhrases)
+	for _, p := range VAClosePhrases {
+		if !slices.ContainsFunc(cfg.EndPhrases, func(q EndPhrase) bool { return strings.EqualFold(strings.TrimSpace(q.Text), p.Text) }) {
+			cfg.EndPhrases = append(cfg.EndPhrases, p)
+		}
 	}
 	for _, p := range cfg.EndPhrases {
 		if strings.TrimSpace(p.Text) == "" || !p.Reason.Valid() {
