@@ -281,7 +281,7 @@ func (p *Poller) run(ctx context.Context) error {
 	if p.cfg.Throttle != nil {
 		until, err := p.cfg.Throttle.DeskThrottledUntil(ctx)
 		if err != nil {
-			p.log.Warn("desk throttle unknown; polling anyway", "error", err)
+			p.log.Warn("desk throttle unknown; polling anyway", "err", err)
 		} else if until.After(start) {
 			p.throttled.Add(1)
 			p.log.Debug("poll skipped: the desk asked us to wait", "until", until)
@@ -291,7 +291,7 @@ func (p *Poller) run(ctx context.Context) error {
 	targets, err := p.cfg.Targets.PollTargets(ctx)
 	if err != nil {
 		p.errs.Add(1)
-		p.log.Warn("poll targets failed", "error", err)
+		p.log.Warn("poll targets failed", "err", err)
 		return fmt.Errorf("bridge: poll: targets: %w", err)
 	}
 	p.forgetOthers(targets)
@@ -328,11 +328,11 @@ func (p *Poller) runEach(ctx context.Context, targets []PollTarget, moves *curso
 		case errors.Is(err, ErrChatClosed):
 			// The desk no longer knows the chat: end the session instead of
 			// polling it forever.
-			p.log.Warn("poll: desk chat not found; ending session", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+			p.log.Warn("poll: desk chat not found; ending session", "session_id", t.Session, "chat_id", t.Chat, "err", err)
 			events = []AgentEvent{{Kind: AgentEnded, Chat: t.Chat, ExternalID: "gone:" + string(t.Chat), At: t.Cursor, System: true, EndReason: ReasonAgentClosed}}
 		case err != nil:
 			p.errs.Add(1)
-			p.log.Warn("poll chat failed", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+			p.log.Warn("poll chat failed", "session_id", t.Session, "chat_id", t.Chat, "err", err)
 			return fmt.Errorf("bridge: poll: chat %s (session %s): %w", t.Chat, t.Session, err)
 		}
 		return p.deliver(ctx, t, events, moves)
@@ -364,7 +364,7 @@ func (p *Poller) runBatch(ctx context.Context, targets []PollTarget, moves *curs
 		// Partial results are still delivered: the failed chats keep their
 		// cursors and are fetched again next run.
 		p.errs.Add(1)
-		p.log.Warn("batch poll failed", "chats", len(cursors), "error", err)
+		p.log.Warn("batch poll failed", "chats", len(cursors), "err", err)
 		errs = append(errs, fmt.Errorf("bridge: poll: batch: %w", err))
 	}
 	var due []PollTarget
@@ -395,7 +395,7 @@ func (p *Poller) settled(ctx context.Context, events map[AgentChatID][]AgentEven
 	}
 	settled, err := tr.Settled(ctx, events)
 	if err != nil {
-		p.log.Warn("telling settled chats apart failed; storing each chat's events", "chats", len(events), "error", err)
+		p.log.Warn("telling settled chats apart failed; storing each chat's events", "chats", len(events), "err", err)
 		return nil
 	}
 	return settled
@@ -409,10 +409,10 @@ func (p *Poller) throttledBy(ctx context.Context, err error) bool {
 		return false
 	}
 	p.throttled.Add(1)
-	p.log.Warn("desk throttled polling", "until", t.Until, "error", err)
+	p.log.Warn("desk throttled polling", "until", t.Until, "err", err)
 	if p.cfg.Throttle != nil {
 		if err := p.cfg.Throttle.ThrottleDesk(ctx, t.Until); err != nil {
-			p.log.Warn("desk throttle not recorded", "error", err)
+			p.log.Warn("desk throttle not recorded", "err", err)
 		}
 	}
 	return true
@@ -439,7 +439,7 @@ func (p *Poller) deliver(ctx context.Context, t PollTarget, events []AgentEvent,
 	}
 	if err := p.cfg.Sink.AgentEvents(ctx, t.Chat, events, true); err != nil {
 		p.errs.Add(1)
-		p.log.Warn("storing agent events failed", "session_id", t.Session, "chat_id", t.Chat, "events", len(events), "error", err)
+		p.log.Warn("storing agent events failed", "session_id", t.Session, "chat_id", t.Chat, "events", len(events), "err", err)
 		return fmt.Errorf("bridge: poll: store events of chat %s (session %s): %w", t.Chat, t.Session, err)
 	}
 	p.events.Add(int64(len(events)))
@@ -453,7 +453,7 @@ func (p *Poller) advance(ctx context.Context, moves *cursorMoves) error {
 	if len(moves.cursors) > 0 {
 		if err := p.cfg.Sink.(CursorSink).AdvanceCursors(ctx, moves.cursors); err != nil {
 			p.errs.Add(1)
-			p.log.Warn("moving cursors failed", "sessions", len(moves.cursors), "error", err)
+			p.log.Warn("moving cursors failed", "sessions", len(moves.cursors), "err", err)
 			return fmt.Errorf("bridge: poll: move the cursors of %d sessions: %w", len(moves.cursors), err)
 		}
 	}
@@ -603,7 +603,7 @@ func (p *Poller) each(ctx context.Context, targets []PollTarget, fn func(context
 			if err != nil {
 				if errors.Is(err, errPanic) {
 					p.errs.Add(1)
-					p.log.Error("poll panicked", "session_id", t.Session, "chat_id", t.Chat, "error", err)
+					p.log.Error("poll panicked", "session_id", t.Session, "chat_id", t.Chat, "err", err)
 				}
 				mu.Lock()
 				errs = append(errs, err)
