@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
@@ -20,7 +21,8 @@ type Client struct {
 	cls   classifier                // echo, system and end-phrase rules
 	hints lastSeen                  // for LastMessageHint
 	files memo[[]bridge.Attachment] // files already read per message (attachments.go)
-	exact memo[time.Time]           // ms creation times read per message (table.go)
+	exact memo[exactTime]           // ms creation times read per message (table.go)
+	ranks atomic.Uint64             // for exactTime.rank
 	live  liveStates                // for LiveStateEvery
 }
 

@@ -1,6 +1,7 @@
 package servicenow
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -301,9 +302,13 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 			if err != nil {
 				return err
 			}
-			for _, m := range exact {
-				if m.Millis {
-					c.exact.put(m.SysID, m.At)
+			// Rows of one ms keep the order the messages API gave them: the
+			// memo keeps that rank next to the time.
+			slices.SortStableFunc(exact, func(a, b message) int { return a.At.Compare(b.At) })
+			for i := range exact {
+				if exact[i].Millis {
+					exact[i].rank = c.ranks.Add(1)
+					c.exact.put(exact[i].SysID, exactTime{at: exact[i].At, rank: exact[i].rank})
 				}
 			}
 			msgs = exact
@@ -321,12 +326,24 @@ func (c *Client) pollChunk(ctx context.Context, cursors map[bridge.AgentChatID]t
 		} else if st.read[chat] {
 			c.log.Warn("servicenow chat has no queue entry", "chat_id", chat)
 		}
-		slices.SortStableFunc(msgs, func(a, b message) int { return a.At.Compare(b.At) })
+		slices.SortStableFunc(msgs, func(a, b message) int {
+			if n := a.At.Compare(b.At); n != 0 {
+				return n
+			}
+			return cmp.Compare(a.rank, b.rank)
+		})
 		if evs := c.events(chat, msgs, entry, since); len(evs) > 0 {
 			out[chat] = evs
 		}
 	}
 	return nil
+}
+
+// exactTime is a row's ms creation time as the messages API gave it, and
+// its rank in that API's order (rows of one ms keep it).
+type exactTime struct {
+	at   time.Time
+	rank uint64
 }
 
 // knownMillis gives the rows whose ms creation time an earlier read
@@ -337,8 +354,8 @@ func (c *Client) knownMillis(msgs []message) []message {
 		if m.Millis {
 			continue
 		}
-		if at, ok := c.exact.get(m.SysID); ok && at.Truncate(time.Second).Equal(m.At.Truncate(time.Second)) {
-			msgs[i].At, msgs[i].Millis = at, true
+		if e, ok := c.exact.get(m.SysID); ok && e.at.Truncate(time.Second).Equal(m.At.Truncate(time.Second)) {
+			msgs[i].At, msgs[i].Millis, msgs[i].rank = e.at, true, e.rank
 		}
 	}
 	return msgs

@@ -219,6 +219,9 @@ type message struct {
 	Text       string
 	At         time.Time // UTC; ms precision when Millis
 	Millis     bool      // At came from the ms timestamp, not the seconds of created_on
+	// rank orders rows of the same ms as an earlier messages API read did
+	// (0: no such read; see Client.exact).
+	rank uint64
 	// entry is set instead of the fields above for a webhook's queue-entry
 	// state event (a chat closed without a message in the chat).
 	entry *QueueEntry
