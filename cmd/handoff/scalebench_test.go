@@ -246,6 +246,17 @@ func runScaleBench(b *testing.B, baseURL string, env map[string]string, sessions
 				if err := tx.SetCursor(ctx, id, sn.Now()); err != nil {
 					return err
 				}
+				// The bridge stored the agent's join when it happened: a
+				// live chat's first poll finds nothing new.
+				for _, m := range sn.Messages(groups[i]) {
+					if m.CreatedBy == snowtest.DefaultUser {
+						continue // the bridge's own opening message
+					}
+					if _, err := tx.InsertMessage(ctx, &bridge.Message{SessionID: id, Source: bridge.SourceAgent, ExternalID: m.SysID,
+						Author: m.SenderName, Text: m.Text, System: m.System(), SentAt: m.At, CreatedAt: now}); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})
