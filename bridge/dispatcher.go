@@ -133,6 +133,11 @@ type Dispatcher struct {
 	Stats DispatchStats
 
 	busy atomic.Int64
+	// starved is set while a claim round may have left due items behind for
+	// want of a free worker (none was free, or the claim was full): the next
+	// worker to free up then wakes Run, which would otherwise wait for a
+	// kick or the idle tick with those items due (issue 18).
+	starved atomic.Bool
 
 	// uncommitted holds the consequences of calls that succeeded but whose
 	// commit failed even after retries (the store was unreachable), by outbox
@@ -230,7 +235,13 @@ func (d *Dispatcher) free() int { return d.cfg.Workers - int(d.busy.Load()) }
 // round claims as many due items as there are free workers and starts them;
 // full reports that it got as many as it asked for (so more may be due).
 // calls is the parent of the calls' contexts (it outlives ctx by StopTimeout).
+//
+// starved is set before the free workers are counted and a worker sets busy
+// before it looks at starved, so a worker freed after the count always sees
+// the flag and wakes Run: no due item waits for the idle tick because the
+// kick that announced it came while every worker was busy.
 func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (n int, full bool, err error) {
+	d.starved.Store(true)
 	free := d.free()
 	if free <= 0 {
 		return 0, false, nil
@@ -239,18 +250,26 @@ func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (n in
 	if err != nil {
 		return 0, false, err
 	}
+	full = len(items) == free
+	if !full {
+		// Everything due was taken; what is enqueued later comes with a kick.
+		d.starved.Store(false)
+	}
 	for _, it := range items {
 		d.busy.Add(1)
 		wg.Add(1)
 		go func() {
 			defer func() {
 				d.busy.Add(-1)
+				if d.starved.Swap(false) {
+					d.relay.wake()
+				}
 				wg.Done()
 			}()
 			d.dispatch(calls, it)
 		}()
 	}
-	return len(items), len(items) == free, nil
+	return len(items), full, nil
 }
 
 // dispatch performs it and then, one after another, the items its outcomes

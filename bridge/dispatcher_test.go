@@ -583,3 +583,60 @@ func (d *flakyOpenDesk) Open(ctx context.Context, h bridge.Handoff) (bridge.Desk
 	}
 	return d.fakeDesk.Open(ctx, h)
 }
+
+// TestDispatchClaimsWhenWorkerFrees (issue 18, bench-relay's backlogs): an
+// item that became due while every worker was busy is claimed as soon as a
+// worker frees up, not at the next idle tick. The idle tick is an hour, so
+// only a wake-up on the freed worker passes; each round blocks one
+// conversation's bot call, queues another conversation's message behind the
+// only worker, and releases the call.
+func TestDispatchClaimsWhenWorkerFrees(t *testing.T) {
+	tests := []struct {
+		name    string
+		workers int
+	}{{"one worker", 1}, {"three workers", 3}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			started := make(chan bridge.ConversationID, 16)
+			release := make(chan struct{})
+			h.bot.hook = func(ctx context.Context, in bridge.BotInput) error {
+				if !strings.HasPrefix(string(in.Conversation), "block") {
+					return nil
+				}
+				started <- in.Conversation
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			d := bridge.NewDispatcher(h.relay, bridge.DispatchConfig{Workers: tc.workers, Idle: time.Hour, BaseBackoff: time.Millisecond})
+			run(t, d)
+			for round := range 200 {
+				// Occupy every worker with a call that waits for release.
+				for w := range tc.workers {
+					h.activity(bridge.ConversationID(fmt.Sprintf("block-%d-%d", round, w)), "hold")
+					select {
+					case <-started:
+					case <-time.After(10 * time.Second):
+						t.Fatalf("round %d: blocking call %d never started", round, w)
+					}
+				}
+				waiting := bridge.ConversationID(fmt.Sprintf("wait-%d", round))
+				h.activity(waiting, "behind the busy workers")
+				for range tc.workers {
+					release <- struct{}{}
+				}
+				deadline := time.Now().Add(2 * time.Second) // far below the hour of Idle
+				for len(h.bot.got(waiting)) == 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("round %d: the waiting item was not claimed after the workers freed up (it waits for the idle tick)", round)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+}
