@@ -229,9 +229,9 @@ func (r *Relay) startHandoff(ctx context.Context, tx Tx, s Session, sig HandoffS
 }
 
 // deskOpen opens the agent chat with the user's identity, the reason and the
-// recent transcript. It reads what it needs in one transaction and writes the
-// chat, and the e-mail it looked up, with the item's completion: opening
-// costs the claim, one read and the completion.
+// recent transcript. It reads what it needs in one read-only transaction
+// (see load) and writes the chat, and the e-mail it looked up, with the
+// item's completion: opening costs the claim, one read and the completion.
 func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error) {
 	var (
 		s      Session
@@ -239,13 +239,11 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error)
 		ref    ConversationRef
 		refErr error
 	)
-	err := r.store.Update(ctx, func(tx Tx) error {
+	opening := func(s Session) bool { return s.State == StateQueued && s.AgentChatID == "" }
+	err := r.view(ctx, func(tx Tx) error {
 		var err error
-		if s, err = tx.Session(ctx, it.SessionID); err != nil {
+		if s, err = tx.Session(ctx, it.SessionID); err != nil || !opening(s) {
 			return err
-		}
-		if s.State != StateQueued || s.AgentChatID != "" {
-			return nil
 		}
 		if ms, err = tx.ConversationMessages(ctx, s.Conversation, 4*r.cfg.TranscriptTurns); err != nil {
 			return err
@@ -261,7 +259,7 @@ func (r *Relay) deskOpen(ctx context.Context, it OutboxItem) (commitFunc, error)
 	if err != nil {
 		return nil, err
 	}
-	if s.State != StateQueued || s.AgentChatID != "" {
+	if !opening(s) {
 		return nil, nil // ended before the chat opened, or already open
 	}
 	email, found := s.UserEmail, false

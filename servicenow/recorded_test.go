@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func TestRecordedPayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := newVAClassifier(VAWebhookConfig{EndPhrases: DefaultVAEndPhrases, IdlePhrases: DefaultVAIdlePhrases, JoinPhrases: DefaultVAJoinPhrases})
+		k := newVAClassifier(VAWebhookConfig{EndPhrases: append(slices.Clone(DefaultEndPhrases), VAClosePhrases...), IdlePhrases: DefaultVAIdlePhrases, JoinPhrases: DefaultVAJoinPhrases})
 		evs := k.events("chat-1", cb, now)
 		if len(evs) != 2 || evs[0].Kind != bridge.AgentWaiting || evs[0].Text != "Please stand by while I connect you to a live agent." ||
 			evs[1].Kind != bridge.AgentWaiting || evs[1].EstimatedWait != 8*time.Second || evs[1].Text != "" || evs[1].QueuePosition != 0 {

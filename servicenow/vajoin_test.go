@@ -1,6 +1,7 @@
 package servicenow
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 // of the same callback does, and the joined event carries that name (the
 // status card's "Connected to <agent>").
 func TestVAJoinNamesTheAgent(t *testing.T) {
-	k := newVAClassifier(VAWebhookConfig{EndPhrases: DefaultVAEndPhrases, IdlePhrases: DefaultVAIdlePhrases, JoinPhrases: DefaultVAJoinPhrases})
+	k := newVAClassifier(VAWebhookConfig{EndPhrases: append(slices.Clone(DefaultEndPhrases), VAClosePhrases...), IdlePhrases: DefaultVAIdlePhrases, JoinPhrases: DefaultVAJoinPhrases})
 	tests := []struct{ body, want string }{
 		{`[{"uiType":"ActionMsg","actionType":"SwitchToLiveAgent"},{"uiType":"ActionMsg","actionType":"System","message":"Beth Anglin has entered the chat."}]`, "Beth Anglin"},
 		{`[{"uiType":"ActionMsg","actionType":"SwitchToLiveAgent"}]`, ""},

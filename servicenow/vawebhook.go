@@ -40,11 +40,6 @@ var DefaultVAJoinPhrases = []string{"has entered the chat", "has joined the chat
 // session was closed."): they end a chat whatever EndPhrases holds.
 var VAClosePhrases = []EndPhrase{{Text: "the support session was closed", Reason: bridge.ReasonAgentClosed}}
 
-// DefaultVAEndPhrases are the System texts that end a Virtual Agent chat:
-// Connect's closing lines (DefaultEndPhrases) and VAClosePhrases. Every other
-// System text is a notice shown to the user.
-var DefaultVAEndPhrases = append(slices.Clone(DefaultEndPhrases), VAClosePhrases...)
-
 // VAWebhookConfig configures a VAWebhookHandler.
 type VAWebhookConfig struct {
 	// Header and Secret are the custom header ServiceNow's outbound

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/slack/slacktest"
@@ -20,24 +17,9 @@ import (
 // manifestGrants reads the bot scopes and bot events manifest.yml asks for.
 func manifestGrants(t *testing.T) (scopes, events []string) {
 	t.Helper()
-	b, err := os.ReadFile("manifest.yml")
+	m, err := slacktest.ReadManifest("manifest.yml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var m struct {
-		OAuth struct {
-			Scopes struct {
-				Bot []string `yaml:"bot"`
-			} `yaml:"scopes"`
-		} `yaml:"oauth_config"`
-		Settings struct {
-			Events struct {
-				Bot []string `yaml:"bot_events"`
-			} `yaml:"event_subscriptions"`
-		} `yaml:"settings"`
-	}
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		t.Fatalf("manifest.yml: %v", err)
 	}
 	return m.OAuth.Scopes.Bot, m.Settings.Events.Bot
 }

@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/slack/slacktest"
 	"github.com/handoffhq/handoff/teams/teamstest"
@@ -550,13 +548,7 @@ func TestSlackFilesEndToEnd(t *testing.T) {
 		t.Errorf("link card %s does not link the file's permalink", card)
 	}
 
-	a := w.ch().Message(u, "my error screen")
-	a.Attachments = []teamstest.Attachment{
-		{ContentType: "application/vnd.microsoft.teams.file.download.info", Name: "vpn-log.txt",
-			ContentURL: "https://contoso.sharepoint.com/personal/files/vpn-log.txt",
-			Content:    map[string]any{"downloadUrl": "https://contoso.sharepoint.com/download/vpn-log.txt", "uniqueId": "1150D938", "fileType": "txt"}},
-		{ContentType: "image/png", Name: "pasted.png", ContentURL: "data:image/png;base64,iVBORw0KGgo="},
-	}
+	a := employeeFiles(w.ch().Message(u, "my error screen"))
 	if code, err := w.ch().Post(context.Background(), a); err != nil || code != http.StatusOK {
 		t.Fatalf("post files: %d %v", code, err)
 	}
@@ -583,30 +575,9 @@ func TestSlackFilesEndToEnd(t *testing.T) {
 // takes a signed button payload, and it asks for the scopes and events the
 // Slack desk uses (chat:write, channels:history, message.channels).
 func TestSlackManifestMatchesService(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "slack", "manifest.yml"))
+	m, err := slacktest.ReadManifest(filepath.Join("..", "..", "slack", "manifest.yml"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	var m struct {
-		OAuth struct {
-			Scopes struct {
-				Bot []string `yaml:"bot"`
-			} `yaml:"scopes"`
-		} `yaml:"oauth_config"`
-		Settings struct {
-			Events struct {
-				URL string   `yaml:"request_url"`
-				Bot []string `yaml:"bot_events"`
-			} `yaml:"event_subscriptions"`
-			Interactivity struct {
-				Enabled bool   `yaml:"is_enabled"`
-				URL     string `yaml:"request_url"`
-			} `yaml:"interactivity"`
-			SocketMode *bool `yaml:"socket_mode_enabled"`
-		} `yaml:"settings"`
-	}
-	if err := yaml.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("manifest.yml: %v", err)
 	}
 	for _, want := range []string{"chat:write", "channels:history"} {
 		if !slices.Contains(m.OAuth.Scopes.Bot, want) {

@@ -63,13 +63,7 @@ func TestFilesEndToEnd(t *testing.T) {
 			}
 
 			// The employee's files: one with a link, one pasted as data.
-			a := w.ch().Message(u, "my error screen")
-			a.Attachments = []teamstest.Attachment{
-				{ContentType: "application/vnd.microsoft.teams.file.download.info", Name: "vpn-log.txt",
-					ContentURL: "https://contoso.sharepoint.com/personal/files/vpn-log.txt",
-					Content:    map[string]any{"downloadUrl": "https://contoso.sharepoint.com/download/vpn-log.txt", "uniqueId": "1150D938", "fileType": "txt"}},
-				{ContentType: "image/png", Name: "pasted.png", ContentURL: "data:image/png;base64,iVBORw0KGgo="},
-			}
+			a := employeeFiles(w.ch().Message(u, "my error screen"))
 			if code, err := w.ch().Post(context.Background(), a); err != nil || code != http.StatusOK {
 				t.Fatalf("post files: %d %v", code, err)
 			}
@@ -100,4 +94,17 @@ func waitLinkCard(t *testing.T, conn *teamstest.Connector, conv, name string, ti
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// employeeFiles gives a the two files the end-to-end tests send as the
+// employee: a OneDrive file with its download link, as Teams sends it
+// (file.download.info), and an image pasted as data, which cannot be passed on.
+func employeeFiles(a teamstest.Activity) teamstest.Activity {
+	a.Attachments = []teamstest.Attachment{
+		{ContentType: "application/vnd.microsoft.teams.file.download.info", Name: "vpn-log.txt",
+			ContentURL: "https://contoso.sharepoint.com/personal/files/vpn-log.txt",
+			Content:    map[string]any{"downloadUrl": "https://contoso.sharepoint.com/download/vpn-log.txt", "uniqueId": "1150D938", "fileType": "txt"}},
+		{ContentType: "image/png", Name: "pasted.png", ContentURL: "data:image/png;base64,iVBORw0KGgo="},
+	}
+	return a
 }
