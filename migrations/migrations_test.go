@@ -13,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	_ "github.com/glebarez/go-sqlite"  // driver "sqlite"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
+	_ "modernc.org/sqlite"             // driver "sqlite"
 )
 
 const envTestDatabaseURL = "HANDOFF_TEST_DATABASE_URL"

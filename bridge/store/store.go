@@ -44,10 +44,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
+	gormsqlite "github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"modernc.org/sqlite"
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/migrations"
@@ -97,7 +98,11 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		if err != nil {
 			return nil, err
 		}
-		dialector, dialect = sqlite.Open(dsn), DialectSQLite
+		db, err := openSQLitePool(dsn)
+		if err != nil {
+			return nil, err
+		}
+		dialector, dialect = gormsqlite.New(gormsqlite.Config{Conn: db}), DialectSQLite
 	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
 		dialector, dialect = postgres.Open(databaseURL), DialectPostgres
 	default:
@@ -140,6 +145,21 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 	return s, nil
 }
 
+// stmtCacheSize bounds the compiled statements each SQLite connection keeps
+// (stmtcache.go). The store runs under a hundred distinct statements; IN
+// lists of varying length make some more.
+const stmtCacheSize = 256
+
+// openSQLitePool opens a pool of SQLite connections to dsn that keep their
+// compiled statements.
+func openSQLitePool(dsn string) (*sql.DB, error) {
+	c, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite database: %w", err)
+	}
+	return sql.OpenDB(stmtConnector{Connector: c, size: stmtCacheSize}), nil
+}
+
 func gormConfig(logger *slog.Logger) *gorm.Config {
 	return &gorm.Config{
 		TranslateError:         true,
@@ -158,7 +178,11 @@ func (s *Store) openReaders(ctx context.Context, path string, logger *slog.Logge
 	if err != nil {
 		return err
 	}
-	rdb, err := gorm.Open(sqlite.Open(dsn), gormConfig(logger))
+	rconn, err := openSQLitePool(dsn)
+	if err != nil {
+		return err
+	}
+	rdb, err := gorm.Open(gormsqlite.New(gormsqlite.Config{Conn: rconn}), gormConfig(logger))
 	if err != nil {
 		return fmt.Errorf("store: open sqlite read pool: %w", err)
 	}
