@@ -70,11 +70,16 @@ type sequencer struct {
 	// window instead.
 	fetch func(ctx context.Context, chat bridge.AgentChatID, since time.Time) ([]message, error)
 
-	mu     sync.Mutex
-	chats  map[bridge.AgentChatID]*chatSeq
-	known  map[bridge.AgentChatID][]string // recent sys_ids handed to the sink, per chat
-	seq    uint64
-	closed bool // Run's context ended: batches flush at once, nothing is held
+	mu    sync.Mutex
+	chats map[bridge.AgentChatID]*chatSeq
+	known map[bridge.AgentChatID][]string // recent sys_ids handed to the sink, per chat
+	// recorded holds chats the bridge was seen to have recorded: a chat id
+	// is never recorded for another session, so once seen, later batches
+	// of the chat skip waitRecorded's lookup (one read transaction per
+	// webhook). Cleared when it holds maxKnownChats.
+	recorded map[bridge.AgentChatID]struct{}
+	seq      uint64
+	closed   bool // Run's context ended: batches flush at once, nothing is held
 	// polls is the context of targeted polls, cancelled by Run on stop.
 	polls     context.Context
 	stopPolls context.CancelFunc
@@ -495,11 +500,26 @@ func (q *sequencer) waitRecorded(ctx context.Context, chat bridge.AgentChatID) {
 	if q.lookup == nil || q.openWait <= 0 {
 		return
 	}
+	q.mu.Lock()
+	_, seen := q.recorded[chat]
+	q.mu.Unlock()
+	if seen {
+		return
+	}
 	deadline := time.Now().Add(q.openWait)
 	for {
 		_, err := q.lookup.DeskData(ctx, chat)
+		if err == nil {
+			q.mu.Lock()
+			if q.recorded == nil || len(q.recorded) >= maxKnownChats {
+				q.recorded = make(map[bridge.AgentChatID]struct{})
+			}
+			q.recorded[chat] = struct{}{}
+			q.mu.Unlock()
+			return
+		}
 		if !errors.Is(err, bridge.ErrNotFound) {
-			return // found, or an error the sink will meet too
+			return // an error the sink will meet too
 		}
 		if time.Now().After(deadline) {
 			q.log.DebugContext(ctx, "servicenow webhook for a chat the bridge does not know", "chat_id", chat)

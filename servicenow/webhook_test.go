@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -531,6 +532,74 @@ func TestWebhookStateEvent(t *testing.T) {
 			}
 			if got := relay.session(whGroup).ended; !slices.Equal(got, tc.want) {
 				t.Errorf("ended %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// countingLookup is a SessionLookup that knows the chat only from its
+// unknownFor+1-th question on, and counts the questions.
+type countingLookup struct {
+	mu         sync.Mutex
+	asked      int
+	unknownFor int
+}
+
+func (l *countingLookup) DeskData(_ context.Context, chat bridge.AgentChatID) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked++
+	if l.asked <= l.unknownFor {
+		return "", fmt.Errorf("chat %s: %w", chat, bridge.ErrNotFound)
+	}
+	return "", nil
+}
+
+// TestWebhookLooksUpChatOnce: a delivery for a chat the bridge has not
+// recorded yet waits for it, and once the chat was seen recorded, later
+// deliveries of it are not held up by a lookup (one read transaction each).
+func TestWebhookLooksUpChatOnce(t *testing.T) {
+	tests := []struct {
+		name       string
+		unknownFor int
+		wantAsked  int
+	}{
+		{"recorded before the first delivery", 0, 1},
+		{"recorded while the first delivery waits", 2, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &countingSink{}
+			look := &countingLookup{unknownFor: tt.unknownFor}
+			h := newWebhook(t, sink, func(c *servicenow.WebhookConfig) {
+				c.Sessions, c.OpenWait, c.OrderWindow = look, 2*time.Second, time.Millisecond
+			})
+			now := time.Now()
+			for i := range 4 {
+				body := whBody(fmt.Sprintf("s%d", i), fmt.Sprintf("m%d", i), now.Add(time.Duration(i)*time.Second))
+				stamp, sig := signHex(whSecret, time.Now(), body)
+				req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
+				req.Header.Set(servicenow.HeaderTimestamp, stamp)
+				req.Header.Set(servicenow.HeaderSignature, sig)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					t.Fatalf("delivery %d: status %d: %s", i, rec.Code, rec.Body)
+				}
+			}
+			var texts []string
+			for _, ev := range sink.events() {
+				if ev.Text != "" {
+					texts = append(texts, ev.Text)
+				}
+			}
+			if fmt.Sprint(texts) != "[m0 m1 m2 m3]" {
+				t.Fatalf("stored %q, want the four messages in order", texts)
+			}
+			look.mu.Lock()
+			defer look.mu.Unlock()
+			if look.asked != tt.wantAsked {
+				t.Errorf("the chat was looked up %d times for 4 deliveries, want %d", look.asked, tt.wantAsked)
 			}
 		})
 	}
