@@ -151,6 +151,14 @@ type Dispatcher struct {
 	gmu    sync.Mutex
 	gqueue []*commitReq
 	gbusy  bool
+
+	// While Run runs: the parent of the calls' contexts and the group of
+	// its workers, so a worker can be reserved for an item an inbound
+	// transaction claims (inbound.go). runWG is nil when Run is not running
+	// or stopping.
+	rmu      sync.Mutex
+	runCalls context.Context
+	runWG    *sync.WaitGroup
 }
 
 // commitFunc writes the consequences of an item inside the transaction that
@@ -181,6 +189,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	calls, cutOff := context.WithCancel(context.WithoutCancel(ctx))
 	defer cutOff()
 	var wg sync.WaitGroup
+	d.serveInbound(calls, &wg)
 	for ctx.Err() == nil {
 		_, full, err := d.round(ctx, calls, &wg)
 		if err != nil && ctx.Err() == nil {
@@ -201,6 +210,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+	d.stopInbound()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	t := time.NewTimer(d.cfg.StopTimeout)
@@ -259,17 +269,21 @@ func (d *Dispatcher) round(ctx, calls context.Context, wg *sync.WaitGroup) (n in
 		d.busy.Add(1)
 		wg.Add(1)
 		go func() {
-			defer func() {
-				d.busy.Add(-1)
-				if d.starved.Swap(false) {
-					d.relay.wake()
-				}
-				wg.Done()
-			}()
+			defer d.freeWorker(wg)
 			d.dispatch(calls, it)
 		}()
 	}
 	return len(items), full, nil
+}
+
+// freeWorker ends a worker's turn: it no longer counts as busy and, if a
+// claim round went short of workers meanwhile, wakes Run.
+func (d *Dispatcher) freeWorker(wg *sync.WaitGroup) {
+	d.busy.Add(-1)
+	if d.starved.Swap(false) {
+		d.relay.wake()
+	}
+	wg.Done()
 }
 
 // dispatch performs it and then, one after another, the items its outcomes

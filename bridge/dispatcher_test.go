@@ -640,3 +640,80 @@ func TestDispatchClaimsWhenWorkerFrees(t *testing.T) {
 		})
 	}
 }
+
+// TestInboundHandedToWorker: while Run runs, the transaction that stores an
+// employee's or an agent's message claims its delivery for a free worker,
+// which performs it after the commit: ClaimOutbox never hands it out. When
+// the destination is throttled the delivery waits for a normal claim.
+func TestInboundHandedToWorker(t *testing.T) {
+	tests := []struct {
+		name        string
+		throttle    bridge.Lane // throttled for 50 ms before the message
+		fromAgent   bool
+		kind        bridge.OutboxKind
+		wantClaimed int
+	}{
+		{"employee to agent", "", false, bridge.KindDeskSend, 0},
+		{"agent to employee", "", true, bridge.KindUserSend, 0},
+		{"employee to a throttled desk", bridge.LaneDesk, false, bridge.KindDeskSend, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			cc := &claimCounter{Store: h.st, claimed: map[bridge.OutboxKind]int{}}
+			h.relay = bridge.NewRelay(cc, h.bot, h.desk, h.user, nil, bridge.RelayConfig{})
+			h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+			h.live()
+			ctx, cancel := context.WithCancel(t.Context())
+			stopped := make(chan error, 1)
+			go func() { stopped <- h.disp.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-stopped })
+			// Run is serving once it has delivered something.
+			if err := h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{{Kind: bridge.AgentMessage, Chat: "chat-1",
+				ExternalID: "warm-up", Author: "Beth", Text: "one moment", At: time.Now()}}, false); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the warm-up delivery", func() bool { return h.pending() == 0 })
+			cc.mu.Lock()
+			clear(cc.claimed)
+			cc.mu.Unlock()
+			if tc.throttle != "" {
+				if err := h.st.Update(t.Context(), func(tx bridge.Tx) error {
+					return tx.SetThrottle(t.Context(), tc.throttle, time.Now().Add(50*time.Millisecond))
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const text = "is the printer fixed?"
+			var delivered func() bool
+			if tc.fromAgent {
+				ev := bridge.AgentEvent{Kind: bridge.AgentMessage, Chat: "chat-1", ExternalID: "a2", Author: "Beth", Text: text, At: time.Now()}
+				if err := h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{ev}, false); err != nil {
+					t.Fatal(err)
+				}
+				delivered = func() bool {
+					return slices.ContainsFunc(h.user.lines("conv"), func(l string) bool { return strings.Contains(l, text) })
+				}
+			} else {
+				a := bridge.UserActivity{Kind: bridge.ActivityMessage, ID: "act-inbound", Text: text,
+					Ref: bridge.ConversationRef{Conversation: "conv", ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u", UserName: "Abel Tuter"}}
+				if err := h.relay.UserActivity(t.Context(), a); err != nil {
+					t.Fatal(err)
+				}
+				delivered = func() bool {
+					h.desk.mu.Lock()
+					defer h.desk.mu.Unlock()
+					return slices.Contains(h.desk.posted["chat-1"], text)
+				}
+			}
+			eventually(t, "the delivery", delivered)
+			eventually(t, "the outbox drained", func() bool { return h.pending() == 0 })
+			cc.mu.Lock()
+			got := cc.claimed[tc.kind]
+			cc.mu.Unlock()
+			if got != tc.wantClaimed {
+				t.Fatalf("ClaimOutbox handed out the %s %d times, want %d", tc.kind, got, tc.wantClaimed)
+			}
+		})
+	}
+}

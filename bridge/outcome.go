@@ -187,11 +187,12 @@ type chain struct {
 	next *OutboxItem
 }
 
-// enqueueNext enqueues it and, when tx records a dispatched item's outcome
-// (a chain in ctx) and nothing was chained yet, claims it for the same
+// enqueueNext enqueues it and, when ctx carries a chain (tx records a
+// dispatched item's outcome, or stores an inbound message with a worker
+// reserved: inbound.go) and nothing was chained yet, claims it for that
 // worker if it is alone in its lane (Tx.EnqueueClaimed). Used for the step
-// a finished step makes urgent: the desk open after the bot asked for a
-// handoff.
+// a finished step makes urgent (the desk open after the bot asked for a
+// handoff) and for the delivery of an inbound message.
 func enqueueNext(ctx context.Context, tx Tx, it OutboxItem) error {
 	c, _ := ctx.Value(chainKey{}).(*chain)
 	if c == nil || c.next != nil {

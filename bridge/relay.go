@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,9 @@ type Relay struct {
 	cfg      RelayConfig
 	log      *slog.Logger
 	kick     chan struct{}
+	// direct is the running dispatcher that inbound transactions hand
+	// their first delivery to (inbound.go); nil when none runs.
+	direct atomic.Pointer[Dispatcher]
 }
 
 // NewRelay wires the relay. reviewer may be nil (no review records).
@@ -119,6 +123,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 		return nil
 	}
 	a.Ref.UpdatedAt = now
+	ctx, handOff := r.inbound(ctx)
 	err := r.store.Update(ctx, func(tx Tx) error {
 		if a.ID != "" && a.Kind != ActivityTyping {
 			fresh, err := tx.RememberActivity(ctx, a.Ref.Conversation, a.ID, now, now.Add(r.cfg.ActivityMemory))
@@ -167,6 +172,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 		}
 		return nil
 	})
+	handOff(err == nil)
 	if err != nil {
 		return fmt.Errorf("bridge: store %s activity %s: %w", a.Kind, a.ID, err)
 	}
@@ -241,7 +247,7 @@ func (r *Relay) userMessage(ctx context.Context, tx Tx, a UserActivity, now time
 		// sees this message after it is back in charge. A command waits in the
 		// same lane: if the bot call ahead of it starts a handoff, it ends
 		// that handoff; otherwise the bridge answers it (botSend).
-		return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
+		return enqueueNext(ctx, tx, NewOutboxItem(s.ID, s.Conversation, KindBotSend, OutboxPayload{MessageID: m.ID}, now))
 	case StateQueued, StateLive:
 		return r.toHuman(ctx, tx, s, m, now)
 	}
@@ -259,7 +265,7 @@ func (r *Relay) toHuman(ctx context.Context, tx Tx, s Session, m Message, now ti
 	case CommandRestart:
 		return r.end(ctx, tx, s, ReasonUserRestarted, now)
 	}
-	return tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
+	return enqueueNext(ctx, tx, NewOutboxItem(s.ID, s.Conversation, KindDeskSend, OutboxPayload{MessageID: m.ID}, now))
 }
 
 // say stores a bridge notice under a stable key and queues it for the user.
@@ -317,6 +323,7 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 	evs := append([]AgentEvent(nil), events...)
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].At.Before(evs[j].At) })
 	now := r.now()
+	ctx, handOff := r.inbound(ctx)
 	err := r.store.Update(ctx, func(tx Tx) error {
 		s, err := tx.SessionByAgentChat(ctx, chat)
 		if errors.Is(err, ErrNotFound) {
@@ -350,6 +357,7 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 		}
 		return nil
 	})
+	handOff(err == nil)
 	if err != nil {
 		return fmt.Errorf("bridge: store desk events of chat %s: %w", chat, err)
 	}
@@ -544,7 +552,7 @@ func (r *Relay) agentEvent(ctx context.Context, tx Tx, s Session, ev AgentEvent,
 			}
 		}
 		if m.Deliverable() { // an empty desk row is kept, with nothing to show
-			if err := tx.Enqueue(ctx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now)); err != nil {
+			if err := enqueueNext(ctx, tx, NewOutboxItem(s.ID, s.Conversation, KindUserSend, OutboxPayload{MessageID: m.ID}, now)); err != nil {
 				return s, err
 			}
 		}
