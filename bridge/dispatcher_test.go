@@ -717,3 +717,46 @@ func TestInboundHandedToWorker(t *testing.T) {
 		})
 	}
 }
+
+// panicStore panics in the next Update, as a bug in a transaction would.
+type panicStore struct {
+	bridge.Store
+	armed atomic.Bool
+}
+
+func (p *panicStore) Update(ctx context.Context, fn func(tx bridge.Tx) error) error {
+	if p.armed.Swap(false) {
+		panic("bug in a transaction")
+	}
+	return p.Store.Update(ctx, fn)
+}
+
+// TestInboundPanicFreesWorker: a worker reserved for an inbound transaction
+// is freed even when the transaction panics, so Run still stops.
+func TestInboundPanicFreesWorker(t *testing.T) {
+	h := newHarness(t)
+	ps := &panicStore{Store: h.st}
+	h.relay = bridge.NewRelay(ps, h.bot, h.desk, h.user, nil, bridge.RelayConfig{})
+	h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{StopTimeout: 50 * time.Millisecond})
+	h.live()
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.disp.Run(ctx) }()
+	if err := h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{{Kind: bridge.AgentMessage, Chat: "chat-1",
+		ExternalID: "warm-up", Author: "Beth", Text: "one moment", At: time.Now()}}, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the warm-up delivery", func() bool { return h.pending() == 0 })
+	ps.armed.Store(true)
+	func() {
+		defer func() { _ = recover() }()
+		_ = h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{{Kind: bridge.AgentMessage, Chat: "chat-1",
+			ExternalID: "a3", Author: "Beth", Text: "and now?", At: time.Now()}}, false)
+	}()
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop: the worker reserved for the panicking transaction was never freed")
+	}
+}

@@ -124,6 +124,8 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 	}
 	a.Ref.UpdatedAt = now
 	ctx, handOff := r.inbound(ctx)
+	committed := false
+	defer func() { handOff(committed) }() // also when fn panics: the reserved worker is freed
 	err := r.store.Update(ctx, func(tx Tx) error {
 		if a.ID != "" && a.Kind != ActivityTyping {
 			fresh, err := tx.RememberActivity(ctx, a.Ref.Conversation, a.ID, now, now.Add(r.cfg.ActivityMemory))
@@ -172,7 +174,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 		}
 		return nil
 	})
-	handOff(err == nil)
+	committed = err == nil
 	if err != nil {
 		return fmt.Errorf("bridge: store %s activity %s: %w", a.Kind, a.ID, err)
 	}
@@ -324,6 +326,8 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].At.Before(evs[j].At) })
 	now := r.now()
 	ctx, handOff := r.inbound(ctx)
+	committed := false
+	defer func() { handOff(committed) }() // also when fn panics: the reserved worker is freed
 	err := r.store.Update(ctx, func(tx Tx) error {
 		s, err := tx.SessionByAgentChat(ctx, chat)
 		if errors.Is(err, ErrNotFound) {
@@ -357,7 +361,7 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 		}
 		return nil
 	})
-	handOff(err == nil)
+	committed = err == nil
 	if err != nil {
 		return fmt.Errorf("bridge: store desk events of chat %s: %w", chat, err)
 	}
