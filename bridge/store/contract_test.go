@@ -45,6 +45,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxMisc", testOutboxMisc},
 		{"OutboxFencing", testOutboxFencing},
 		{"OutboxThrottle", testOutboxThrottle},
+		{"OutboxThrottledLanes", testOutboxThrottledLanes},
 		{"OutboxRelease", testOutboxRelease},
 		{"OutboxConcurrentWorkers", testOutboxConcurrentWorkers},
 		{"OutboxEnqueueSerializesLane", testOutboxEnqueueSerializesLane},
@@ -912,6 +913,41 @@ func testOutboxThrottle(t *testing.T, s *Store) {
 	if len(again) != 1 || !again[0].FailingSince.Equal(first) {
 		t.Fatalf("claim after a second failure = %+v, want FailingSince still %v", again, first)
 	}
+}
+
+// testOutboxThrottledLanes: the claim leaves out every lane whose kind is
+// throttled at req.Now, its due head and everything behind it, and claims
+// the other kinds' heads; the lane is claimable again from the throttle's
+// until (a throttle holds while until > now). A claim is two statements
+// (lane heads, then the claiming update), one when nothing is due: the
+// throttle check is part of the heads statement.
+func testOutboxThrottledLanes(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base), session("s2", "c2", base))
+	ids := enqueue(t, s,
+		item("s1", "c1", bridge.KindDeskSend, 1), // head of c1/desk
+		item("s1", "c1", bridge.KindDeskSend, 2), // behind it
+		item("s1", "c1", bridge.KindUserSend, 3),
+		item("s2", "c2", bridge.KindDeskSend, 4), // head of c2/desk
+		item("s2", "c2", bridge.KindBotSend, 5),
+	)
+	now := base.Add(time.Second)
+	until := now.Add(time.Minute)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		if err := tx.SetThrottle(ctx, bridge.LaneDesk, until); err != nil {
+			return err
+		}
+		// An expired throttle of another kind holds nothing back.
+		return tx.SetThrottle(ctx, bridge.LaneBot, now.Add(-time.Millisecond))
+	})
+	statements := countStatements(t, s)
+	before := statements()
+	mustEqual(t, "claim while desk throttled", claimIDs(t, s, now, 10, time.Hour), []int64{ids[2], ids[4]})
+	mustEqual(t, "statements of a claim", statements()-before, 2)
+	before = statements()
+	mustEqual(t, "claim while desk throttled, the rest leased", claimIDs(t, s, now, 10, time.Hour), []int64{})
+	mustEqual(t, "statements of an empty claim", statements()-before, 1)
+	mustEqual(t, "claim a millisecond before until", claimIDs(t, s, until.Add(-time.Millisecond), 10, time.Hour), []int64{})
+	mustEqual(t, "claim at until", claimIDs(t, s, until, 10, time.Hour), []int64{ids[0], ids[3]})
 }
 
 // testOutboxEnqueueClaimed: an item enqueued alone in its lane, due and not

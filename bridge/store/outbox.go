@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"gorm.io/gorm"
@@ -271,38 +273,61 @@ func (t *tx) OutboxStats(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// How the claim finds work, in two statements of one transaction:
+// How the claim finds work, in two statements:
 //
-//  1. headsSQL reads the oldest pending item of every lane (one row per lane:
-//     id, next_attempt_at, claimed_until) in a single scan of the partial lane
-//     index, cost O(pending items). Done and dead items are not in that index,
-//     so they never block a lane. Go keeps the heads that are due and not
-//     leased, lowest ids first, at most limit of them.
-//  2. lockSQL re-reads exactly those ids with the same conditions and, on
-//     PostgreSQL, FOR UPDATE SKIP LOCKED: a head another worker holds is
-//     skipped, and one claimed or finished since step 1 fails the re-check on
-//     its new version. A row cannot stop being its lane's head between the
-//     steps, because Enqueue serializes each lane so ids of a lane commit in
-//     order.
+//  1. headsSQL reads the oldest pending item of every lane that is not
+//     throttled (one row per lane: id, next_attempt_at, claimed_until) in a
+//     single scan of the partial lane index, cost O(pending items). Done and
+//     dead items are not in that index, so they never block a lane. The
+//     throttle check removes whole lanes (lane is part of the grouping), so a
+//     throttled lane's later items never stand in for its head; it reads
+//     outbox_throttles, one row per lane kind, once (a hashed subplan), not
+//     per outbox row. Go keeps the heads that are due and not leased, lowest
+//     ids first, at most limit of them.
+//  2. claimSQL leases exactly those ids, re-checking the same conditions, in
+//     one UPDATE … RETURNING. On PostgreSQL the ids are first locked FOR
+//     UPDATE SKIP LOCKED in an uncorrelated ARRAY subquery (evaluated once,
+//     before the update): a head another worker holds is skipped, and one
+//     claimed or finished since step 1 fails the re-check on its new
+//     version. A row cannot stop being its lane's head between the steps,
+//     because Enqueue serializes each lane so ids of a lane commit in order.
+//
+// On PostgreSQL the two statements run outside a transaction: under READ
+// COMMITTED each statement of a transaction takes its own snapshot anyway,
+// and the row locks that matter are taken and used within the one UPDATE,
+// so BEGIN and COMMIT would only add two round trips. On SQLite they run in
+// one (IMMEDIATE) transaction on the one writer connection, as before.
 //
 // Single-statement shapes (NOT EXISTS per row; IN, ANY or a join against the
 // grouped heads) were measured and rejected: with stale statistics, as after
 // any burst of new rows, PostgreSQL planned them as nested loops that
 // re-scanned the heads or the backlog per candidate row, O(n²), a second or
-// more per claim with a few thousand pending items. Both statements here read
-// one table, so every plan the planner can pick is linear.
+// more per claim with a few thousand pending items. The heads statement
+// reads the outbox once and the small throttle table once; the claim
+// statement reads the chosen ids by primary key; so every plan the planner
+// can pick is linear.
 const (
 	headsSQLPostgres = `SELECT DISTINCT ON (conversation_id, lane) id, lane, next_attempt_at, claimed_until
 FROM outbox WHERE status = 'pending'
+  AND lane NOT IN (SELECT lane FROM outbox_throttles WHERE until_at > ?)
 ORDER BY conversation_id, lane, id`
 	// SQLite returns the bare columns of the row holding MIN(id).
 	headsSQLSQLite = `SELECT MIN(id) AS id, lane, next_attempt_at, claimed_until
 FROM outbox WHERE status = 'pending'
+  AND lane NOT IN (SELECT lane FROM outbox_throttles WHERE until_at > ?)
 GROUP BY conversation_id, lane`
-	lockSQL = `SELECT * FROM outbox
+	// The ids travel as one array literal, so the statement's text (and
+	// the driver's prepared statement) is the same for any number of them.
+	claimSQLPostgres = `UPDATE outbox SET attempts = attempts + 1, claimed_until = ?, claim_token = ?, claim_owner = ?, updated_at = ?
+WHERE id = ANY(ARRAY(SELECT id FROM outbox
+  WHERE id = ANY(CAST(CAST(? AS TEXT) AS BIGINT[])) AND status = 'pending'
+    AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
+  FOR UPDATE SKIP LOCKED))
+RETURNING *`
+	claimSQLSQLite = `UPDATE outbox SET attempts = attempts + 1, claimed_until = ?, claim_token = ?, claim_owner = ?, updated_at = ?
 WHERE id IN ? AND status = 'pending'
   AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)
-ORDER BY id`
+RETURNING *`
 )
 
 type laneHead struct {
@@ -317,6 +342,19 @@ func (h laneHead) claimable(nowMS int64) bool {
 	return h.NextAttemptMS <= nowMS && (h.ClaimedUntilMS == nil || *h.ClaimedUntilMS < nowMS)
 }
 
+// pgIDs is a PostgreSQL array literal of ids, e.g. {1,2,3}.
+func pgIDs(ids []int64) string {
+	b := make([]byte, 0, 2+8*len(ids))
+	b = append(b, '{')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, '}'))
+}
+
 // ClaimOutbox leases up to req.Limit due items until req.Now+req.Lease, under
 // one fresh claim token per call and req.Owner, in one UPDATE, and returns
 // them with Attempts incremented, oldest first. Only the oldest pending item of a lane is
@@ -325,7 +363,8 @@ func (h laneHead) claimable(nowMS int64) bool {
 // the single connection serializes claims), and so are lanes whose kind is
 // throttled at req.Now. Returns an empty slice when nothing is due. It may
 // return fewer than req.Limit items while others are due, when another
-// worker holds some of the chosen ones.
+// worker holds some of the chosen ones. Two statements (see headsSQL): on
+// PostgreSQL two round trips, one when nothing is due.
 func (s *Store) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bridge.OutboxItem, error) {
 	if req.Limit <= 0 {
 		return []bridge.OutboxItem{}, nil
@@ -333,23 +372,19 @@ func (s *Store) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bri
 	limit := req.Limit
 	nowMS := req.Now.UnixMilli()
 	until := req.Now.Add(req.Lease).UnixMilli()
-	headsSQL, lock := headsSQLSQLite, ""
-	if s.dialect == DialectPostgres {
-		headsSQL, lock = headsSQLPostgres, "\nFOR UPDATE SKIP LOCKED"
-	}
 	var rows []outboxRow
-	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
-		var throttled []string
-		if err := gtx.Raw("SELECT lane FROM outbox_throttles WHERE until_at > ?", nowMS).Scan(&throttled).Error; err != nil {
-			return err
+	claim := func(q *gorm.DB) error {
+		headsSQL := headsSQLSQLite
+		if s.dialect == DialectPostgres {
+			headsSQL = headsSQLPostgres
 		}
 		var heads []laneHead
-		if err := gtx.Raw(headsSQL).Find(&heads).Error; err != nil {
+		if err := q.Raw(headsSQL, nowMS).Find(&heads).Error; err != nil {
 			return err
 		}
 		ids := make([]int64, 0, min(limit, len(heads)))
 		for _, h := range heads {
-			if h.claimable(nowMS) && !slices.Contains(throttled, h.Lane) {
+			if h.claimable(nowMS) {
 				ids = append(ids, h.ID)
 			}
 		}
@@ -358,32 +393,32 @@ func (s *Store) ClaimOutbox(ctx context.Context, req bridge.ClaimRequest) ([]bri
 		}
 		slices.Sort(ids)
 		ids = ids[:min(limit, len(ids))]
-		if err := gtx.Raw(lockSQL+lock, ids, nowMS, nowMS).Find(&rows).Error; err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			return nil
-		}
 		// One UPDATE for the whole claim, under one fresh token: a token
 		// fences together with its item's id (every outcome matches both),
 		// and the next claim of any of these items gets a new token, so a
 		// token shared by the items of one claim fences exactly as well as
 		// one per item.
-		token := newToken()
-		locked := make([]int64, len(rows))
-		for i := range rows {
-			rows[i].ClaimToken, rows[i].ClaimOwner = token, req.Owner
-			locked[i] = rows[i].ID
+		var idArg any = ids
+		claimSQL := claimSQLSQLite
+		if s.dialect == DialectPostgres {
+			idArg, claimSQL = pgIDs(ids), claimSQLPostgres
 		}
-		return gtx.Exec(`UPDATE outbox SET attempts = attempts + 1, claimed_until = ?, claim_token = ?, claim_owner = ?, updated_at = ?
-WHERE id IN ?`, until, token, req.Owner, toMS(s.now()), locked).Error
-	})
+		return q.Raw(claimSQL, until, newToken(), req.Owner, toMS(s.now()), idArg, nowMS, nowMS).Find(&rows).Error
+	}
+	var err error
+	if s.dialect == DialectPostgres {
+		err = claim(s.db.WithContext(ctx))
+	} else {
+		err = s.db.WithContext(ctx).Transaction(claim)
+	}
 	if err != nil {
 		return nil, wrap("claim outbox", err)
 	}
+	// RETURNING gives the rows as updated (Attempts incremented, the new
+	// claim), in no promised order.
+	slices.SortFunc(rows, func(a, b outboxRow) int { return cmp.Compare(a.ID, b.ID) })
 	out := make([]bridge.OutboxItem, len(rows))
 	for i, r := range rows {
-		r.Attempts++
 		out[i] = r.domain()
 	}
 	if len(out) > 0 {
