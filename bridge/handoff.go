@@ -94,23 +94,20 @@ func (r *Relay) message(ctx context.Context, id int64) (m Message, err error) {
 	return m, err
 }
 
-// load reads what an outbox item acts on in one transaction: its session,
-// the message of its payload and, when withRef, the conversation reference.
+// load reads what an outbox item acts on in one read (Tx.ReadItem): its
+// session, the message of its payload and, when withRef, the conversation
+// reference.
 // Reads of an outbox item go through the read-only path (on SQLite the read
 // pool, so they never hold the one writer): what they read was committed
 // before the item could be claimed.
 func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRef bool) (s Session, m Message, ref ConversationRef, err error) {
+	var conv ConversationID
+	if withRef {
+		conv = it.Conversation
+	}
 	err = r.view(ctx, func(tx Tx) error {
 		var err error
-		if s, err = tx.Session(ctx, it.SessionID); err != nil {
-			return err
-		}
-		if m, err = tx.Message(ctx, p.MessageID); err != nil {
-			return err
-		}
-		if withRef {
-			ref, err = tx.ConversationRef(ctx, it.Conversation)
-		}
+		s, m, ref, err = tx.ReadItem(ctx, it.SessionID, p.MessageID, conv)
 		return err
 	})
 	return s, m, ref, err

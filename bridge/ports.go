@@ -112,6 +112,11 @@ type Tx interface {
 	PutConversationRef(ctx context.Context, ref ConversationRef) error
 	// ConversationRef returns the stored reference; ErrNotFound if absent.
 	ConversationRef(ctx context.Context, conv ConversationID) (ConversationRef, error)
+	// ReadItem returns what an outbox item acts on, as Session(session),
+	// Message(message) and, unless conv is empty, ConversationRef(conv)
+	// would, in one read (one statement, one round trip): the error of the
+	// first of them that fails, in that order (ErrNotFound if absent).
+	ReadItem(ctx context.Context, session SessionID, message int64, conv ConversationID) (Session, Message, ConversationRef, error)
 
 	// Enqueue appends items to the outbox (IDs assigned in order of the slice).
 	Enqueue(ctx context.Context, items ...OutboxItem) error

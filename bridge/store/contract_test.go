@@ -39,6 +39,7 @@ func runContract(t *testing.T, open opener) {
 		{"PollTargets", testPollTargets},
 		{"SettledReads", testSettledReads},
 		{"ConversationRef", testConversationRef},
+		{"ReadItem", testReadItem},
 		{"RememberActivity", testRememberActivity},
 		{"OutboxLaneOrder", testOutboxLaneOrder},
 		{"OutboxLeaseAndRetry", testOutboxLeaseAndRetry},
@@ -639,24 +640,29 @@ func testSettledReads(t *testing.T, s *Store) {
 	})
 }
 
-// countStatements counts the SQL statements s runs from now on (begin and
-// commit excluded).
+// countStatements counts the SQL statements s runs from now on, on the
+// writer and the read pool (begin and commit excluded).
 func countStatements(t *testing.T, s *Store) func() int {
 	t.Helper()
 	var n atomic.Int64
 	count := func(*gorm.DB) { n.Add(1) }
 	name := "test:count:" + t.Name()
-	cb := s.db.Callback()
-	for _, err := range []error{
-		cb.Create().After("gorm:create").Register(name, count),
-		cb.Query().After("gorm:query").Register(name, count),
-		cb.Update().After("gorm:update").Register(name, count),
-		cb.Delete().After("gorm:delete").Register(name, count),
-		cb.Row().After("gorm:row").Register(name, count),
-		cb.Raw().After("gorm:raw").Register(name, count),
-	} {
-		if err != nil {
-			t.Fatal(err)
+	for _, db := range []*gorm.DB{s.db, s.rdb} {
+		if db == nil {
+			continue
+		}
+		cb := db.Callback()
+		for _, err := range []error{
+			cb.Create().After("gorm:create").Register(name, count),
+			cb.Query().After("gorm:query").Register(name, count),
+			cb.Update().After("gorm:update").Register(name, count),
+			cb.Delete().After("gorm:delete").Register(name, count),
+			cb.Row().After("gorm:row").Register(name, count),
+			cb.Raw().After("gorm:raw").Register(name, count),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return func() int { return int(n.Load()) }
