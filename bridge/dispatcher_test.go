@@ -648,7 +648,7 @@ func TestDispatchClaimsWhenWorkerFrees(t *testing.T) {
 func TestInboundHandedToWorker(t *testing.T) {
 	tests := []struct {
 		name        string
-		throttle    bridge.Lane // throttled for 50 ms before the message
+		throttle    bridge.Lane // throttled for 500 ms before the message (long enough that a loaded machine still stores the message inside it)
 		fromAgent   bool
 		kind        bridge.OutboxKind
 		wantClaimed int
@@ -679,7 +679,7 @@ func TestInboundHandedToWorker(t *testing.T) {
 			cc.mu.Unlock()
 			if tc.throttle != "" {
 				if err := h.st.Update(t.Context(), func(tx bridge.Tx) error {
-					return tx.SetThrottle(t.Context(), tc.throttle, time.Now().Add(50*time.Millisecond))
+					return tx.SetThrottle(t.Context(), tc.throttle, time.Now().Add(500*time.Millisecond))
 				}); err != nil {
 					t.Fatal(err)
 				}
