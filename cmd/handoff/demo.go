@@ -333,7 +333,7 @@ func startDemo(ctx context.Context, o demoOptions, log *slog.Logger) (d *demo, e
 		stopWeb()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := srv.Shutdown(sctx)
+		err := srv.Drain(sctx)
 		if serr := <-webDone; !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}

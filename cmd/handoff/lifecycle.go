@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -83,7 +82,7 @@ func (a *app) startLoops() *running {
 // budget, then the remaining connections are closed), the loops stop stage
 // by stage, and the store closes last, even when a step failed or ran out of
 // time.
-func (a *app) shutdown(srv *http.Server, r *running) error {
+func (a *app) shutdown(srv *httpServer, r *running) error {
 	budget := a.cfg.ShutdownTimeout
 	a.log.Info("shutting down", "timeout", budget)
 	start := time.Now()
@@ -92,9 +91,8 @@ func (a *app) shutdown(srv *http.Server, r *running) error {
 	var errs []error
 
 	hctx, hcancel := context.WithTimeout(ctx, budget/2)
-	if err := srv.Shutdown(hctx); err != nil {
+	if err := srv.Drain(hctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain http requests: %w", err))
-		_ = srv.Close()
 	}
 	hcancel()
 	a.log.Debug("stopped", "part", "http", "took_ms", time.Since(start).Milliseconds())

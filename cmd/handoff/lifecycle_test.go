@@ -233,3 +233,81 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// acceptSignal tells accepted when it has handed a connection to the server.
+type acceptSignal struct {
+	net.Listener
+	accepted chan struct{}
+}
+
+func (l acceptSignal) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return c, err
+}
+
+// TestShutdownClosesSilentConnections: a connection that never sends a
+// request (an HTTP client's spare dial, a load balancer's preconnect) does
+// not hold the drain; http.Server.Shutdown alone waits for it until it is
+// five seconds old, past this app's one-second drain budget.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	ev, release := &events{}, make(chan struct{})
+	close(release)
+	a := lifecycleApp(t, ev, release, "")
+	accepted := make(chan struct{}, 4)
+	a.listen = func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		return acceptSignal{Listener: ln, accepted: accepted}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, started) }()
+	addr := <-started
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	<-accepted
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v after %v, want nil", err, time.Since(start))
+	}
+	// The server closed the silent connection: reading it ends.
+	_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("reading the silent connection after shutdown: %v, want EOF", err)
+	}
+}
+
+// TestShutdownNamesCutRequests: a request that outlasts the drain budget is
+// cut, and the log names it, so an operator sees which route held shutdown.
+func TestShutdownNamesCutRequests(t *testing.T) {
+	ev, release := &events{}, make(chan struct{})
+	defer close(release)
+	a := lifecycleApp(t, ev, release, "")
+	logs := &syncBuffer{}
+	a.log = slog.New(slog.NewTextHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, started) }()
+	addr := <-started
+	go func() {
+		if resp, err := http.Get("http://" + addr + "/slow"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitUntil(t, func() bool { return slices.Contains(ev.list(), "request started") })
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "drain http requests") {
+		t.Fatalf("serve = %v, want the drain's timeout", err)
+	}
+	if !strings.Contains(logs.String(), `msg="request cut at shutdown" method=GET path=/slow`) {
+		t.Errorf("the log does not name the cut request:\n%s", logs)
+	}
+}

@@ -184,7 +184,7 @@ func (a *app) serve(ctx context.Context, started chan<- string) error {
 
 // serveMetrics serves /metrics alone on HANDOFF_METRICS_ADDR. It is closed
 // last, so the final scrape of a stopping replica still answers.
-func (a *app) serveMetrics() (*http.Server, error) {
+func (a *app) serveMetrics() (*httpServer, error) {
 	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (HANDOFF_METRICS_ADDR): %w", a.cfg.MetricsAddr, err)

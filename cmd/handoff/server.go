@@ -113,16 +113,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// httpServer is an http.Server with its drainer.
+type httpServer struct {
+	*http.Server
+	drainer *drainer
+}
+
+// Drain shuts the server down within ctx (see drainer.drain).
+func (s *httpServer) Drain(ctx context.Context) error { return s.drainer.drain(ctx, s.Server) }
+
 // newHTTPServer returns a server with every timeout set.
-func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
+func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *httpServer {
+	d := newDrainer(log)
+	return &httpServer{drainer: d, Server: &http.Server{
 		Addr:              addr,
-		Handler:           h,
+		Handler:           d.wrap(h),
+		ConnState:         d.connState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // exports stream for a while
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	}}
 }
