@@ -69,6 +69,18 @@ func signHex(secret string, ts time.Time, body []byte) (string, string) {
 	return stamp, "sha256=" + hex.EncodeToString(servicenow.SignatureMAC(secret, stamp, body))
 }
 
+// postSigned posts body to h as the Business Rule does, signed with whSecret
+// at the time signed, and returns the response.
+func postSigned(h http.Handler, path string, body []byte, signed time.Time) *httptest.ResponseRecorder {
+	stamp, sig := signHex(whSecret, signed, body)
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set(servicenow.HeaderTimestamp, stamp)
+	req.Header.Set(servicenow.HeaderSignature, sig)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 func newWebhook(t *testing.T, sink servicenow.EventSink, mod func(*servicenow.WebhookConfig)) *servicenow.WebhookHandler {
 	t.Helper()
 	cfg := servicenow.WebhookConfig{Secret: whSecret, Username: "sn.webhook", Password: "pw", BridgeUser: snowtest.DefaultUser,
@@ -151,15 +163,7 @@ func TestWebhookReplay(t *testing.T) {
 	h := newWebhook(t, sink, nil)
 	now := time.Now()
 	body := whBody("r1", "once", now)
-	stamp, sig := signHex(whSecret, now, body)
-	post := func() int {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
-		req.Header.Set(servicenow.HeaderTimestamp, stamp)
-		req.Header.Set(servicenow.HeaderSignature, sig)
-		h.ServeHTTP(rec, req)
-		return rec.Code
-	}
+	post := func() int { return postSigned(h, "/webhooks/servicenow", body, now).Code }
 	sink.failed = 1
 	if got := post(); got != 500 {
 		t.Fatalf("store failure: status %d, want 500", got)
@@ -206,12 +210,7 @@ func TestWebhookBody(t *testing.T) {
 			sink := &countingSink{}
 			h := newWebhook(t, sink, func(c *servicenow.WebhookConfig) { c.MaxItems = 10 })
 			body := []byte(tt.body)
-			stamp, sig := signHex(whSecret, time.Now(), body)
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
-			req.Header.Set(servicenow.HeaderTimestamp, stamp)
-			req.Header.Set(servicenow.HeaderSignature, sig)
-			h.ServeHTTP(rec, req)
+			rec := postSigned(h, "/webhooks/servicenow", body, time.Now())
 			if rec.Code != tt.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
 			}
@@ -370,14 +369,7 @@ func TestWebhookReorderAcrossWindow(t *testing.T) {
 	h := newWebhook(t, sink, func(c *servicenow.WebhookConfig) { c.OrderWindow = 30 * time.Millisecond })
 	t0 := time.Now()
 	post := func(id string, at time.Time) {
-		body := whBody(id, id, at)
-		stamp, sig := signHex(whSecret, time.Now(), body)
-		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-		req.Header.Set(servicenow.HeaderTimestamp, stamp)
-		req.Header.Set(servicenow.HeaderSignature, sig)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != 200 {
+		if rec := postSigned(h, "/", whBody(id, id, at), time.Now()); rec.Code != 200 {
 			t.Fatalf("%s: %d", id, rec.Code)
 		}
 	}
@@ -477,12 +469,7 @@ func FuzzParseWebhook(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sink := &countingSink{}
 		h := newWebhook(t, sink, func(c *servicenow.WebhookConfig) { c.OrderWindow = -1; c.MaxBody = 1 << 20 })
-		stamp, sig := signHex(whSecret, time.Now(), body)
-		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-		req.Header.Set(servicenow.HeaderTimestamp, stamp)
-		req.Header.Set(servicenow.HeaderSignature, sig)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		rec := postSigned(h, "/", body, time.Now())
 		switch rec.Code {
 		case 200:
 			for _, ev := range sink.events() {
@@ -521,13 +508,7 @@ func TestWebhookStateEvent(t *testing.T) {
 			h := newWebhook(t, relay, nil)
 			body, _ := json.Marshal(map[string]any{"table": "chat_queue_entry", "sys_id": "qe1", "group": whGroup,
 				"state": tc.state, "assigned_to": "Beth Anglin", "timestamp": now.UnixMilli()})
-			stamp, sig := signHex(whSecret, now, body)
-			req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
-			req.Header.Set(servicenow.HeaderTimestamp, stamp)
-			req.Header.Set(servicenow.HeaderSignature, sig)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != tc.code {
+			if rec := postSigned(h, "/webhooks/servicenow", body, now); rec.Code != tc.code {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.code, rec.Body)
 			}
 			if got := relay.session(whGroup).ended; !slices.Equal(got, tc.want) {
@@ -577,13 +558,7 @@ func TestWebhookLooksUpChatOnce(t *testing.T) {
 			now := time.Now()
 			for i := range 4 {
 				body := whBody(fmt.Sprintf("s%d", i), fmt.Sprintf("m%d", i), now.Add(time.Duration(i)*time.Second))
-				stamp, sig := signHex(whSecret, time.Now(), body)
-				req := httptest.NewRequest(http.MethodPost, "/webhooks/servicenow", bytes.NewReader(body))
-				req.Header.Set(servicenow.HeaderTimestamp, stamp)
-				req.Header.Set(servicenow.HeaderSignature, sig)
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
+				if rec := postSigned(h, "/webhooks/servicenow", body, time.Now()); rec.Code != http.StatusOK {
 					t.Fatalf("delivery %d: status %d: %s", i, rec.Code, rec.Body)
 				}
 			}
