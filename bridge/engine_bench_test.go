@@ -4,12 +4,8 @@ package bridge_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,48 +43,6 @@ func BenchmarkEngine(b *testing.B) {
 }
 
 const engineConvs = 50
-
-// engineStore opens a migrated store: a SQLite file, or a fresh schema in
-// the PostgreSQL database of HANDOFF_TEST_DATABASE_URL.
-func engineStore(b *testing.B, db string) *store.Store {
-	b.Helper()
-	ctx := b.Context()
-	u := "sqlite:" + filepath.Join(b.TempDir(), "engine.db")
-	if db == "postgres" {
-		base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
-		admin, err := store.Open(ctx, base, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p := make([]byte, 6)
-		_, _ = rand.Read(p)
-		schema := "bench_engine_" + hex.EncodeToString(p)
-		if _, err := admin.DB().ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			_, _ = admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE")
-			_ = admin.Close()
-		})
-		pu, err := url.Parse(base)
-		if err != nil {
-			b.Fatal(err)
-		}
-		q := pu.Query()
-		q.Set("search_path", schema)
-		pu.RawQuery = q.Encode()
-		u = pu.String()
-	}
-	st, err := store.Open(ctx, u, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
-	return st
-}
 
 // countingUser and countingDesk count deliveries and return at once.
 type countingUser struct {

@@ -73,6 +73,7 @@ type Store struct {
 	dialect string
 	logger  *slog.Logger
 	now     func() time.Time // bookkeeping times (updated_at) only
+	counter *counter         // what the pools sent (Counts)
 }
 
 var _ bridge.Store = (*Store)(nil)
@@ -135,7 +136,8 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
-	s := &Store{db: gdb, sqlDB: sqlDB, dialect: dialect, logger: logger, now: time.Now}
+	s := &Store{db: gdb, sqlDB: sqlDB, dialect: dialect, logger: logger, now: time.Now, counter: &counter{}}
+	countPoolOf(gdb, s.counter)
 	if err := s.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("store: open %s database: %w", dialect, err)
@@ -202,6 +204,7 @@ func (s *Store) openReaders(ctx context.Context, path string, logger *slog.Logge
 		_ = rsql.Close()
 		return fmt.Errorf("store: open sqlite read pool: %w", err)
 	}
+	countPoolOf(rdb, s.counter)
 	s.rdb, s.rsqlDB = rdb, rsql
 	return nil
 }
