@@ -10,7 +10,7 @@ import (
 )
 
 // testReadItem: ReadItem returns exactly what Session, Message and
-// ConversationRef return, on PostgreSQL in one statement, with their errors
+// ConversationRef return, in one statement, with their errors
 // in their order; without a conversation it reads no reference.
 func testReadItem(t *testing.T, s *Store) {
 	s1 := session("s1", "c1", base)
@@ -30,10 +30,7 @@ func testReadItem(t *testing.T, s *Store) {
 		return tx.PutConversationRef(ctx, ref)
 	})
 	statements := countStatements(t, s)
-	want := 1 // PostgreSQL: one statement; SQLite: the three reads
-	if s.Dialect() == DialectSQLite {
-		want = 3
-	}
+	const want = 1
 	err := s.View(t.Context(), func(tx bridge.Tx) error {
 		ctx := t.Context()
 		for _, m := range []*bridge.Message{withAll, bare} {
