@@ -760,3 +760,53 @@ func TestInboundPanicFreesWorker(t *testing.T) {
 		t.Fatal("Run did not stop: the worker reserved for the panicking transaction was never freed")
 	}
 }
+
+// TestInboundKicksForItemsNotHandedOver: an inbound transaction that
+// enqueues items it does not hand to the reserved worker (an ending queues
+// the desk leave, the handback and notices) kicks Run, which claims them at
+// once: the idle tick is an hour. One that handed its only item over does
+// not kick (TestStatementsPerMessage counts the rounds).
+func TestInboundKicksForItemsNotHandedOver(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(h *harness) error
+	}{
+		{"employee ends", func(h *harness) error {
+			return h.relay.UserActivity(t.Context(), bridge.UserActivity{Kind: bridge.ActivityMessage, ID: "act-end", Text: string(bridge.CommandEndChat),
+				Ref: bridge.ConversationRef{Conversation: "conv", ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u", UserName: "Abel Tuter"}})
+		}},
+		{"agent ends", func(h *harness) error {
+			return h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{{Kind: bridge.AgentEnded, Chat: "chat-1",
+				ExternalID: "state:chat-1", At: time.Now(), System: true, EndReason: bridge.ReasonAgentClosed}}, false)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{Idle: time.Hour, BaseBackoff: time.Millisecond})
+			h.live()
+			run(t, h.disp)
+			if err := h.relay.AgentEvents(t.Context(), "chat-1", []bridge.AgentEvent{{Kind: bridge.AgentMessage, Chat: "chat-1",
+				ExternalID: "warm-up", Author: "Beth", Text: "one moment", At: time.Now()}}, false); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the warm-up delivery", func() bool { return h.pending() == 0 })
+			if err := tc.end(h); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second) // far below the hour of Idle
+			for {
+				h.desk.mu.Lock()
+				left := h.desk.left["chat-1"]
+				h.desk.mu.Unlock()
+				if left > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the desk leave was not claimed: the ending's commit did not kick Run")
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}

@@ -59,20 +59,26 @@ func (d *Dispatcher) reserve() (calls context.Context, wg *sync.WaitGroup, ok bo
 // inbound prepares an inbound transaction: when a dispatcher serves the
 // relay and has a free worker, the returned context carries a chain, so the
 // first item the transaction enqueues with enqueueNext is claimed for that
-// worker. Call done with whether the transaction committed: it then
-// dispatches the claimed item on the reserved worker, or frees the worker.
-// Call inbound after taking the time the transaction's items are due at.
+// worker. Run fn's tx through chained. Call done with whether the
+// transaction committed: it then dispatches the claimed item on the
+// reserved worker, or frees the worker, and kicks Run unless every item the
+// transaction enqueued went to the reserved worker: a kick then would cost
+// a claim round (a transaction on SQLite) that finds nothing. Call inbound
+// after taking the time the transaction's items are due at.
 func (r *Relay) inbound(ctx context.Context) (_ context.Context, done func(committed bool)) {
 	d := r.direct.Load()
 	if d == nil {
-		return ctx, func(bool) {}
+		return ctx, r.kickIfCommitted
 	}
 	calls, wg, ok := d.reserve()
 	if !ok {
-		return ctx, func(bool) {}
+		return ctx, r.kickIfCommitted
 	}
 	c := &chain{req: ClaimRequest{Now: r.now(), Lease: d.cfg.Lease, Owner: d.cfg.Owner}}
 	return context.WithValue(ctx, chainKey{}, c), func(committed bool) {
+		if committed && c.queued {
+			r.wake()
+		}
 		if !committed || c.next == nil {
 			d.freeWorker(wg)
 			return
@@ -82,5 +88,13 @@ func (r *Relay) inbound(ctx context.Context) (_ context.Context, done func(commi
 			defer d.freeWorker(wg)
 			d.dispatch(calls, it)
 		}()
+	}
+}
+
+// kickIfCommitted is inbound's done when no worker is reserved: whatever
+// the transaction enqueued is Run's to claim.
+func (r *Relay) kickIfCommitted(committed bool) {
+	if committed {
+		r.wake()
 	}
 }

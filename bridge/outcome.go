@@ -152,7 +152,7 @@ func (d *Dispatcher) commitOne(parent context.Context, fn commitFunc) error {
 func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commitFunc, log *slog.Logger) (next *OutboxItem) {
 	c := &chain{}
 	err := d.commit(parent, func(ctx context.Context, tx Tx, now time.Time) error {
-		c.req, c.next = ClaimRequest{Now: now, Lease: d.cfg.Lease, Owner: d.cfg.Owner}, nil // each try anew
+		c.req, c.next, c.queued = ClaimRequest{Now: now, Lease: d.cfg.Lease, Owner: d.cfg.Owner}, nil, false // each try anew
 		if then != nil {
 			if err := then(context.WithValue(ctx, chainKey{}, c), tx, now); err != nil {
 				return err
@@ -185,6 +185,40 @@ type chainKey struct{}
 type chain struct {
 	req  ClaimRequest
 	next *OutboxItem
+	// queued: the transaction enqueued an item the chain did not claim
+	// (seen through chained), so Run is to be kicked after the commit.
+	queued bool
+}
+
+// chained returns tx under the chain ctx carries, if any, so that the
+// chain learns of every item tx enqueues (chain.queued).
+func chained(ctx context.Context, tx Tx) Tx {
+	if c, _ := ctx.Value(chainKey{}).(*chain); c != nil {
+		return chainTx{Tx: tx, c: c}
+	}
+	return tx
+}
+
+// chainTx is a Tx that notes in its chain the items enqueued but not
+// claimed for the chain's worker.
+type chainTx struct {
+	Tx
+	c *chain
+}
+
+func (t chainTx) Enqueue(ctx context.Context, items ...OutboxItem) error {
+	if len(items) > 0 {
+		t.c.queued = true
+	}
+	return t.Tx.Enqueue(ctx, items...)
+}
+
+func (t chainTx) EnqueueClaimed(ctx context.Context, it OutboxItem, req ClaimRequest) (OutboxItem, bool, error) {
+	got, claimed, err := t.Tx.EnqueueClaimed(ctx, it, req)
+	if !claimed {
+		t.c.queued = true
+	}
+	return got, claimed, err
 }
 
 // enqueueNext enqueues it and, when ctx carries a chain (tx records a

@@ -127,6 +127,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 	committed := false
 	defer func() { handOff(committed) }() // also when fn panics: the reserved worker is freed
 	err := r.store.Update(ctx, func(tx Tx) error {
+		tx = chained(ctx, tx)
 		if a.ID != "" && a.Kind != ActivityTyping {
 			fresh, err := tx.RememberActivity(ctx, a.Ref.Conversation, a.ID, now, now.Add(r.cfg.ActivityMemory))
 			if err != nil {
@@ -174,11 +175,10 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 		}
 		return nil
 	})
-	committed = err == nil
+	committed = err == nil // done kicks Run if needed
 	if err != nil {
 		return fmt.Errorf("bridge: store %s activity %s: %w", a.Kind, a.ID, err)
 	}
-	r.wake()
 	return nil
 }
 
@@ -329,6 +329,7 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 	committed := false
 	defer func() { handOff(committed) }() // also when fn panics: the reserved worker is freed
 	err := r.store.Update(ctx, func(tx Tx) error {
+		tx = chained(ctx, tx)
 		s, err := tx.SessionByAgentChat(ctx, chat)
 		if errors.Is(err, ErrNotFound) {
 			r.log.DebugContext(ctx, "desk events for unknown chat dropped", "chat_id", chat, "events", len(evs))
@@ -361,11 +362,10 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 		}
 		return nil
 	})
-	committed = err == nil
+	committed = err == nil // done kicks Run if needed
 	if err != nil {
 		return fmt.Errorf("bridge: store desk events of chat %s: %w", chat, err)
 	}
-	r.wake()
 	return nil
 }
 
