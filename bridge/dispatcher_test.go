@@ -345,6 +345,13 @@ func (t flakyTx) CompleteOutbox(ctx context.Context, id int64, claim string) err
 	return t.Tx.CompleteOutbox(ctx, id, claim)
 }
 
+func (t flakyTx) CompleteOutboxNext(ctx context.Context, id int64, claim string) (bool, error) {
+	if t.s.failCompletes.Add(-1) >= 0 {
+		return false, errors.New("FATAL: terminating connection due to administrator command (SQLSTATE 57P01)")
+	}
+	return t.Tx.CompleteOutboxNext(ctx, id, claim)
+}
+
 // TestDispatchCommitFailureAfterTeamsSend (issue 12.4): Teams accepted the
 // message, then recording that failed. The bridge retries the commit and,
 // when the store stays down past those tries, remembers the send, so the
@@ -808,5 +815,56 @@ func TestInboundKicksForItemsNotHandedOver(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestDispatchKicksForLaneSuccessor: a message queued behind its lane's item
+// in flight is claimed as soon as that item is done, though nothing else
+// kicks Run and the idle tick is an hour: the completion sees it waiting.
+func TestDispatchKicksForLaneSuccessor(t *testing.T) {
+	h := newHarness(t)
+	rs := &roundStore{Store: h.st}
+	h.relay = bridge.NewRelay(rs, h.bot, h.desk, h.user, nil, bridge.RelayConfig{})
+	h.disp = bridge.NewDispatcher(h.relay, bridge.DispatchConfig{Idle: time.Hour, BaseBackoff: time.Millisecond})
+	h.live()
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	h.desk.sendHook = func(ctx context.Context, text string) error {
+		if text != "first" {
+			return nil
+		}
+		started <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	run(t, h.disp)
+	ref := bridge.ConversationRef{Conversation: "conv", ServiceURL: "https://smba.example/", ConversationType: "personal", UserID: "29:u", UserName: "Abel Tuter"}
+	var empty int64
+	for i, text := range []string{"first", "second"} {
+		empty = rs.empty.Load()
+		if err := h.relay.UserActivity(t.Context(), bridge.UserActivity{Kind: bridge.ActivityMessage, ID: fmt.Sprintf("lane-%d", i), Text: text, Ref: ref}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first desk send never started")
+			}
+		}
+	}
+	// The second message's kick finds the lane busy; only then may the
+	// first finish.
+	eventually(t, "the round the second message kicked", func() bool { return rs.empty.Load() > empty })
+	close(release)
+	deadline := time.Now().Add(5 * time.Second) // far below the hour of Idle
+	for !slices.Contains(h.desk.postedTo("chat-1"), "second") {
+		if time.Now().After(deadline) {
+			t.Fatal("the second message was not claimed after the first was done (it waits for the idle tick)")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

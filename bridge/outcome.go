@@ -25,8 +25,18 @@ const (
 // store fails (a dropped connection, a restarted database). It stops at once
 // on ErrLeaseLost or ErrNotFound: retrying cannot change those. Outcomes
 // recorded at the same time share one transaction when the store's writes
-// are serial anyway (group commit, see commitGroup).
+// are serial anyway (group commit, see commitGroup). Once committed, it
+// kicks Run.
 func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
+	err := d.record(parent, fn)
+	if err == nil {
+		d.relay.wake()
+	}
+	return err
+}
+
+// record is commit without the kick.
+func (d *Dispatcher) record(parent context.Context, fn commitFunc) error {
 	var err error
 	pause := commitPause
 	group := d.relay.store.SerialWrites()
@@ -42,9 +52,6 @@ func (d *Dispatcher) commit(parent context.Context, fn commitFunc) error {
 		d.log.WarnContext(parent, "outbox outcome not committed; trying again", "try", try, "err", err)
 		time.Sleep(pause)
 		pause *= 2
-	}
-	if err == nil {
-		d.relay.wake()
 	}
 	return err
 }
@@ -149,19 +156,32 @@ func (d *Dispatcher) commitOne(parent context.Context, fn commitFunc) error {
 // memory so that this process never calls out again for the item; see the
 // README's "nothing lost, nothing twice". It returns the item then enqueued
 // and claimed for this worker (enqueueNext), if any, to dispatch next.
+//
+// It kicks Run only when Run may find something to claim: then enqueued an
+// item it did not chain to this worker, or a later item of the lane waits
+// behind the one done. On a store whose writes are not serial (PostgreSQL)
+// it always kicks: a transaction that enqueued to the lane and saw this item
+// still pending may commit after this one looked.
 func (d *Dispatcher) succeeded(parent context.Context, it OutboxItem, then commitFunc, log *slog.Logger) (next *OutboxItem) {
 	c := &chain{}
-	err := d.commit(parent, func(ctx context.Context, tx Tx, now time.Time) error {
+	waiting := false
+	err := d.record(parent, func(ctx context.Context, tx Tx, now time.Time) error {
 		c.req, c.next, c.queued = ClaimRequest{Now: now, Lease: d.cfg.Lease, Owner: d.cfg.Owner}, nil, false // each try anew
 		if then != nil {
-			if err := then(context.WithValue(ctx, chainKey{}, c), tx, now); err != nil {
+			cctx := context.WithValue(ctx, chainKey{}, c)
+			if err := then(cctx, chained(cctx, tx), now); err != nil {
 				return err
 			}
 		}
-		return tx.CompleteOutbox(ctx, it.ID, it.Claim)
+		var err error
+		waiting, err = tx.CompleteOutboxNext(ctx, it.ID, it.Claim)
+		return err
 	})
 	switch {
 	case err == nil:
+		if c.queued || waiting || !d.relay.store.SerialWrites() {
+			d.relay.wake()
+		}
 		d.Stats.add(&d.Stats.Delivered, it.Kind)
 		log.DebugContext(parent, "outbox item done")
 		return c.next

@@ -131,6 +131,10 @@ type Tx interface {
 	// CompleteOutbox marks a dispatched item done. ErrNotFound if absent;
 	// ErrLeaseLost if claim is no longer the item's claim (nothing written).
 	CompleteOutbox(ctx context.Context, id int64, claim string) error
+	// CompleteOutboxNext is CompleteOutbox that also reports whether a later
+	// item of the item's lane is pending, as this transaction sees it: that
+	// item is the lane's head now.
+	CompleteOutboxNext(ctx context.Context, id int64, claim string) (next bool, err error)
 	// RetryOutbox releases the claim and makes the item due again at r.Next;
 	// a throttled retry gives the attempt back. ErrNotFound, ErrLeaseLost as
 	// for CompleteOutbox.

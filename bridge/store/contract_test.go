@@ -45,6 +45,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxLeaseAndRetry", testOutboxLeaseAndRetry},
 		{"OutboxMisc", testOutboxMisc},
 		{"OutboxFencing", testOutboxFencing},
+		{"CompleteOutboxNext", testCompleteOutboxNext},
 		{"OutboxThrottle", testOutboxThrottle},
 		{"OutboxThrottledLanes", testOutboxThrottledLanes},
 		{"OutboxRelease", testOutboxRelease},
@@ -852,6 +853,47 @@ func testOutboxFencing(t *testing.T, s *Store) {
 	// Done: the holder's token is spent too.
 	err := s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), ids[0], second[0].Claim) })
 	wantErr(t, "CompleteOutbox(twice)", err, bridge.ErrLeaseLost)
+}
+
+// testCompleteOutboxNext: completing an item reports whether a later item
+// of its lane (same conversation and lane) is pending, and no other lane's.
+func testCompleteOutboxNext(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base), session("s2", "c2", base))
+	enqueue(t, s, item("s1", "c1", bridge.KindUserSend, 1), item("s1", "c1", bridge.KindUserSend, 2),
+		item("s1", "c1", bridge.KindDeskSend, 3), item("s2", "c2", bridge.KindUserSend, 4))
+	now := base.Add(time.Second)
+	completeNext := func(it bridge.OutboxItem) (next bool) {
+		t.Helper()
+		update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+			var err error
+			next, err = tx.CompleteOutboxNext(ctx, it.ID, it.Claim)
+			return err
+		})
+		return next
+	}
+	heads := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 10, Lease: time.Minute, Owner: "a"})
+	if len(heads) != 3 {
+		t.Fatalf("claimed %+v, want the three lanes' heads", heads)
+	}
+	for _, it := range heads {
+		want := it.Kind == bridge.KindUserSend && it.Conversation == "c1" // the second user send waits behind it
+		mustEqual(t, fmt.Sprintf("next after %s of %s", it.Kind, it.Conversation), completeNext(it), want)
+	}
+	last := claim(t, s, bridge.ClaimRequest{Now: now, Limit: 10, Lease: time.Minute, Owner: "a"})
+	if len(last) != 1 {
+		t.Fatalf("claimed %+v, want the second user send", last)
+	}
+	mustEqual(t, "next after the lane's last item", completeNext(last[0]), false)
+	err := s.Update(t.Context(), func(tx bridge.Tx) error {
+		_, err := tx.CompleteOutboxNext(t.Context(), 999_999, "x")
+		return err
+	})
+	wantErr(t, "CompleteOutboxNext(missing)", err, bridge.ErrNotFound)
+	err = s.Update(t.Context(), func(tx bridge.Tx) error {
+		_, err := tx.CompleteOutboxNext(t.Context(), last[0].ID, last[0].Claim)
+		return err
+	})
+	wantErr(t, "CompleteOutboxNext(twice)", err, bridge.ErrLeaseLost)
 }
 
 // testOutboxThrottle: a throttled retry gives the attempt back; a failure

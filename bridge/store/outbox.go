@@ -112,12 +112,44 @@ func (t *tx) lockLanes(ctx context.Context, rows []outboxRow) error {
 // CompleteOutbox marks a dispatched item done. ErrNotFound if absent;
 // ErrLeaseLost if claim is not the item's current claim.
 func (t *tx) CompleteOutbox(ctx context.Context, id int64, claim string) error {
-	return t.setOutbox(ctx, id, claim, "complete", map[string]any{
-		"status":        statusDone,
-		"claimed_until": nil,
-		"claim_token":   "",
-		"updated_at":    toMS(t.s.now()),
-	})
+	_, err := t.CompleteOutboxNext(ctx, id, claim)
+	return err
+}
+
+// completeSQL marks a pending item done if claim is still its claim token,
+// and returns whether a later item of its lane is pending (read through
+// the partial lane index). One raw statement: the dispatcher runs it for
+// every delivered item.
+const completeSQL = `UPDATE outbox SET status = 'done', claimed_until = NULL, claim_token = '', updated_at = ?
+WHERE id = ? AND status = 'pending' AND claim_token = ? AND claim_token <> ''
+RETURNING EXISTS (SELECT 1 FROM outbox AS o WHERE o.conversation_id = outbox.conversation_id
+  AND o.lane = outbox.lane AND o.status = 'pending' AND o.id > outbox.id)`
+
+// CompleteOutboxNext marks a dispatched item done, as CompleteOutbox, and
+// reports whether a later item of its lane is pending.
+func (t *tx) CompleteOutboxNext(ctx context.Context, id int64, claim string) (next bool, err error) {
+	rows, err := t.q(ctx).Raw(completeSQL, toMS(t.s.now()), id, claim).Rows()
+	if err != nil {
+		return false, wrap(fmt.Sprintf("complete outbox item %d", id), err)
+	}
+	defer rows.Close()
+	done := rows.Next()
+	if done {
+		err = rows.Scan(&next)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err == nil {
+		err = rows.Close() // frees the connection for outboxMiss
+	}
+	if err != nil {
+		return false, wrap(fmt.Sprintf("complete outbox item %d", id), err)
+	}
+	if !done {
+		return false, t.s.outboxMiss(t.q(ctx), id, "complete")
+	}
+	return next, nil
 }
 
 // RetryOutbox releases the claim and makes the item due again at r.Next,
