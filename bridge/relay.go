@@ -341,15 +341,11 @@ func (r *Relay) AgentEvents(ctx context.Context, chat AgentChatID, events []Agen
 			r.log.DebugContext(ctx, "desk events for closed session dropped", "session_id", s.ID, "chat_id", chat)
 			return nil
 		}
-		if fromPoll {
-			cur, err := tx.Cursor(ctx, s.ID)
-			if err != nil {
+		if newest := evs[len(evs)-1].At; fromPoll && !newest.IsZero() {
+			// One upsert that never moves the cursor back, rather than a
+			// read and a write.
+			if err := tx.AdvanceCursors(ctx, map[SessionID]time.Time{s.ID: newest}); err != nil {
 				return err
-			}
-			if newest := evs[len(evs)-1].At; newest.After(cur) {
-				if err := tx.SetCursor(ctx, s.ID, newest); err != nil {
-					return err
-				}
 			}
 		}
 		for _, ev := range evs {
