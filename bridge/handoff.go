@@ -344,14 +344,7 @@ func (r *Relay) deskSend(ctx context.Context, it OutboxItem, p OutboxPayload) (c
 // deskPosted counts a message the desk confirmed (DeskMessage.Confirmed),
 // whatever state the session has reached meanwhile.
 func deskPosted(ctx context.Context, tx Tx, id SessionID, now time.Time) error {
-	s, err := tx.Session(ctx, id)
-	if err != nil {
-		return err
-	}
-	prev := s.State
-	s.DeskPosts++
-	s.UpdatedAt = now
-	return tx.UpdateSession(ctx, s, prev)
+	return tx.AddDeskPost(ctx, id, now)
 }
 
 func (r *Relay) userSend(ctx context.Context, it OutboxItem, p OutboxPayload) (commitFunc, error) {

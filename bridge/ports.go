@@ -59,6 +59,10 @@ type Tx interface {
 	// (nothing written). So a concurrent transaction's change to another field
 	// survives.
 	UpdateSession(ctx context.Context, s Session, expect State) error
+	// AddDeskPost counts one more message the desk confirmed for the session
+	// (Session.DeskPosts) and sets its UpdatedAt to now, whatever its state,
+	// in one write. ErrNotFound if there is no such session.
+	AddDeskPost(ctx context.Context, id SessionID, now time.Time) error
 	// CountSessions counts sessions by state (every state is a key, 0 if none).
 	CountSessions(ctx context.Context) (map[State]int, error)
 	// SessionsInStates returns all sessions in any of the states, oldest first.

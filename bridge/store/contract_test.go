@@ -46,6 +46,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxMisc", testOutboxMisc},
 		{"OutboxFencing", testOutboxFencing},
 		{"CompleteOutboxNext", testCompleteOutboxNext},
+		{"AddDeskPost", testAddDeskPost},
 		{"OutboxThrottle", testOutboxThrottle},
 		{"OutboxThrottledLanes", testOutboxThrottledLanes},
 		{"OutboxRelease", testOutboxRelease},
@@ -853,6 +854,40 @@ func testOutboxFencing(t *testing.T, s *Store) {
 	// Done: the holder's token is spent too.
 	err := s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), ids[0], second[0].Claim) })
 	wantErr(t, "CompleteOutbox(twice)", err, bridge.ErrLeaseLost)
+}
+
+// testAddDeskPost: each call counts one desk post and sets UpdatedAt,
+// whatever the state; a later UpdateSession in the same transaction that
+// changes another field keeps the count; a missing session is ErrNotFound.
+func testAddDeskPost(t *testing.T, s *Store) {
+	createSessions(t, s, session("s1", "c1", base)) // DeskPosts 3
+	later := base.Add(time.Minute)
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		x, err := tx.Session(ctx, "s1")
+		if err != nil {
+			return err
+		}
+		if err := tx.AddDeskPost(ctx, "s1", later); err != nil {
+			return err
+		}
+		x.UserEmail = "ana@example.org"
+		return tx.UpdateSession(ctx, x, x.State)
+	})
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error { return tx.AddDeskPost(ctx, "s1", later) })
+	err := s.View(t.Context(), func(tx bridge.Tx) error {
+		got, err := tx.Session(t.Context(), "s1")
+		if err != nil {
+			return err
+		}
+		mustEqual(t, "desk posts", got.DeskPosts, 5)
+		mustEqual(t, "updated at", got.UpdatedAt, later)
+		mustEqual(t, "the other field", got.UserEmail, "ana@example.org")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "AddDeskPost(missing)", inTx(t, s, func(ctx context.Context, tx bridge.Tx) error { return tx.AddDeskPost(ctx, "s9", later) }), bridge.ErrNotFound)
 }
 
 // testCompleteOutboxNext: completing an item reports whether a later item

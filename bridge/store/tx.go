@@ -177,6 +177,27 @@ func (t *tx) UpdateSession(ctx context.Context, s bridge.Session, expect bridge.
 	return fmt.Errorf("store: update session %q: state is no longer %s: %w", s.ID, expect, bridge.ErrConflict)
 }
 
+// AddDeskPost counts one more confirmed desk post of the session, in one
+// statement (no read): the dispatcher runs it for every message delivered
+// to the desk. The increment is the database's, so concurrent ones add up.
+func (t *tx) AddDeskPost(ctx context.Context, id bridge.SessionID, now time.Time) error {
+	res := t.q(ctx).Exec("UPDATE sessions SET desk_posts = desk_posts + 1, updated_at = ? WHERE id = ?", toMS(now), string(id))
+	if res.Error != nil {
+		return wrap(fmt.Sprintf("add desk post of session %q", id), res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("store: add desk post of session %q: %w", id, bridge.ErrNotFound)
+	}
+	if r, ok := t.lastRead(string(id)); ok {
+		// What this transaction now knows of the row, so a later
+		// UpdateSession does not count the change as its own.
+		r.DeskPosts++
+		r.UpdatedMS = toMS(now)
+		t.remember(r)
+	}
+	return nil
+}
+
 // SessionsInStates returns all sessions in any of the states, oldest first.
 func (t *tx) SessionsInStates(ctx context.Context, states ...bridge.State) ([]bridge.Session, error) {
 	if len(states) == 0 {
