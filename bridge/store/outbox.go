@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -53,11 +54,28 @@ func (t *tx) Enqueue(ctx context.Context, items ...bridge.OutboxItem) error {
 	return nil
 }
 
+// enqueueClaimedSQL inserts an outbox item, claimed (attempt 1, leased,
+// a token and owner) when nothing is pending in its lane and the lane is
+// not throttled, and returns the row: the lane check and the insert in one
+// statement. The parameters are typed, as PostgreSQL cannot infer them from
+// a SELECT's outputs.
+const enqueueClaimedSQL = `INSERT INTO outbox (session_id, conversation_id, lane, kind, payload, status, attempts,
+  next_attempt_at, claimed_until, last_error, created_at, updated_at, claim_token, claim_owner, failing_since)
+SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), 'pending',
+  CASE WHEN f.free THEN 1 ELSE CAST(? AS INTEGER) END,
+  CAST(? AS BIGINT), CASE WHEN f.free THEN CAST(? AS BIGINT) END, CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT),
+  CASE WHEN f.free THEN CAST(? AS TEXT) ELSE '' END, CASE WHEN f.free THEN CAST(? AS TEXT) ELSE '' END, CAST(? AS BIGINT)
+FROM (SELECT NOT EXISTS (SELECT 1 FROM outbox WHERE conversation_id = ? AND lane = ? AND status = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM outbox_throttles WHERE lane = ? AND until_at > ?) AS free) AS f
+RETURNING *`
+
 // EnqueueClaimed appends it and claims it at once when nothing else is
 // pending in its lane and the lane is not throttled (see bridge.Tx). The
 // lane's lock (PostgreSQL) is taken first, so no other transaction can
 // enqueue to the lane until this one ends, and the check sees every item of
-// the lane committed before.
+// the lane committed before. The check and the insert are one statement
+// (enqueueClaimedSQL); an item that could not be claimed anyway (not due
+// yet, no owner or lease) is inserted without the check.
 func (t *tx) EnqueueClaimed(ctx context.Context, it bridge.OutboxItem, req bridge.ClaimRequest) (bridge.OutboxItem, bool, error) {
 	if it.SessionID == "" || it.Conversation == "" || it.Kind == "" {
 		return it, false, fmt.Errorf("store: enqueue: the item needs a session, a conversation and a kind")
@@ -69,22 +87,27 @@ func (t *tx) EnqueueClaimed(ctx context.Context, it bridge.OutboxItem, req bridg
 			return it, false, err
 		}
 	}
-	var busy []int64
-	err := t.q(ctx).Raw(`SELECT 1 FROM outbox WHERE conversation_id = ? AND lane = ? AND status = 'pending'
-UNION ALL SELECT 1 FROM outbox_throttles WHERE lane = ? AND until_at > ?
-LIMIT 1`, row.ConversationID, row.Lane, row.Lane, req.Now.UnixMilli()).Scan(&busy).Error
+	nowMS := req.Now.UnixMilli()
+	if row.NextAttemptMS > nowMS || req.Owner == "" || req.Lease <= 0 {
+		if err := t.q(ctx).Create(&row).Error; err != nil {
+			return it, false, wrap(fmt.Sprintf("enqueue %s for session %q", row.Kind, row.SessionID), err)
+		}
+		return row.domain(), false, nil
+	}
+	until := req.Now.Add(req.Lease).UnixMilli()
+	var got outboxRow
+	err := t.q(ctx).Raw(enqueueClaimedSQL,
+		row.SessionID, row.ConversationID, row.Lane, row.Kind, row.Payload, row.Attempts,
+		row.NextAttemptMS, until, row.LastError, row.CreatedMS, row.UpdatedMS,
+		newToken(), req.Owner, row.FailingSinceMS,
+		row.ConversationID, row.Lane, row.Lane, nowMS).Scan(&got).Error
+	if err == nil && got.ID == 0 {
+		err = errors.New("the insert returned no row")
+	}
 	if err != nil {
-		return it, false, wrap(fmt.Sprintf("enqueue %s for session %q: lane check", row.Kind, row.SessionID), err)
-	}
-	claimed := len(busy) == 0 && row.NextAttemptMS <= req.Now.UnixMilli() && req.Owner != "" && req.Lease > 0
-	if claimed {
-		until := req.Now.Add(req.Lease).UnixMilli()
-		row.ClaimedUntilMS, row.ClaimToken, row.ClaimOwner, row.Attempts = &until, newToken(), req.Owner, 1
-	}
-	if err := t.q(ctx).Create(&row).Error; err != nil {
 		return it, false, wrap(fmt.Sprintf("enqueue %s for session %q", row.Kind, row.SessionID), err)
 	}
-	return row.domain(), claimed, nil
+	return got.domain(), got.ClaimToken != "", nil
 }
 
 // lockLanes takes the advisory lock of every lane of rows, in ascending key
