@@ -114,6 +114,14 @@ type Tx interface {
 
 	// PutConversationRef inserts or replaces the conversation's reference.
 	PutConversationRef(ctx context.Context, ref ConversationRef) error
+	// PutActivityRef stores the reference an activity carries, keeping what
+	// the bridge learnt itself, in one write. A new reference is ref, with
+	// UserEmail email when email is not empty and WelcomedAt welcome when
+	// ref's is zero. A stored one takes ref's fields but keeps its UserEmail
+	// (email when not empty; empty when ref names another, non-empty user)
+	// and its WelcomedAt (welcome when it is zero). welcomed reports that
+	// this call set WelcomedAt to a non-zero welcome.
+	PutActivityRef(ctx context.Context, ref ConversationRef, email string, welcome time.Time) (welcomed bool, err error)
 	// ConversationRef returns the stored reference; ErrNotFound if absent.
 	ConversationRef(ctx context.Context, conv ConversationID) (ConversationRef, error)
 	// ReadItem returns what an outbox item acts on, as Session(session),

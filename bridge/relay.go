@@ -138,7 +138,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 				return nil
 			}
 		}
-		ref, err := r.putRef(ctx, tx, a, now)
+		welcomed, err := r.putRef(ctx, tx, a, now)
 		if err != nil {
 			return err
 		}
@@ -150,7 +150,7 @@ func (r *Relay) UserActivity(ctx context.Context, a UserActivity) error {
 			return r.userMessage(ctx, tx, a, now)
 		case ActivityInstall:
 			s, err := r.ensureSession(ctx, tx, a, now)
-			if err != nil || !ref.WelcomedAt.Equal(now) {
+			if err != nil || !welcomed {
 				return err // greeted already: Teams sends installationUpdate and conversationUpdate
 			}
 			return r.sayT(ctx, tx, s, "welcome:"+a.ID, func(t Texts) string { return t.Welcome }, now)

@@ -28,26 +28,14 @@ func (r *Relay) sayT(ctx context.Context, tx Tx, s Session, key string, pick fun
 
 // putRef stores the activity's conversation reference, keeping what the
 // bridge learnt itself (the e-mail from the member list, the welcome time),
-// and sets WelcomedAt to now on the first install activity.
-func (r *Relay) putRef(ctx context.Context, tx Tx, a UserActivity, now time.Time) (ConversationRef, error) {
-	ref := a.Ref
-	old, err := tx.ConversationRef(ctx, ref.Conversation)
-	switch {
-	case err == nil:
-		ref.UserEmail, ref.WelcomedAt = old.UserEmail, old.WelcomedAt
-		if old.UserID != ref.UserID && ref.UserID != "" {
-			ref.UserEmail = "" // another user: look them up again
-		}
-	case !errors.Is(err, ErrNotFound):
-		return ref, err
+// and sets WelcomedAt to now on the first install activity, which it then
+// reports (Tx.PutActivityRef).
+func (r *Relay) putRef(ctx context.Context, tx Tx, a UserActivity, now time.Time) (welcomed bool, err error) {
+	var welcome time.Time
+	if a.Kind == ActivityInstall {
+		welcome = now
 	}
-	if a.UserEmail != "" {
-		ref.UserEmail = a.UserEmail
-	}
-	if a.Kind == ActivityInstall && ref.WelcomedAt.IsZero() {
-		ref.WelcomedAt = now
-	}
-	return ref, tx.PutConversationRef(ctx, ref)
+	return tx.PutActivityRef(ctx, a.Ref, a.UserEmail, welcome)
 }
 
 // cardPhase is where a handoff stands, as the status card shows it.

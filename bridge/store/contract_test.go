@@ -47,6 +47,7 @@ func runContract(t *testing.T, open opener) {
 		{"OutboxFencing", testOutboxFencing},
 		{"CompleteOutboxNext", testCompleteOutboxNext},
 		{"AddDeskPost", testAddDeskPost},
+		{"PutActivityRef", testPutActivityRef},
 		{"OutboxThrottle", testOutboxThrottle},
 		{"OutboxThrottledLanes", testOutboxThrottledLanes},
 		{"OutboxRelease", testOutboxRelease},
@@ -854,6 +855,65 @@ func testOutboxFencing(t *testing.T, s *Store) {
 	// Done: the holder's token is spent too.
 	err := s.Update(t.Context(), func(tx bridge.Tx) error { return tx.CompleteOutbox(t.Context(), ids[0], second[0].Claim) })
 	wantErr(t, "CompleteOutbox(twice)", err, bridge.ErrLeaseLost)
+}
+
+// testPutActivityRef: one activity after another on one conversation, each
+// merged with what is stored: the e-mail is kept unless given or the user
+// changes, the welcome time is set once.
+func testPutActivityRef(t *testing.T, s *Store) {
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
+	ref := func(user string, sec int) bridge.ConversationRef {
+		return bridge.ConversationRef{Conversation: "c1", ServiceURL: fmt.Sprintf("https://smba.example/%d/", sec), ChannelID: "msteams",
+			ConversationType: "personal", TenantID: "tenant-1", UserID: user, UserName: "Ana Lima", Locale: "pt-BR", UpdatedAt: at(sec)}
+	}
+	steps := []struct {
+		name         string
+		ref          bridge.ConversationRef
+		email        string
+		welcome      time.Time
+		wantWelcomed bool
+		wantEmail    string
+		wantWelcome  time.Time
+	}{
+		{"first message", ref("29:ana", 1), "", time.Time{}, false, "", time.Time{}},
+		{"install greets", ref("29:ana", 2), "", at(2), true, "", at(2)},
+		{"e-mail learnt", ref("29:ana", 3), "ana@example.com", time.Time{}, false, "ana@example.com", at(2)},
+		{"second install keeps the greeting", ref("29:ana", 4), "", at(4), false, "ana@example.com", at(2)},
+		{"a message keeps the e-mail", ref("29:ana", 5), "", time.Time{}, false, "ana@example.com", at(2)},
+		{"no user id keeps the e-mail", ref("", 6), "", time.Time{}, false, "ana@example.com", at(2)},
+		{"another user clears the e-mail", ref("29:bea", 7), "", time.Time{}, false, "", at(2)},
+		{"another user with an e-mail", ref("29:cid", 8), "cid@example.com", time.Time{}, false, "cid@example.com", at(2)},
+	}
+	for _, st := range steps {
+		var welcomed bool
+		update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+			var err error
+			welcomed, err = tx.PutActivityRef(ctx, st.ref, st.email, st.welcome)
+			return err
+		})
+		mustEqual(t, st.name+": welcomed", welcomed, st.wantWelcomed)
+		want := st.ref
+		want.UserEmail, want.WelcomedAt = st.wantEmail, st.wantWelcome
+		err := s.View(t.Context(), func(tx bridge.Tx) error {
+			got, err := tx.ConversationRef(t.Context(), "c1")
+			if err != nil {
+				return err
+			}
+			mustEqual(t, st.name+": stored", got, want)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new conversation with an e-mail and a greeting.
+	update(t, s, func(ctx context.Context, tx bridge.Tx) error {
+		r := ref("29:dan", 9)
+		r.Conversation = "c2"
+		welcomed, err := tx.PutActivityRef(ctx, r, "dan@example.com", at(9))
+		mustEqual(t, "new conversation: welcomed", welcomed, true)
+		return err
+	})
 }
 
 // testAddDeskPost: each call counts one desk post and sets UpdatedAt,

@@ -506,6 +506,48 @@ func (t *tx) PutConversationRef(ctx context.Context, ref bridge.ConversationRef)
 	return nil
 }
 
+// putActivityRefSQL is PutActivityRef's upsert: the merge of what the
+// activity carries with what the bridge stored is done by the database, so
+// the reference is written without being read first.
+const putActivityRefSQL = `INSERT INTO conversation_refs (conversation_id, service_url, channel_id, conversation_type, tenant_id,
+  bot_id, bot_name, user_id, user_name, user_aad_id, locale, user_email, welcomed_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, channel_id = excluded.channel_id,
+  conversation_type = excluded.conversation_type, tenant_id = excluded.tenant_id, bot_id = excluded.bot_id,
+  bot_name = excluded.bot_name, user_id = excluded.user_id, user_name = excluded.user_name,
+  user_aad_id = excluded.user_aad_id, locale = excluded.locale, updated_at = excluded.updated_at,
+  user_email = CASE WHEN CAST(? AS TEXT) <> '' THEN CAST(? AS TEXT)
+    WHEN excluded.user_id <> '' AND excluded.user_id <> conversation_refs.user_id THEN ''
+    ELSE conversation_refs.user_email END,
+  welcomed_at = CASE WHEN conversation_refs.welcomed_at <> 0 THEN conversation_refs.welcomed_at ELSE CAST(? AS BIGINT) END
+RETURNING welcomed_at`
+
+// PutActivityRef stores an activity's reference merged with the stored one
+// (see bridge.Tx) in one statement.
+func (t *tx) PutActivityRef(ctx context.Context, ref bridge.ConversationRef, email string, welcome time.Time) (bool, error) {
+	if ref.Conversation == "" {
+		return false, errors.New("store: put activity ref: empty conversation id")
+	}
+	r := refToRow(ref)
+	if email != "" {
+		r.UserEmail = email
+	}
+	if r.WelcomedMS == 0 {
+		r.WelcomedMS = toMS(welcome)
+	}
+	var welcomed []int64
+	err := t.q(ctx).Raw(putActivityRefSQL, r.ConversationID, r.ServiceURL, r.ChannelID, r.ConversationType, r.TenantID,
+		r.BotID, r.BotName, r.UserID, r.UserName, r.UserAADID, r.Locale, r.UserEmail, r.WelcomedMS, r.UpdatedMS,
+		email, email, toMS(welcome)).Scan(&welcomed).Error
+	if err == nil && len(welcomed) != 1 {
+		err = fmt.Errorf("the upsert returned %d rows", len(welcomed))
+	}
+	if err != nil {
+		return false, wrap(fmt.Sprintf("put activity ref %q", ref.Conversation), err)
+	}
+	return !welcome.IsZero() && welcomed[0] == toMS(welcome), nil
+}
+
 // ConversationRef returns the stored reference; ErrNotFound if absent.
 func (t *tx) ConversationRef(ctx context.Context, conv bridge.ConversationID) (bridge.ConversationRef, error) {
 	var r conversationRefRow
