@@ -99,11 +99,15 @@ func (r *Relay) message(ctx context.Context, id int64) (m Message, err error) {
 // reference.
 // Reads of an outbox item go through the read-only path (on SQLite the read
 // pool, so they never hold the one writer): what they read was committed
-// before the item could be claimed.
+// before the item could be claimed. A store that reads an item in one
+// statement (itemReader) does so outside a transaction.
 func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRef bool) (s Session, m Message, ref ConversationRef, err error) {
 	var conv ConversationID
 	if withRef {
 		conv = it.Conversation
+	}
+	if ir, ok := r.store.(itemReader); ok {
+		return ir.ReadItem(ctx, it.SessionID, p.MessageID, conv)
 	}
 	err = r.view(ctx, func(tx Tx) error {
 		var err error
@@ -111,6 +115,13 @@ func (r *Relay) load(ctx context.Context, it OutboxItem, p OutboxPayload, withRe
 		return err
 	})
 	return s, m, ref, err
+}
+
+// itemReader is a Store that reads an outbox item's session, message and
+// reference (Tx.ReadItem) consistently without a transaction (bridge/store
+// does, in one statement).
+type itemReader interface {
+	ReadItem(ctx context.Context, session SessionID, message int64, conv ConversationID) (Session, Message, ConversationRef, error)
 }
 
 func (r *Relay) ref(ctx context.Context, conv ConversationID) (ref ConversationRef, err error) {

@@ -50,14 +50,14 @@ func TestStatementsPerMessage(t *testing.T) {
 		bounds map[string]bound
 	}{
 		{dir: "agent-user", bounds: map[string]bound{
-			"sqlite":   {statements: 6.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 0.5},
-			"postgres": {statements: 7.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 2}}},
+			"sqlite":   {statements: 6.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 0.5},
+			"postgres": {statements: 7.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 2}}},
 		{dir: "agent-user", fromPoll: true, bounds: map[string]bound{
-			"sqlite":   {statements: 7.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 0.5},
-			"postgres": {statements: 8.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 2}}},
+			"sqlite":   {statements: 7.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 0.5},
+			"postgres": {statements: 8.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 2}}},
 		{dir: "user-agent", bounds: map[string]bound{
-			"sqlite":   {statements: 9.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 0.5},
-			"postgres": {statements: 10.1, writeCommits: 2.1, transactions: 3.1, emptyRounds: 2}}},
+			"sqlite":   {statements: 9.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 0.5},
+			"postgres": {statements: 10.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 2}}},
 	}
 	for _, db := range dbs {
 		for _, tt := range tests {

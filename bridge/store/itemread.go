@@ -87,3 +87,11 @@ func (t *tx) ReadItem(ctx context.Context, session bridge.SessionID, message int
 	}
 	return s, m, row.R.domain(), nil
 }
+
+// ReadItem is Tx.ReadItem outside a transaction, on the read path (on
+// SQLite the read pool): it is one statement, whose snapshot is consistent
+// by itself, so a read-only transaction around it would only add its BEGIN
+// and COMMIT (on PostgreSQL two round trips).
+func (s *Store) ReadItem(ctx context.Context, session bridge.SessionID, message int64, conv bridge.ConversationID) (bridge.Session, bridge.Message, bridge.ConversationRef, error) {
+	return (&tx{s: s, db: s.reader()}).ReadItem(ctx, session, message, conv)
+}

@@ -31,7 +31,27 @@ func testReadItem(t *testing.T, s *Store) {
 	})
 	statements := countStatements(t, s)
 	const want = 1
-	err := s.View(t.Context(), func(tx bridge.Tx) error {
+	// Store.ReadItem reads the same in one statement and no transaction.
+	var viaTx [3]any
+	if err := s.View(t.Context(), func(tx bridge.Tx) error {
+		gotS, gotM, gotR, err := tx.ReadItem(t.Context(), "s1", withAll.ID, "c1")
+		viaTx = [3]any{gotS, gotM, gotR}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, txBefore := statements(), s.Counts().Transactions
+	gotS, gotM, gotR, err := s.ReadItem(t.Context(), "s1", withAll.ID, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "Store.ReadItem", [3]any{gotS, gotM, gotR}, viaTx)
+	mustEqual(t, "statements of Store.ReadItem", statements()-before, want)
+	mustEqual(t, "transactions of Store.ReadItem", s.Counts().Transactions-txBefore, int64(0))
+	if _, _, _, err := s.ReadItem(t.Context(), "s9", withAll.ID, ""); !errors.Is(err, bridge.ErrNotFound) {
+		t.Errorf("Store.ReadItem of a missing session: %v, want ErrNotFound", err)
+	}
+	err = s.View(t.Context(), func(tx bridge.Tx) error {
 		ctx := t.Context()
 		for _, m := range []*bridge.Message{withAll, bare} {
 			wantS, err := tx.Session(ctx, "s1")
