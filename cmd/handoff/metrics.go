@@ -122,6 +122,26 @@ func (s observedStore) View(ctx context.Context, fn func(tx bridge.Tx) error) er
 	return s.Store.Update(ctx, fn)
 }
 
+// ReadItem passes the store's item read through unobserved, like View: the
+// relay reads an outbox item in one statement outside a transaction when its
+// store can (bridge/store can), and this wrapper must not hide that. Without
+// it every delivery in `serve` read its item in a read-only transaction
+// (13% of the bridge's CPU in make bench-relay on SQLite).
+func (s observedStore) ReadItem(ctx context.Context, session bridge.SessionID, message int64, conv bridge.ConversationID) (
+	sess bridge.Session, m bridge.Message, ref bridge.ConversationRef, err error) {
+	if r, ok := s.Store.(interface {
+		ReadItem(ctx context.Context, session bridge.SessionID, message int64, conv bridge.ConversationID) (bridge.Session, bridge.Message, bridge.ConversationRef, error)
+	}); ok {
+		return r.ReadItem(ctx, session, message, conv)
+	}
+	err = s.View(ctx, func(tx bridge.Tx) error {
+		var err error
+		sess, m, ref, err = tx.ReadItem(ctx, session, message, conv)
+		return err
+	})
+	return sess, m, ref, err
+}
+
 type observedTx struct {
 	bridge.Tx
 	m      *relayMetrics
