@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store"
 )
 
 // The histograms and counters that answer operators' questions (README,
@@ -91,9 +92,15 @@ func reasonLabel(r string) string {
 
 // observedStore counts handoffs, queue waits, durations and poll lag from
 // the state changes and agent messages the relay commits: the events of a
-// transaction are counted only once it committed.
+// transaction are counted only once it committed. It wraps the store itself,
+// not any bridge.Store, so that what the relay finds on the store beyond
+// bridge.Store stays visible through it, unobserved since it changes
+// nothing: View (read-only transactions, on SQLite in the read pool) and
+// ReadItem (an outbox item's reads in one statement, outside a transaction).
+// An embedded bridge.Store hid both: every delivery in `serve` then read its
+// item in a transaction.
 type observedStore struct {
-	bridge.Store
+	*store.Store
 	m *relayMetrics
 }
 
@@ -109,37 +116,6 @@ func (s observedStore) Update(ctx context.Context, fn func(tx bridge.Tx) error) 
 		}
 	}
 	return err
-}
-
-// View runs read-only transactions unobserved (they change nothing), so the
-// relay's reads (poll targets, the desk throttle) write nothing.
-func (s observedStore) View(ctx context.Context, fn func(tx bridge.Tx) error) error {
-	if v, ok := s.Store.(interface {
-		View(ctx context.Context, fn func(tx bridge.Tx) error) error
-	}); ok {
-		return v.View(ctx, fn)
-	}
-	return s.Store.Update(ctx, fn)
-}
-
-// ReadItem passes the store's item read through unobserved, like View: the
-// relay reads an outbox item in one statement outside a transaction when its
-// store can (bridge/store can), and this wrapper must not hide that. Without
-// it every delivery in `serve` read its item in a read-only transaction
-// (13% of the bridge's CPU in make bench-relay on SQLite).
-func (s observedStore) ReadItem(ctx context.Context, session bridge.SessionID, message int64, conv bridge.ConversationID) (
-	sess bridge.Session, m bridge.Message, ref bridge.ConversationRef, err error) {
-	if r, ok := s.Store.(interface {
-		ReadItem(ctx context.Context, session bridge.SessionID, message int64, conv bridge.ConversationID) (bridge.Session, bridge.Message, bridge.ConversationRef, error)
-	}); ok {
-		return r.ReadItem(ctx, session, message, conv)
-	}
-	err = s.View(ctx, func(tx bridge.Tx) error {
-		var err error
-		sess, m, ref, err = tx.ReadItem(ctx, session, message, conv)
-		return err
-	})
-	return sess, m, ref, err
 }
 
 type observedTx struct {
