@@ -107,11 +107,7 @@ func TestShutdownIsOrdered(t *testing.T) {
 	a := lifecycleApp(t, ev, release, "")
 	logs := &syncBuffer{}
 	a.log = slog.New(slog.NewTextHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, started) }()
-	addr := <-started
+	addr, cancel, done := serveApp(a)
 	answer := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + addr + "/slow")
@@ -147,11 +143,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	ev, release := &events{}, make(chan struct{})
 	close(release)
 	a := lifecycleApp(t, ev, release, "dispatcher")
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, started) }()
-	<-started
+	_, cancel, done := serveApp(a)
 	cancel()
 	select {
 	case err := <-done:
@@ -199,10 +191,8 @@ func TestShutdownAfterHTTPFailure(t *testing.T) {
 		ln, err := net.Listen(network, addr)
 		return failingListener{Listener: ln, fail: fail}, err
 	}
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(context.Background(), started) }()
-	addr := <-started
+	addr, cancel, done := serveApp(a)
+	defer cancel() // the HTTP failure, not a cancel, ends serve here
 	resp, err := http.Get("http://" + addr + "/slow")
 	if err != nil {
 		t.Fatal(err)
@@ -221,6 +211,16 @@ func TestShutdownAfterHTTPFailure(t *testing.T) {
 	if err := a.store.Ping(context.Background()); err == nil {
 		t.Fatal("the store is still open after serve returned")
 	}
+}
+
+// serveApp runs a.serve until cancel and returns the address it listens
+// on and the channel serve's result arrives on.
+func serveApp(a *app) (addr string, cancel context.CancelFunc, done <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- a.serve(ctx, started) }()
+	return <-started, cancel, errc
 }
 
 func waitUntil(t *testing.T, cond func() bool) {
@@ -261,11 +261,7 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		ln, err := net.Listen(network, addr)
 		return acceptSignal{Listener: ln, accepted: accepted}, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, started) }()
-	addr := <-started
+	addr, cancel, done := serveApp(a)
 	silent, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -292,11 +288,7 @@ func TestShutdownNamesCutRequests(t *testing.T) {
 	a := lifecycleApp(t, ev, release, "")
 	logs := &syncBuffer{}
 	a.log = slog.New(slog.NewTextHandler(logs, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, started) }()
-	addr := <-started
+	addr, cancel, done := serveApp(a)
 	go func() {
 		if resp, err := http.Get("http://" + addr + "/slow"); err == nil {
 			resp.Body.Close()
