@@ -82,6 +82,26 @@ func TestMetricsAnswerQuestions(t *testing.T) {
 		t.Errorf("handoff_outbox_oldest_pending_age_seconds is missing")
 	}
 
+	// /metrics does not grow with the number of chats: every label of the
+	// service's own series is one of a fixed, small set (none names a
+	// session, chat or conversation), as the README's Performance section
+	// says.
+	bounded := map[string]bool{"direction": true, "reason": true, "system": true, "code": true, "route": true,
+		"status": true, "kind": true, "state": true, "job": true, "le": true}
+	labelName := regexp.MustCompile(`([a-z_]+)="`)
+	for _, line := range strings.Split(body, "\n") {
+		series, _, _ := strings.Cut(line, " ")
+		_, labels, ok := strings.Cut(series, "{")
+		if !strings.HasPrefix(line, "handoff_") || !ok {
+			continue
+		}
+		for _, m := range labelName.FindAllStringSubmatch(labels, -1) {
+			if !bounded[m[1]] {
+				t.Errorf("series %s has the label %q, which may grow with the number of chats", series, m[1])
+			}
+		}
+	}
+
 	exported := exportedNames(body)
 	for _, name := range namesInDeployFiles(t) {
 		if !exported[name] {
