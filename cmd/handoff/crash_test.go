@@ -38,6 +38,9 @@ func newCrashSwitch() *crashSwitch { return &crashSwitch{died: make(chan struct{
 // arm makes the process die after n more commits.
 func (c *crashSwitch) arm(n int64) { c.target.Store(c.commits.Load() + n) }
 
+// disarm cancels a crash armed but not taken.
+func (c *crashSwitch) disarm() { c.target.Store(0) }
+
 // committed is called after each commit. The crash is taken at the first
 // commit boundary at or past the target where no outward call is under way:
 // a kill while a Teams send is on the wire can repeat that one send (Teams
@@ -218,20 +221,15 @@ func crashRecovery(t *testing.T, deskName string) {
 	// test returned used to start a process after the cleanups had stopped
 	// the last one, which then wrote into the temporary directory while it
 	// was removed ("TempDir RemoveAll cleanup: … directory not empty").
-	defer func() {
+	stopRestarting := sync.OnceFunc(func() {
 		close(stopRestarter)
 		<-restarterDone
-	}()
+	})
+	defer stopRestarting()
 
 	const wait = 60 * time.Second
-	// arm schedules a crash a few commits into the next step, once the
-	// outbox is empty: every step's sends are recorded before the next step
-	// can crash the process. Otherwise the next step's first commit could
-	// crash it between Teams accepting the previous step's message (the
-	// employee sees it, so the test moves on) and the commit that records
-	// it: the one window the README states a Teams send can repeat in, which
-	// this test does not claim to close.
-	arm := func() {
+	// settle waits until the outbox is empty (across a restart under way).
+	settle := func() {
 		t.Helper()
 		waitFor(t, wait, func() bool {
 			var pending int
@@ -242,6 +240,17 @@ func crashRecovery(t *testing.T, deskName string) {
 			})
 			return err == nil && pending == 0
 		})
+	}
+	// arm schedules a crash a few commits into the next step, once the
+	// outbox is empty: every step's sends are recorded before the next step
+	// can crash the process. Otherwise the next step's first commit could
+	// crash it between Teams accepting the previous step's message (the
+	// employee sees it, so the test moves on) and the commit that records
+	// it: the one window the README states a Teams send can repeat in, which
+	// this test does not claim to close.
+	arm := func() {
+		t.Helper()
+		settle()
 		current().arm(1 + rng.Int64N(6))
 	}
 
@@ -301,6 +310,14 @@ func crashRecovery(t *testing.T, deskName string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// No crash after the last step: the checks below read the store of a
+	// process that is running, not one a restart is closing ("database is
+	// closed"). A crash taken before the disarm is ridden out by settle
+	// (the restarter brings up a process whose switch is not armed).
+	current().disarm()
+	settle()
+	stopRestarting()
 
 	mu.Lock()
 	n := crashes
