@@ -879,6 +879,9 @@ func testPutActivityRef(t *testing.T, s *Store) {
 		{"install greets", ref("29:ana", 2), "", at(2), true, "", at(2)},
 		{"e-mail learnt", ref("29:ana", 3), "ana@example.com", time.Time{}, false, "ana@example.com", at(2)},
 		{"second install keeps the greeting", ref("29:ana", 4), "", at(4), false, "ana@example.com", at(2)},
+		// Teams sends installationUpdate and conversationUpdate together: the
+		// second may carry the same millisecond as the greeting.
+		{"second install in the greeting's millisecond", ref("29:ana", 2), "", at(2), false, "ana@example.com", at(2)},
 		{"a message keeps the e-mail", ref("29:ana", 5), "", time.Time{}, false, "ana@example.com", at(2)},
 		{"no user id keeps the e-mail", ref("", 6), "", time.Time{}, false, "ana@example.com", at(2)},
 		{"another user clears the e-mail", ref("29:bea", 7), "", time.Time{}, false, "", at(2)},

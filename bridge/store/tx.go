@@ -508,7 +508,8 @@ func (t *tx) PutConversationRef(ctx context.Context, ref bridge.ConversationRef)
 
 // putActivityRefSQL is PutActivityRef's upsert: the merge of what the
 // activity carries with what the bridge stored is done by the database, so
-// the reference is written without being read first.
+// the reference is written without being read first. A stored greeting
+// time is kept.
 const putActivityRefSQL = `INSERT INTO conversation_refs (conversation_id, service_url, channel_id, conversation_type, tenant_id,
   bot_id, bot_name, user_id, user_name, user_aad_id, locale, user_email, welcomed_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -519,11 +520,16 @@ ON CONFLICT (conversation_id) DO UPDATE SET service_url = excluded.service_url, 
   user_email = CASE WHEN CAST(? AS TEXT) <> '' THEN CAST(? AS TEXT)
     WHEN excluded.user_id <> '' AND excluded.user_id <> conversation_refs.user_id THEN ''
     ELSE conversation_refs.user_email END,
-  welcomed_at = CASE WHEN conversation_refs.welcomed_at <> 0 THEN conversation_refs.welcomed_at ELSE CAST(? AS BIGINT) END
-RETURNING welcomed_at`
+  welcomed_at = CASE WHEN conversation_refs.welcomed_at <> 0 THEN conversation_refs.welcomed_at ELSE excluded.welcomed_at END`
+
+// welcomeSQL sets the greeting time of a conversation not greeted yet; the
+// row it changes (one or none) is the key that says whether this call
+// greeted, so two install activities in one millisecond greet once.
+const welcomeSQL = `UPDATE conversation_refs SET welcomed_at = ? WHERE conversation_id = ? AND welcomed_at = 0`
 
 // PutActivityRef stores an activity's reference merged with the stored one
-// (see bridge.Tx) in one statement.
+// (see bridge.Tx): one statement, and a second only when welcome is set
+// (install activities).
 func (t *tx) PutActivityRef(ctx context.Context, ref bridge.ConversationRef, email string, welcome time.Time) (bool, error) {
 	if ref.Conversation == "" {
 		return false, errors.New("store: put activity ref: empty conversation id")
@@ -532,20 +538,20 @@ func (t *tx) PutActivityRef(ctx context.Context, ref bridge.ConversationRef, ema
 	if email != "" {
 		r.UserEmail = email
 	}
-	if r.WelcomedMS == 0 {
-		r.WelcomedMS = toMS(welcome)
-	}
-	var welcomed []int64
-	err := t.q(ctx).Raw(putActivityRefSQL, r.ConversationID, r.ServiceURL, r.ChannelID, r.ConversationType, r.TenantID,
+	err := t.q(ctx).Exec(putActivityRefSQL, r.ConversationID, r.ServiceURL, r.ChannelID, r.ConversationType, r.TenantID,
 		r.BotID, r.BotName, r.UserID, r.UserName, r.UserAADID, r.Locale, r.UserEmail, r.WelcomedMS, r.UpdatedMS,
-		email, email, toMS(welcome)).Scan(&welcomed).Error
-	if err == nil && len(welcomed) != 1 {
-		err = fmt.Errorf("the upsert returned %d rows", len(welcomed))
-	}
+		email, email).Error
 	if err != nil {
 		return false, wrap(fmt.Sprintf("put activity ref %q", ref.Conversation), err)
 	}
-	return !welcome.IsZero() && welcomed[0] == toMS(welcome), nil
+	if welcome.IsZero() {
+		return false, nil
+	}
+	res := t.q(ctx).Exec(welcomeSQL, toMS(welcome), r.ConversationID)
+	if res.Error != nil {
+		return false, wrap(fmt.Sprintf("greet conversation %q", ref.Conversation), res.Error)
+	}
+	return res.RowsAffected == 1, nil
 }
 
 // ConversationRef returns the stored reference; ErrNotFound if absent.
