@@ -408,10 +408,28 @@ func TestSocketModeConformsToDocumentedExamples(t *testing.T) {
 	if code := <-clicked; code != http.StatusOK {
 		t.Errorf("an acknowledged button press counted as %d", code)
 	}
+	// An envelope left unacknowledged is given up on after 3 s and its
+	// event comes again in a new envelope, marked as a retry.
+	go func() {
+		p, _ := s.Reply("U0AGENT001", ts, "Did the reset page work?")
+		posted <- p
+	}()
+	first := read("socket_events_api.json")
+	if p := <-posted; p.Status != 0 {
+		t.Errorf("an unacknowledged envelope counted as %+v", p)
+	}
+	again := read("socket_events_api.json")
+	if again["envelope_id"] == first["envelope_id"] || again["retry_attempt"] != float64(1) || again["retry_reason"] != "timeout" {
+		t.Errorf("the retry of %v came as %v", first["envelope_id"], again)
+	}
+	ack(t, ctx, conn, again)
 	s.Disconnect("refresh_requested")
 	read("socket_disconnect.json")
-	if st := s.SocketStats(); st.UnknownAcks != 0 || st.Acked != st.Sent {
-		t.Errorf("socket stats %+v", st)
+	for i := 0; i < 100 && s.SocketStats().Acked != 3; i++ { // the last ack travels on its own
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.SocketStats(); st.UnknownAcks != 0 || st.Unacked != 1 || st.Acked != 3 || st.Sent != 4 {
+		t.Errorf("socket stats %+v, want one envelope given up on and the rest acknowledged", st)
 	}
 }
 

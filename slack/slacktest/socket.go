@@ -43,9 +43,14 @@ func (s *Server) EnableSocketMode(on bool) {
 func (s *Server) AppToken() string { return s.opts.AppToken }
 
 // SocketStats counts Socket Mode: URLs handed out, connections open now,
-// envelopes sent (retries included) and acknowledgements received.
+// envelopes sent (retries included), acknowledgements received and
+// envelopes given up on. Sent = Acked + Unacked once none is in flight.
 type SocketStats struct {
 	Opens, Open, Sent, Acked int
+	// Unacked are envelopes not acknowledged within 3 s, or written to a
+	// connection that failed; an events_api one is sent again later, as a
+	// new envelope, as Slack does.
+	Unacked int
 	// UnknownAcks are acknowledgements of envelope ids never sent (or
 	// already acknowledged).
 	UnknownAcks int
@@ -172,8 +177,12 @@ func (s *Server) sendEnvelope(typ string, payload []byte, attempt int, reason st
 		}
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pending[id]; !ok {
+		return http.StatusOK, nil // acknowledged just as the wait ended
+	}
 	delete(s.pending, id)
-	s.mu.Unlock()
+	s.sockStats.Unacked++
 	return 0, err
 }
 
