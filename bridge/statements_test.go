@@ -2,10 +2,7 @@ package bridge_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // TestStatementsPerMessage counts the statements and commits one relayed
@@ -225,29 +223,7 @@ func engineStore(tb testing.TB, db string) *store.Store {
 	ctx := tb.Context()
 	u := "sqlite:" + filepath.Join(tb.TempDir(), "engine.db")
 	if db == "postgres" {
-		base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
-		admin, err := store.Open(ctx, base, nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		p := make([]byte, 6)
-		_, _ = rand.Read(p)
-		schema := "bench_engine_" + hex.EncodeToString(p)
-		if _, err := admin.DB().ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() {
-			_, _ = admin.DB().Exec("DROP SCHEMA " + schema + " CASCADE")
-			_ = admin.Close()
-		})
-		pu, err := url.Parse(base)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		q := pu.Query()
-		q.Set("search_path", schema)
-		pu.RawQuery = q.Encode()
-		u = pu.String()
+		u = storetest.Schema(tb, os.Getenv(storetest.EnvDatabaseURL), "bench_engine")
 	}
 	st, err := store.Open(ctx, u, nil)
 	if err != nil {

@@ -1,12 +1,8 @@
 package migrations
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"io/fs"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,9 +11,9 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 	_ "modernc.org/sqlite"             // driver "sqlite"
-)
 
-const envTestDatabaseURL = "HANDOFF_TEST_DATABASE_URL"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
+)
 
 func openSQLite(t *testing.T) *sql.DB {
 	t.Helper()
@@ -31,49 +27,12 @@ func openSQLite(t *testing.T) *sql.DB {
 	return db
 }
 
-// postgresURL returns the test server's URL or skips; under CI=true a missing
-// URL fails the test instead.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(envTestDatabaseURL)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set; CI must test PostgreSQL", envTestDatabaseURL)
-		}
-		t.Skipf("set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to test PostgreSQL", envTestDatabaseURL)
-	}
-	return u
-}
-
 // openPostgres returns a pool whose search_path is a fresh schema, dropped
 // when the test ends.
 func openPostgres(t *testing.T) *sql.DB {
 	t.Helper()
-	base := postgresURL(t)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Close() })
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	schema := "t_mig_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err := sql.Open("pgx", u.String())
+	u := storetest.Schema(t, storetest.DatabaseURL(t), "t_mig")
+	db, err := sql.Open("pgx", u)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 func TestCSATPromptsSQLite(t *testing.T) {
@@ -17,7 +18,7 @@ func TestCSATPromptsSQLite(t *testing.T) {
 
 func TestCSATPromptsPostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	testCSATPrompts(t, openPostgres)
 }
 

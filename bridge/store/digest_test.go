@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 func TestDigestLedgerSQLite(t *testing.T) {
@@ -16,7 +17,7 @@ func TestDigestLedgerSQLite(t *testing.T) {
 
 func TestDigestLedgerPostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	testDigestLedger(t, openPostgres)
 }
 

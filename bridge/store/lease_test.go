@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 func TestLeaseSQLite(t *testing.T) {
@@ -13,7 +15,7 @@ func TestLeaseSQLite(t *testing.T) {
 
 func TestLeasePostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	testLease(t, openPostgres)
 }
 

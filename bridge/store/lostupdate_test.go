@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // TestConcurrentSessionWritesKeepEachOther: on PostgreSQL two transactions
@@ -18,7 +19,7 @@ import (
 // interleaving cannot happen there.
 func TestConcurrentSessionWritesKeepEachOther(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	s := openPostgres(t)
 	ctx := t.Context()
 	if err := s.Migrate(ctx); err != nil {

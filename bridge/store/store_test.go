@@ -1,26 +1,19 @@
 package store
 
 import (
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx" for the admin connection
 	gormlogger "gorm.io/gorm/logger"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
-
-const envTestDatabaseURL = "HANDOFF_TEST_DATABASE_URL"
 
 // opener returns a new, empty (not migrated) store that is closed when the
 // test ends.
@@ -47,50 +40,13 @@ func openSQLite(tb testing.TB) *Store {
 	return s
 }
 
-// postgresBase returns the test server's URL, or skips the test; under
-// CI=true a missing URL fails it instead (CI must not silently skip).
-func postgresBase(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv(envTestDatabaseURL)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s is not set; CI must test PostgreSQL", envTestDatabaseURL)
-		}
-		tb.Skipf("set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to test PostgreSQL", envTestDatabaseURL)
-	}
-	return u
-}
-
 // openPostgres opens a store in a fresh schema of the test database (via
 // search_path), so tests and packages running in parallel never collide. The
 // schema is dropped when the test ends.
 func openPostgres(tb testing.TB) *Store {
 	tb.Helper()
-	base := postgresBase(tb)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = admin.Close() })
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	schema := "t_store_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := Open(tb.Context(), u.String(), testLogger(tb))
+	u := storetest.Schema(tb, storetest.DatabaseURL(tb), "t_store")
+	s, err := Open(tb.Context(), u, testLogger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -105,7 +61,7 @@ func TestContractSQLite(t *testing.T) {
 
 func TestContractPostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	runContract(t, openPostgres)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/handoffhq/handoff/bridge"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // TestStalledExportDoesNotStallWriter: on SQLite a review export whose reader
@@ -92,7 +93,7 @@ func TestViewSQLite(t *testing.T) {
 
 func TestViewPostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	testView(t, openPostgres)
 }
 
@@ -137,7 +138,7 @@ func TestDeskPostsNeverGoBackSQLite(t *testing.T) {
 
 func TestDeskPostsNeverGoBackPostgres(t *testing.T) {
 	t.Parallel()
-	postgresBase(t)
+	storetest.DatabaseURL(t)
 	testDeskPostsNeverGoBack(t, openPostgres)
 }
 

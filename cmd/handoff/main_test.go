@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // TestMain lets a test re-execute this test binary as the handoff command
@@ -146,7 +148,7 @@ func TestServeUsesSQLiteByDefault(t *testing.T) {
 }
 
 func TestServeOnPostgres(t *testing.T) {
-	url := testPostgresURL(t)
+	url := storetest.DatabaseURL(t)
 	cmd, addr, stderr := startProcess(t, localServeEnv(map[string]string{"HANDOFF_DATABASE_URL": url}), "serve")
 	checkOperationsSurface(t, "http://"+addr)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -330,20 +332,6 @@ func TestMigrateCommand(t *testing.T) {
 	if code := run(context.Background(), []string{"migrate", "sideways"}, env, &out, &errb); code != exitUsage {
 		t.Fatalf("migrate sideways exit %d, want %d", code, exitUsage)
 	}
-}
-
-// testPostgresURL returns HANDOFF_TEST_DATABASE_URL, skipping without it
-// (failing in CI).
-func testPostgresURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("HANDOFF_TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HANDOFF_TEST_DATABASE_URL is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("set HANDOFF_TEST_DATABASE_URL=postgres://… to run against PostgreSQL")
-	}
-	return u
 }
 
 // TestReadyzReportsStaleSchema: /readyz answers 503 with the reason when the

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // seedOutbox stores a live and a closed session, two pending outbox items
@@ -74,12 +72,12 @@ func seedOutbox(t *testing.T, dbURL string) int64 {
 }
 
 func TestOperatorCommands(t *testing.T) {
-	urls := map[string]string{"sqlite": "sqlite:" + filepath.Join(t.TempDir(), "ops.db")}
-	if pg := testPostgresSchemaURL(t); pg != "" {
-		urls["postgres"] = pg
-	}
-	for name, dbURL := range urls {
+	for _, name := range []string{"sqlite", "postgres"} {
 		t.Run(name, func(t *testing.T) {
+			dbURL := "sqlite:" + filepath.Join(t.TempDir(), "ops.db")
+			if name == "postgres" {
+				dbURL = storetest.Schema(t, storetest.DatabaseURL(t), "t_ops")
+			}
 			dead := seedOutbox(t, dbURL)
 			env := mapEnv(map[string]string{"HANDOFF_DATABASE_URL": dbURL})
 			runCmd := func(args ...string) (int, string, string) {
@@ -145,38 +143,4 @@ func TestOperatorCommandsNeedMigratedDatabase(t *testing.T) {
 	if code := run(context.Background(), []string{"sessions", "list"}, env, &out, &errb); code != exitFail || !strings.Contains(errb.String(), "handoff migrate up") {
 		t.Fatalf("sessions list on an empty database = %d %s", code, errb.String())
 	}
-}
-
-// testPostgresSchemaURL returns a URL of a fresh schema in
-// HANDOFF_TEST_DATABASE_URL's database (dropped after the test), or "" when
-// the variable is unset (CI fails then).
-func testPostgresSchemaURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("HANDOFF_TEST_DATABASE_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HANDOFF_TEST_DATABASE_URL is not set; CI must run the PostgreSQL tests")
-		}
-		return ""
-	}
-	admin, err := sql.Open("pgx", u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := "ops_" + randHex(6)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		_ = admin.Close()
-	})
-	pu, err := url.Parse(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := pu.Query()
-	q.Set("search_path", schema)
-	pu.RawQuery = q.Encode()
-	return pu.String()
 }

@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver for the bench schema
 
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 	"github.com/handoffhq/handoff/rasa/rasatest"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
 	"github.com/handoffhq/handoff/teams/teamstest"
@@ -137,7 +136,7 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 		defer bot.Close()
 		dburl := "sqlite:" + filepath.Join(b.TempDir(), "relay.db")
 		if db == "postgres" {
-			dburl = benchSchemaIn(b, os.Getenv("HANDOFF_TEST_DATABASE_URL"))
+			dburl = storetest.Schema(b, os.Getenv(storetest.EnvDatabaseURL), "bench")
 		}
 		proc, base = startBenchProcess(b, benchServeEnv(b, issuer, bot.URL(), sn.URL(), map[string]string{
 			"HANDOFF_TEST_AS_MAIN": "1",
@@ -320,32 +319,6 @@ func openBenchChat(b *testing.B, sn *snowtest.Instance, first string) {
 		raw, _ := io.ReadAll(resp.Body)
 		b.Fatalf("open chat: %d %s", resp.StatusCode, raw)
 	}
-}
-
-// benchSchemaIn creates a fresh schema in the database of u and returns a
-// URL that uses it; the schema is dropped when the benchmark ends.
-func benchSchemaIn(tb testing.TB, u string) string {
-	tb.Helper()
-	admin, err := sql.Open("pgx", u)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	schema := "bench_" + randHex(6)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		_, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		_ = admin.Close()
-	})
-	pu, err := url.Parse(u)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := pu.Query()
-	q.Set("search_path", schema)
-	pu.RawQuery = q.Encode()
-	return pu.String()
 }
 
 func randHex(n int) string {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
 	"github.com/handoffhq/handoff/teams/teamstest"
 )
@@ -30,7 +31,7 @@ type replicaSet struct {
 // backends).
 func pgSchema(t *testing.T, appName string) string {
 	t.Helper()
-	u, err := url.Parse(benchSchemaIn(t, testPostgresURL(t)))
+	u, err := url.Parse(storetest.Schema(t, storetest.DatabaseURL(t), "t_replicas"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestPostgresConnectionsDropped(t *testing.T) {
 	rs := newReplicaSet(t, 2, dbURL, map[string]string{"HANDOFF_DISPATCH_MAX_ATTEMPTS": "50", "HANDOFF_DISPATCH_LEASE": "3s"})
 	w := rs.w
 
-	admin, err := sql.Open("pgx", testPostgresURL(t))
+	admin, err := sql.Open("pgx", storetest.DatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 	"github.com/handoffhq/handoff/rasa/rasatest"
 	"github.com/handoffhq/handoff/servicenow/snowtest"
 	"github.com/handoffhq/handoff/teams/teamstest"
@@ -416,7 +417,7 @@ func benchDatabase(b *testing.B, baseURL string) string {
 		}
 	}
 	u.Path = "/handoff_bench"
-	return benchSchemaIn(b, u.String())
+	return storetest.Schema(b, u.String(), "bench")
 }
 
 // dbCommits returns the transactions committed in the handoff_bench database.
