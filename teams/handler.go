@@ -349,7 +349,11 @@ func (h *Handler) plausible(t *jwt.Token) bool {
 // Run keeps the signing keys fresh until ctx ends (then it returns nil): it
 // fetches them at once and then every KeyRefresh, and a minute after a
 // failed fetch. Requests never wait for these fetches while keys are cached.
+// On return it cancels the fetch in flight (one a request may have started)
+// and waits for it, so call it for as long as the handler serves: after Run,
+// no fetch starts: a request that finds no cached key is refused.
 func (h *Handler) Run(ctx context.Context) error {
+	defer h.keys.close()
 	for {
 		next := h.cfg.KeyRefresh
 		if err := h.keys.refresh(ctx); err != nil {

@@ -26,6 +26,7 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(h.keys.close)
 	ch := &teamstest.Channel{Issuer: issuer, AppID: testAppID, ServiceURL: "https://smba.trafficmanager.net/emea/", TenantID: testTenant}
 	u := teamstest.NewUser("Fuzz")
 	msg, _ := json.Marshal(ch.Message(u, "hello"))

@@ -104,6 +104,7 @@ func newHandlerFixture(t *testing.T, mutate func(*HandlerConfig)) *handlerFixtur
 		t.Fatal(err)
 	}
 	f.handler = h
+	t.Cleanup(h.keys.close) // after the server: a fetch a request started ends before the test does
 	f.server = httptest.NewServer(h)
 	t.Cleanup(f.server.Close)
 	f.channel = &teamstest.Channel{

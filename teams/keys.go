@@ -68,8 +68,8 @@ type jsonWebKey struct {
 
 // keySet caches the signing keys named by an OpenID metadata document. Its
 // mutex is never held across a fetch: readers get the cached keys at once
-// while one fetch at a time runs in its own goroutine. It is safe for
-// concurrent use.
+// while one fetch at a time runs in its own goroutine, which close cancels
+// and waits for. It is safe for concurrent use.
 type keySet struct {
 	metadataURL string
 	client      *http.Client
@@ -83,7 +83,15 @@ type keySet struct {
 	inflight *fetchCall            // the running fetch, nil if none
 	last     *fetchCall            // the last finished fetch
 	unknown  map[string]time.Time  // kid → refused without a fetch until then
+	closed   bool                  // close was called: no fetch starts
+
+	base    context.Context // the fetches' context, cancelled by close
+	cancel  context.CancelFunc
+	fetches sync.WaitGroup // the fetch goroutines
 }
+
+// errKeySetClosed is the error of a fetch asked for after close.
+var errKeySetClosed = errors.New("teams: the handler has stopped; no signing key fetch starts")
 
 // fetchCall is one fetch of the key set; done is closed when it finished.
 type fetchCall struct {
@@ -93,8 +101,19 @@ type fetchCall struct {
 }
 
 func newKeySet(metadataURL string, client *http.Client, now func() time.Time, spacing time.Duration, log *slog.Logger) *keySet {
+	base, cancel := context.WithCancel(context.Background())
 	return &keySet{metadataURL: metadataURL, client: client, now: now, spacing: spacing, log: log,
-		unknown: map[string]time.Time{}}
+		unknown: map[string]time.Time{}, base: base, cancel: cancel}
+}
+
+// close cancels the fetch in flight, if any, waits for it to end and lets
+// no other start: afterwards nothing of the key set runs.
+func (ks *keySet) close() {
+	ks.mu.Lock()
+	ks.closed = true
+	ks.mu.Unlock()
+	ks.cancel()
+	ks.fetches.Wait()
 }
 
 // key returns the key with id kid. It never waits for the network while the
@@ -199,22 +218,29 @@ func (ks *keySet) startLocked() *fetchCall {
 	if ks.inflight != nil {
 		return ks.inflight
 	}
+	if ks.closed {
+		c := &fetchCall{started: time.Now(), done: make(chan struct{}), err: errKeySetClosed}
+		close(c.done)
+		return c
+	}
 	if ks.last != nil && time.Since(ks.last.started) < ks.spacing {
 		return nil
 	}
 	c := &fetchCall{started: time.Now(), done: make(chan struct{})}
 	ks.inflight = c
+	ks.fetches.Add(1)
 	go func() {
+		defer ks.fetches.Done()
 		// Not cancelled with the request that started it: a caller hanging
-		// up must not count as a failed fetch.
-		ctx, cancel := context.WithTimeout(context.Background(), keysFetchTimeout)
+		// up must not count as a failed fetch. close cancels it.
+		ctx, cancel := context.WithTimeout(ks.base, keysFetchTimeout)
 		defer cancel()
 		keys, err := ks.fetch(ctx)
 		ks.mu.Lock()
 		if err == nil {
 			ks.keys, ks.fetched = keys, ks.now()
 			clear(ks.unknown)
-		} else {
+		} else if ks.base.Err() == nil {
 			ks.log.Warn("teams: fetching signing keys failed", "err", err, "cached_keys", len(ks.keys))
 		}
 		c.err = err

@@ -177,3 +177,57 @@ func TestHandlerRunRefreshesKeys(t *testing.T) {
 		t.Fatal("Run did not stop")
 	}
 }
+
+// When Run returns nothing of the key set runs any more: the fetch a
+// request started is cancelled and over (its request refused: 503), and a
+// later request starts none.
+func TestHandlerRunStopsKeyFetches(t *testing.T) {
+	f := newHandlerFixture(t, func(c *HandlerConfig) { c.KeyRefetchSpacing = time.Millisecond })
+	gt := &gatedTransport{jwksURL: f.issuer.JWKSURL(), entered: make(chan struct{}, 1)}
+	f.handler.keys.client = &http.Client{Transport: gt}
+	gt.close()
+	t.Cleanup(gt.open)
+	answered := make(chan int, 1)
+	go func() {
+		status, _ := f.channel.Post(context.Background(), f.channel.Message(f.user, "hi"))
+		answered <- status
+	}()
+	select {
+	case <-gt.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first request started no fetch of the key set")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.handler.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop while a fetch hung")
+	}
+	f.handler.keys.mu.Lock()
+	inflight := f.handler.keys.inflight
+	f.handler.keys.mu.Unlock()
+	if inflight != nil {
+		t.Fatal("a fetch of the key set still runs after Run returned")
+	}
+	if status := <-answered; status != http.StatusServiceUnavailable {
+		t.Errorf("the request whose fetch was cancelled: %d, want 503", status)
+	}
+	jwks := f.issuer.Counts().JWKS
+	if status, err := f.channel.Post(context.Background(), f.channel.Message(f.user, "again")); err != nil || status != http.StatusServiceUnavailable {
+		t.Errorf("a request after Run: %d %v, want 503", status, err)
+	}
+	select {
+	case <-gt.entered:
+		t.Error("a request after Run started a fetch")
+	default:
+	}
+	if n := f.issuer.Counts().JWKS; n != jwks {
+		t.Errorf("JWKS fetched %d times after Run returned", n-jwks)
+	}
+}
