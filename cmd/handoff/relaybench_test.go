@@ -73,11 +73,15 @@ func BenchmarkRelay(b *testing.B) {
 						b.ReportMetric(ms(x.r.p50), dir+"/"+x.name+"-p50-ms")
 						b.ReportMetric(ms(x.r.p99), dir+"/"+x.name+"-p99-ms")
 						b.ReportMetric(x.r.cpuPerMsg*1000, dir+"/"+x.name+"-cpu-ms/msg")
+						b.ReportMetric(x.r.idlePerSec*1000, dir+"/"+x.name+"-idle-cpu-ms/s")
 					}
-					b.Logf("%-6s %-10s proxy  p50 %6.2f  p95 %6.2f  p99 %7.2f ms  cpu %.3f ms/msg  (%d msgs)",
-						db, dir, ms(p.p50), ms(p.p95), ms(p.p99), p.cpuPerMsg*1000, p.n)
-					b.Logf("%-6s %-10s bridge p50 %6.2f  p95 %6.2f  p99 %7.2f ms  cpu %.3f ms/msg  (%d msgs)",
-						db, dir, ms(br.p50), ms(br.p95), ms(br.p99), br.cpuPerMsg*1000, br.n)
+					for _, x := range []struct {
+						name string
+						r    relayDir
+					}{{"proxy ", p}, {"bridge", br}} {
+						b.Logf("%-6s %-10s %s p50 %6.2f  p95 %6.2f  p99 %7.2f ms  cpu %.3f ms/msg (%.3f without idle; idle %.1f ms/s)  (%d msgs)",
+							db, dir, x.name, ms(x.r.p50), ms(x.r.p95), ms(x.r.p99), x.r.cpuPerMsg*1000, x.r.busyPerMsg*1000, x.r.idlePerSec*1000, x.r.n)
+					}
 					b.Logf("%-6s %-10s bridge/proxy: p50 ×%.1f, p99 ×%.1f, overhead p50 %+.2f ms, p99 %+.2f ms, cpu ×%.1f",
 						db, dir, ms(br.p50)/ms(p.p50), ms(br.p99)/ms(p.p99), ms(br.p50)-ms(p.p50), ms(br.p99)-ms(p.p99),
 						br.cpuPerMsg/p.cpuPerMsg)
@@ -90,6 +94,9 @@ func BenchmarkRelay(b *testing.B) {
 const (
 	relayBenchConvs = 60 // one message a second each: 60 msg/s per direction
 	relayBenchAgent = "Bench Agent"
+	// relayBenchIdle is how long each direction first measures the idle
+	// CPU of the relaying process (chats open, nothing moving).
+	relayBenchIdle = 3 * time.Second
 )
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -97,7 +104,11 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 type relayDir struct {
 	p50, p95, p99 time.Duration
 	cpuPerMsg     float64 // seconds
-	n             int
+	// idlePerSec is the CPU the process spent per second with the chats
+	// open and no message moving, measured just before (seconds per
+	// second); busyPerMsg is cpuPerMsg less that idle share.
+	idlePerSec, busyPerMsg float64
+	n                      int
 }
 
 type relayResult struct{ dirs map[string]relayDir }
@@ -238,7 +249,10 @@ func runRelayBench(b *testing.B, target, db string, d time.Duration) relayResult
 func measureRelay(b *testing.B, proc *exec.Cmd, d time.Duration, chats []*relayChat,
 	send func(*relayChat, string) error, received func(*relayChat) map[string]time.Time) relayDir {
 	b.Helper()
+	idle0, idleAt := procCPU(b, proc.Process.Pid), time.Now()
+	time.Sleep(relayBenchIdle)
 	cpu0 := procCPU(b, proc.Process.Pid)
+	idlePerSec := (cpu0 - idle0).Seconds() / time.Since(idleAt).Seconds()
 	var (
 		mu   sync.Mutex
 		sent = map[string]time.Time{}
@@ -276,9 +290,11 @@ func measureRelay(b *testing.B, proc *exec.Cmd, d time.Duration, chats []*relayC
 		return len(lat) >= len(sent)
 	})
 	cpu := procCPU(b, proc.Process.Pid) - cpu0
+	busy := cpu.Seconds() - idlePerSec*time.Since(start).Seconds()
 	slices.Sort(lat)
 	pct := func(p int) time.Duration { return lat[min(len(lat)-1, len(lat)*p/100)] }
-	return relayDir{p50: pct(50), p95: pct(95), p99: pct(99), cpuPerMsg: cpu.Seconds() / float64(len(lat)), n: len(lat)}
+	return relayDir{p50: pct(50), p95: pct(95), p99: pct(99), cpuPerMsg: cpu.Seconds() / float64(len(lat)),
+		idlePerSec: idlePerSec, busyPerMsg: busy / float64(len(lat)), n: len(lat)}
 }
 
 // findGroups matches each chat to the desk chat whose first message names
