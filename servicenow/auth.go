@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,7 +22,8 @@ import (
 // (singleflight) in its own goroutine, callers that have no usable token wait
 // for it (each bounded by its own context), and while a token that is merely
 // due for renewal is still valid it is served at once and renewed in the
-// background.
+// background. close cancels the fetch in flight and waits for it; no fetch
+// starts after.
 type authorizer struct {
 	t        *transport
 	user     string
@@ -34,7 +36,15 @@ type authorizer struct {
 	expiry   time.Time   // zero: no expiry given
 	inflight *tokenFetch // the running fetch, nil if none
 	gen      uint64      // bumped when the instance rejects the cached token
+	closed   bool        // close was called: no fetch starts
+
+	base    context.Context // the fetches' context, cancelled by close
+	cancel  context.CancelFunc
+	fetches sync.WaitGroup // the fetch goroutines
 }
+
+// errStopped is the error of a token wanted after the client stopped.
+var errStopped = errors.New("servicenow: the client has stopped; no OAuth token request starts")
 
 // tokenFetch is one token request that any number of callers may wait for.
 type tokenFetch struct {
@@ -46,7 +56,18 @@ type tokenFetch struct {
 const tokenFetchTimeout = 2 * time.Minute
 
 func newAuthorizer(t *transport, user, password string, o *OAuth) *authorizer {
-	return &authorizer{t: t, user: user, password: password, oauth: o}
+	base, cancel := context.WithCancel(context.Background())
+	return &authorizer{t: t, user: user, password: password, oauth: o, base: base, cancel: cancel}
+}
+
+// close cancels the token fetch in flight, if any, waits for it to end and
+// lets no other start.
+func (a *authorizer) close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.cancel()
+	a.fetches.Wait()
 }
 
 func (a *authorizer) header(ctx context.Context) (string, error) {
@@ -99,10 +120,17 @@ func (a *authorizer) startLocked() *tokenFetch {
 		return a.inflight
 	}
 	f := &tokenFetch{done: make(chan struct{})}
+	if a.closed {
+		f.err = errStopped
+		close(f.done)
+		return f
+	}
 	a.inflight = f
 	refresh, gen := a.refresh, a.gen
+	a.fetches.Add(1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tokenFetchTimeout)
+		defer a.fetches.Done()
+		ctx, cancel := context.WithTimeout(a.base, tokenFetchTimeout)
 		defer cancel()
 		tr, err := a.fetch(ctx, refresh)
 		a.mu.Lock()
@@ -160,6 +188,9 @@ func (a *authorizer) fetch(ctx context.Context, refresh string) (token, error) {
 		tr, err := a.request(ctx, form)
 		if err == nil {
 			return tr, nil
+		}
+		if ctx.Err() != nil {
+			return token{}, err // stopped or out of time: the grant would fail too
 		}
 		a.t.log.Info("servicenow token refresh failed; requesting a new token", "err", err)
 	}

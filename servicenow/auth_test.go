@@ -1,10 +1,13 @@
 package servicenow_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,15 +224,23 @@ func eventually(t *testing.T, cond func() bool, what string) {
 type gate struct {
 	in      *snowtest.Instance
 	release chan struct{}
-	waiting atomic.Int32
+	waiting atomic.Int32 // token requests that came to the gate
+	held    atomic.Int32 // token requests at the gate now
 }
 
 func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/oauth_token.do" {
+		// Read the body first: only then does the server notice a client
+		// that hangs up (r.Context ends).
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		g.waiting.Add(1)
+		g.held.Add(1)
 		select {
 		case <-g.release:
+			g.held.Add(-1)
 		case <-r.Context().Done():
+			g.held.Add(-1)
 			return
 		}
 	}
@@ -302,4 +313,54 @@ func TestOAuthRefreshDoesNotBlock(t *testing.T) {
 		t.Errorf("%d token requests started during renewal, want 1", g.waiting.Load())
 	}
 	close(g.release)
+}
+
+// When Run's context ends, a token renewal still running is cancelled and
+// over before Run returns, and none starts after: a request that then needs
+// a token fails and says why.
+func TestRunStopsTokenFetch(t *testing.T) {
+	in := oauthFake(t)
+	g := &gate{in: in, release: make(chan struct{})}
+	close(g.release)
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	c, err := servicenow.New(servicenow.Config{InstanceURL: srv.URL, Username: snowtest.DefaultUser, Password: snowtest.DefaultPassword,
+		Queue: snowtest.DefaultQueue, Timeout: 5 * time.Second, Now: in.Now, Logger: testLogger(t),
+		OAuth: &servicenow.OAuth{GrantType: servicenow.GrantPassword, ClientID: "bridge-client", ClientSecret: "client-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
+	if _, err := c.Queues(context.Background()); err != nil {
+		t.Fatalf("Queues: %v", err)
+	}
+
+	g.release = make(chan struct{})
+	t.Cleanup(func() { close(g.release) })
+	in.Advance(snowtest.DefaultTokenTTL - 30*time.Second) // due for renewal, still valid
+	if _, err := c.Queues(context.Background()); err != nil {
+		t.Fatalf("Queues with a token due for renewal: %v", err)
+	}
+	eventually(t, func() bool { return g.held.Load() == 1 }, "the background renewal")
+	stop()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run returned %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return while a token renewal hung")
+	}
+	eventually(t, func() bool { return g.held.Load() == 0 }, "the renewal's request cancelled")
+
+	in.Advance(time.Minute) // the token has expired
+	tokens := g.waiting.Load()
+	if _, err := c.Queues(context.Background()); err == nil || !strings.Contains(err.Error(), "client has stopped") {
+		t.Errorf("Queues after Run: %v, want the client's stop named", err)
+	}
+	if n := g.waiting.Load(); n != tokens {
+		t.Errorf("%d token requests after Run returned, want none", n-tokens)
+	}
 }

@@ -45,5 +45,10 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// Run lives as long as the desk may send: when ctx ends it cancels an OAuth
+// token fetch still running (one a request started to renew the token) and
+// waits for it, then returns nil. Stop it after the last send.
+func (c *Client) Run(ctx context.Context) error { return c.t.run(ctx) }
+
 // do performs cl through the transport.
 func (c *Client) do(ctx context.Context, cl call) (json.RawMessage, error) { return c.t.do(ctx, cl) }

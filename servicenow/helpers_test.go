@@ -58,6 +58,10 @@ func newClient(t testing.TB, in *snowtest.Instance, mod func(*servicenow.Config)
 	if err != nil {
 		t.Fatalf("servicenow.New: %v", err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(ran) }()
+	t.Cleanup(func() { stop(); <-ran }) // before the fakes close: no token fetch outlives the test
 	return c
 }
 

@@ -76,6 +76,16 @@ func newTransport(cfg transportConfig) *transport {
 	return t
 }
 
+// run holds the transport's background work, the OAuth token fetches that
+// requests start, to a lifecycle: it blocks until ctx ends, then cancels the
+// fetch in flight and waits for it; afterwards no fetch starts, and a
+// request that needs a new token fails.
+func (t *transport) run(ctx context.Context) error {
+	<-ctx.Done()
+	t.auth.close()
+	return nil
+}
+
 // defaultThrottle is how long a 429 without Retry-After or X-RateLimit-Reset
 // is waited out.
 const defaultThrottle = 60 * time.Second

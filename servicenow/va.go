@@ -105,6 +105,11 @@ type VAClient struct {
 	now func() time.Time
 }
 
+// Run lives as long as the desk may send: when ctx ends it cancels an OAuth
+// token fetch still running and waits for it, then returns nil. Stop it
+// after the last send.
+func (c *VAClient) Run(ctx context.Context) error { return c.t.run(ctx) }
+
 // vaData is the VA desk's data for a chat (bridge.DeskChat.Data, JSON): what
 // every request of the conversation repeats.
 type vaData struct {

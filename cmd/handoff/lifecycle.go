@@ -10,7 +10,9 @@ import (
 // stage orders the background loops. Loops start in stage order and stop in
 // reverse, after the HTTP server stopped taking requests:
 //
-//	stageDispatch  the outbox dispatcher: stops last of the loops, so what the
+//	stageClients   the desk clients' own background work (ServiceNow's OAuth
+//	               token renewals): stops after the last send
+//	stageDispatch  the outbox dispatcher: stops after the jobs, so what the
 //	               jobs and the webhook sequencer queued while stopping is
 //	               still sent (or released for another replica)
 //	stageLeader    the job leases: released once the jobs stopped, so another
@@ -20,7 +22,8 @@ import (
 type stage int
 
 const (
-	stageDispatch stage = iota
+	stageClients stage = iota
+	stageDispatch
 	stageLeader
 	stageJobs
 	stages

@@ -56,7 +56,7 @@ func lifecycleApp(t *testing.T, ev *events, release chan struct{}, stuck string)
 	for _, l := range []struct {
 		name  string
 		stage stage
-	}{{"dispatcher", stageDispatch}, {"leader", stageLeader}, {"poller", stageJobs}, {"sweeper", stageJobs}} {
+	}{{"desk client", stageClients}, {"dispatcher", stageDispatch}, {"leader", stageLeader}, {"poller", stageJobs}, {"sweeper", stageJobs}} {
 		a.loops = append(a.loops, loop{name: l.name, stage: l.stage, run: func(ctx context.Context) error {
 			<-ctx.Done()
 			if l.name == stuck {
@@ -94,14 +94,15 @@ func checkOrder(t *testing.T, got []string) {
 	answered := position(t, got, "request answered")
 	poller, sweeper := position(t, got, "poller stopped"), position(t, got, "sweeper stopped")
 	leader, disp := position(t, got, "leader stopped"), position(t, got, "dispatcher stopped")
-	if !(answered < poller && answered < sweeper && poller < leader && sweeper < leader && leader < disp) {
-		t.Fatalf("stop order %q: want the request answered, then poller and sweeper, then leader, then dispatcher", got)
+	client := position(t, got, "desk client stopped")
+	if !(answered < poller && answered < sweeper && poller < leader && sweeper < leader && leader < disp && disp < client) {
+		t.Fatalf("stop order %q: want the request answered, then poller and sweeper, then leader, then dispatcher, then the desk client", got)
 	}
 }
 
 // TestShutdownIsOrdered: on cancel the in-flight request is answered first,
-// then the jobs stop, then the leases, then the dispatcher, and the store
-// closes last.
+// then the jobs stop, then the leases, then the dispatcher, then the desk
+// client's background work, and the store closes last.
 func TestShutdownIsOrdered(t *testing.T) {
 	ev, release := &events{}, make(chan struct{})
 	a := lifecycleApp(t, ev, release, "")

@@ -104,12 +104,14 @@ func (a *app) wire(ctx context.Context, ov *overrides) error {
 			return fmt.Errorf("configure servicenow va desk (HANDOFF_SERVICENOW_*, HANDOFF_VA_*): %w", err)
 		}
 		desk = va
+		a.loops = append(a.loops, loop{name: "servicenow-va-client", stage: stageClients, run: va.Run})
 	default:
 		sn, err = servicenow.New(snCfg)
 		if err != nil {
 			return fmt.Errorf("configure servicenow (HANDOFF_SERVICENOW_*): %w", err)
 		}
 		desk = sn
+		a.loops = append(a.loops, loop{name: "servicenow-client", stage: stageClients, run: sn.Run})
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := sn.CheckQueue(cctx)
 		cancel()
