@@ -167,6 +167,13 @@ func TestHandlerRunRefreshesKeys(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	stopRun(t, cancel, done)
+}
+
+// stopRun cancels a running Handler.Run and wants it to return nil within
+// 30 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
@@ -174,7 +181,7 @@ func TestHandlerRunRefreshesKeys(t *testing.T) {
 			t.Fatalf("Run returned %v, want nil", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop")
+		t.Fatal("Run did not stop within 30 s")
 	}
 }
 
@@ -200,15 +207,7 @@ func TestHandlerRunStopsKeyFetches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.handler.Run(ctx) }()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run returned %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not stop while a fetch hung")
-	}
+	stopRun(t, cancel, done) // while the fetch hangs
 	f.handler.keys.mu.Lock()
 	inflight := f.handler.keys.inflight
 	f.handler.keys.mu.Unlock()
