@@ -5,7 +5,6 @@ package bridge_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/handoffhq/handoff/bridge"
 	"github.com/handoffhq/handoff/bridge/store"
+	"github.com/handoffhq/handoff/bridge/store/storetest"
 )
 
 // BenchmarkEngine pushes messages through the delivery engine alone (relay,
@@ -29,11 +29,7 @@ import (
 // `make bench-engine`; PostgreSQL runs too when HANDOFF_TEST_DATABASE_URL is
 // set.
 func BenchmarkEngine(b *testing.B) {
-	dbs := []string{"sqlite"}
-	if os.Getenv("HANDOFF_TEST_DATABASE_URL") != "" {
-		dbs = append(dbs, "postgres")
-	}
-	for _, db := range dbs {
+	for _, db := range storetest.Databases() {
 		for _, dir := range []string{"agent-user", "user-agent"} {
 			b.Run(db+"/"+dir, func(b *testing.B) {
 				benchEngine(b, engineStore(b, db), dir)

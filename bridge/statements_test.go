@@ -32,10 +32,6 @@ import (
 // kicks coalesce, so on timing. Each costs one statement, and on SQLite one
 // transaction; they are taken out of the other counts.
 func TestStatementsPerMessage(t *testing.T) {
-	dbs := []string{"sqlite"}
-	if os.Getenv("HANDOFF_TEST_DATABASE_URL") != "" {
-		dbs = append(dbs, "postgres")
-	}
 	type bound struct{ statements, writeCommits, transactions, emptyRounds float64 }
 	tests := []struct {
 		dir string
@@ -57,7 +53,7 @@ func TestStatementsPerMessage(t *testing.T) {
 			"sqlite":   {statements: 9.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 0.5},
 			"postgres": {statements: 10.1, writeCommits: 2.1, transactions: 2.1, emptyRounds: 2}}},
 	}
-	for _, db := range dbs {
+	for _, db := range storetest.Databases() {
 		for _, tt := range tests {
 			name := db + "/" + tt.dir
 			if tt.fromPoll {

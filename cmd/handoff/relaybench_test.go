@@ -49,15 +49,11 @@ import (
 // The proxy verifies nothing and stores nothing: it is the floor any relay
 // pays for two HTTP hops, not a design alternative.
 func BenchmarkRelay(b *testing.B) {
-	dbs := []string{"sqlite"}
-	if os.Getenv("HANDOFF_TEST_DATABASE_URL") != "" {
-		dbs = append(dbs, "postgres")
-	}
 	secs := 10
 	if v, err := strconv.Atoi(os.Getenv("HANDOFF_BENCH_SECONDS")); err == nil && v > 0 {
 		secs = v
 	}
-	for _, db := range dbs {
+	for _, db := range storetest.Databases() {
 		b.Run(db, func(b *testing.B) {
 			for b.Loop() {
 				var res [2]relayResult
@@ -74,12 +70,7 @@ func BenchmarkRelay(b *testing.B) {
 						b.ReportMetric(ms(x.r.p99), dir+"/"+x.name+"-p99-ms")
 						b.ReportMetric(x.r.cpuPerMsg*1000, dir+"/"+x.name+"-cpu-ms/msg")
 						b.ReportMetric(x.r.idlePerSec*1000, dir+"/"+x.name+"-idle-cpu-ms/s")
-					}
-					for _, x := range []struct {
-						name string
-						r    relayDir
-					}{{"proxy ", p}, {"bridge", br}} {
-						b.Logf("%-6s %-10s %s p50 %6.2f  p95 %6.2f  p99 %7.2f ms  cpu %.3f ms/msg (%.3f without idle; idle %.1f ms/s)  (%d msgs)",
+						b.Logf("%-6s %-10s %-6s p50 %6.2f  p95 %6.2f  p99 %7.2f ms  cpu %.3f ms/msg (%.3f without idle; idle %.1f ms/s)  (%d msgs)",
 							db, dir, x.name, ms(x.r.p50), ms(x.r.p95), ms(x.r.p99), x.r.cpuPerMsg*1000, x.r.busyPerMsg*1000, x.r.idlePerSec*1000, x.r.n)
 					}
 					b.Logf("%-6s %-10s bridge/proxy: p50 ×%.1f, p99 ×%.1f, overhead p50 %+.2f ms, p99 %+.2f ms, cpu ×%.1f",

@@ -53,7 +53,7 @@ import (
 // process are written there as bridge.pprof and fakes.pprof.
 // HANDOFF_BENCH_SERVE_X=v runs the bridge with HANDOFF_X=v.
 func BenchmarkScale(b *testing.B) {
-	base := os.Getenv("HANDOFF_TEST_DATABASE_URL")
+	base := os.Getenv(storetest.EnvDatabaseURL)
 	if base == "" {
 		b.Skip("set HANDOFF_TEST_DATABASE_URL=postgres://… to run the scale benchmark")
 	}

@@ -33,6 +33,15 @@ func DatabaseURL(tb testing.TB) string {
 	return u
 }
 
+// Databases names the databases a test or benchmark runs against: "sqlite"
+// always, then "postgres" when EnvDatabaseURL is set.
+func Databases() []string {
+	if os.Getenv(EnvDatabaseURL) == "" {
+		return []string{"sqlite"}
+	}
+	return []string{"sqlite", "postgres"}
+}
+
 // Schema creates a schema named prefix_<12 hex digits> in the database of
 // base and returns base with its search_path set to that schema. The schema
 // is dropped, with everything in it, when tb ends.

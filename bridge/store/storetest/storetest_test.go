@@ -45,3 +45,15 @@ func TestSchema(t *testing.T) {
 		t.Errorf("schema %s: %d left after its test (%v), want it dropped", schema, n, err)
 	}
 }
+
+func TestDatabases(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want string
+	}{{"", "sqlite"}, {"postgres://postgres@127.0.0.1:5432/x", "sqlite postgres"}} {
+		t.Setenv(EnvDatabaseURL, tc.url)
+		if got := strings.Join(Databases(), " "); got != tc.want {
+			t.Errorf("%s=%q: Databases() = %q, want %q", EnvDatabaseURL, tc.url, got, tc.want)
+		}
+	}
+}
