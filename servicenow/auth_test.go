@@ -325,7 +325,8 @@ func TestRunStopsTokenFetch(t *testing.T) {
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
 	c, err := servicenow.New(servicenow.Config{InstanceURL: srv.URL, Username: snowtest.DefaultUser, Password: snowtest.DefaultPassword,
-		Queue: snowtest.DefaultQueue, Timeout: 5 * time.Second, Now: in.Now, Logger: testLogger(t),
+		// A request timeout beyond eventually's 20 s: only a cancel ends the held request in time.
+		Queue: snowtest.DefaultQueue, Timeout: time.Minute, Now: in.Now, Logger: testLogger(t),
 		OAuth: &servicenow.OAuth{GrantType: servicenow.GrantPassword, ClientID: "bridge-client", ClientSecret: "client-secret"}})
 	if err != nil {
 		t.Fatal(err)
